@@ -1,0 +1,1 @@
+"""Weave Net network policy controller (weave-npc), in Python."""

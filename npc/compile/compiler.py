@@ -1,0 +1,303 @@
+"""Cluster state → :class:`Ruleset`: the complete NetworkPolicy v1 semantics, pure.
+
+Isolation follows weave-npc's model.  Each namespace has an ingress and an egress
+*default-allow* set holding its pods that no policy of that direction selects; the
+``WEAVE-NPC-DEFAULT`` / ``WEAVE-NPC-EGRESS-DEFAULT`` chains let their traffic through.
+A selected pod is left out of the set, so only the policy rules in ``WEAVE-NPC-INGRESS``
+or ``WEAVE-NPC-EGRESS-CUSTOM`` can allow its traffic.  Every policy rule is an allow, so
+rule order never matters and policies add up.
+
+One kernel rule is emitted per (peer × port) of a policy rule.  Named ports are resolved
+per destination pod: for each number a name resolves to, the rule also requires the
+destination to be in the set of pods on which the name means that number.  Whatever the
+compiler cannot honour is left out of the *allow* rules and reported, so it fails closed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from npc.compile import names
+from npc.compile.layout import static_chains
+from npc.compile.ruleset import (
+    L4,
+    Accept,
+    Addr,
+    Chain,
+    CompileProblem,
+    Direction,
+    InSet,
+    IpSet,
+    Jump,
+    Match,
+    Member,
+    Origin,
+    Return,
+    Rule,
+    Ruleset,
+    SetKind,
+)
+from npc.compile.selection import Selection
+from npc.model.objects import (
+    ClusterState,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyType,
+    PortSpec,
+)
+
+COMMENT_LIMIT = 200
+"""Room for our text in a rule comment (the kernel's xt_comment limit is 256 bytes; the
+renderer appends the rule fingerprint)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    allow_mcast: bool = True
+    bridge_port: str = "vethwe-bridge"
+    max_list_size: int = 1024
+
+
+def _pod_member(pod: Pod) -> Member:
+    return Member(str(pod.ipv4), f"namespace: {pod.namespace}, pod: {pod.name}")
+
+
+def _pod_members(pods: tuple[Pod, ...] | list[Pod]) -> tuple[Member, ...]:
+    by_ip: dict[str, Member] = {}
+    for pod in sorted(pods):
+        by_ip.setdefault(str(pod.ipv4), _pod_member(pod))
+    return tuple(sorted(by_ip.values()))
+
+
+def _selector_text(selector: LabelSelector) -> str:
+    return selector.canonical()
+
+
+class _Compilation:
+    """The work of one compile: the set registry and the rules, built up in order."""
+
+    def __init__(self, state: ClusterState, options: Options) -> None:
+        self.state = state
+        self.options = options
+        self.sel = Selection(state)
+        self.sets: dict[str, IpSet] = {}
+        self.problems: list[CompileProblem] = []
+
+    # ---- sets ------------------------------------------------------------------------
+    def _add_set(self, source: str, kind: SetKind, description: str,
+                 members: tuple[Member, ...]) -> str:
+        name = names.set_name(source)
+        if name not in self.sets:
+            self.sets[name] = IpSet(name, kind, source, description, members)
+        return name
+
+    def pod_set(self, namespace: str, selector: LabelSelector) -> str:
+        return self._add_set(
+            names.pod_selector_source(namespace, selector), SetKind.HASH_IP,
+            f"pods: namespace: {namespace}, selector: {_selector_text(selector)}",
+            _pod_members(self.sel.pods(namespace, selector)))
+
+    def namespace_list_set(self, selector: LabelSelector) -> str | None:
+        matching = self.sel.namespaces(selector)
+        if len(matching) > self.options.max_list_size:
+            return None
+        members = tuple(Member(self.pod_set(ns, LabelSelector()), f"namespace: {ns}")
+                        for ns in matching)
+        return self._add_set(names.namespace_selector_source(selector), SetKind.LIST_SET,
+                             f"namespaces: selector: {_selector_text(selector)}",
+                             tuple(sorted(members)))
+
+    def combined_set(self, ns_selector: LabelSelector, pod_selector: LabelSelector) -> str:
+        pods = [p for ns in self.sel.namespaces(ns_selector)
+                for p in self.sel.pods(ns, pod_selector)]
+        return self._add_set(
+            names.combined_selector_source(ns_selector, pod_selector), SetKind.HASH_IP,
+            f"namespaces: selector: {_selector_text(ns_selector)}, "
+            f"pods: selector: {_selector_text(pod_selector)}", _pod_members(pods))
+
+    def except_set(self, namespace: str, block: IPBlock) -> str:
+        members = tuple(sorted(Member(e, f"excepted from {block.cidr}") for e in block.excepts))
+        return self._add_set(names.except_source(namespace, block.excepts), SetKind.HASH_NET,
+                             f"except: {' '.join(block.excepts)}", members)
+
+    def named_port_set(self, name: str, spec: PortSpec, number: int) -> str:
+        pods = self.sel.named_ports.get((name, spec.protocol), {}).get(number, ())
+        return self._add_set(
+            names.named_port_source(name, spec.protocol, number), SetKind.HASH_IP,
+            f"named port {name} = {spec.protocol.value.lower()}/{number}", _pod_members(pods))
+
+    # ---- peers and ports -----------------------------------------------------------
+    def peer_terms(self, policy: NetworkPolicy, peer: Peer | None,
+                   side: Direction) -> tuple[tuple[Match, ...], str] | None:
+        """Matches selecting ``peer`` on ``side`` and a description; None if it can match
+        no IPv4 traffic at all."""
+        if peer is None:
+            return (), "anywhere"
+        if peer.ip_block is not None:
+            block = peer.ip_block
+            if ipaddress.ip_network(block.cidr).version != 4:
+                return None  # an IPv6 block matches no IPv4 packet
+            terms: list[Match] = [Addr(side, block.cidr)]
+            desc = f"cidr: {block.cidr}"
+            if block.excepts:
+                terms.append(InSet(side, self.except_set(policy.namespace, block), negate=True))
+                desc += f" except [{' '.join(block.excepts)}]"
+            return tuple(terms), desc
+        if peer.namespace_selector is None:
+            selector = peer.pod_selector or LabelSelector()
+            return ((InSet(side, self.pod_set(policy.namespace, selector)),),
+                    f"pods: namespace: {policy.namespace}, selector: {_selector_text(selector)}")
+        if peer.pod_selector is None or peer.pod_selector.is_empty:
+            ns_sel = peer.namespace_selector
+            listed = self.namespace_list_set(ns_sel)
+            if listed is not None:
+                return ((InSet(side, listed),),
+                        f"namespaces: selector: {_selector_text(ns_sel)}")
+            # Too many namespaces for a list:set of --max-list-size: one hash:ip set of
+            # all their pods has the same meaning.
+            return ((InSet(side, self.combined_set(ns_sel, LabelSelector())),),
+                    f"namespaces: selector: {_selector_text(ns_sel)}")
+        return ((InSet(side, self.combined_set(peer.namespace_selector, peer.pod_selector)),),
+                f"namespaces: selector: {_selector_text(peer.namespace_selector)}, "
+                f"pods: selector: {_selector_text(peer.pod_selector)}")
+
+    def port_variants(self, spec: PortSpec | None, targets: tuple[Pod, ...],
+                      direction: PolicyType) -> list[tuple[tuple[Match, ...], str]]:
+        """Alternatives of (matches, description) for one port entry; [] allows nothing."""
+        if spec is None:
+            return [((), "any port")]
+        proto = spec.protocol
+        if spec.port is None:
+            return [((L4(proto),), f"{proto.value.lower()}/any")]
+        if isinstance(spec.port, int):
+            high = spec.end_port if spec.end_port is not None else spec.port
+            text = f"{spec.port}" if high == spec.port else f"{spec.port}:{high}"
+            return [((L4(proto, spec.port, high),), f"{proto.value.lower()}/{text}")]
+        resolved = self.sel.named_ports.get((spec.port, proto), {})
+        if direction is PolicyType.INGRESS:
+            # The destination is the target pod: only numbers it resolves to matter.
+            target_set = set(targets)
+            numbers = sorted(n for n, pods in resolved.items() if target_set.intersection(pods))
+        else:
+            numbers = sorted(resolved)
+        return [((L4(proto, n, n), InSet(Direction.DST, self.named_port_set(spec.port, spec, n))),
+                 f"{proto.value.lower()}/{spec.port}={n}") for n in numbers]
+
+    # ---- policies --------------------------------------------------------------------
+    def policy_rules(self, policy: NetworkPolicy, direction: PolicyType) -> list[Rule]:
+        if direction not in policy.policy_types:
+            return []
+        selector = policy.pod_selector
+        targets = self.sel.pods(policy.namespace, selector)
+        if not targets:
+            return []  # a policy that selects no pods does nothing
+        target_side = Direction.DST if direction is PolicyType.INGRESS else Direction.SRC
+        peer_side = Direction.SRC if direction is PolicyType.INGRESS else Direction.DST
+        target_set = self.pod_set(policy.namespace, selector)
+        target_desc = f"pods: namespace: {policy.namespace}, selector: {_selector_text(selector)}"
+        word = "ingress" if direction is PolicyType.INGRESS else "egress"
+        out: list[Rule] = []
+        for ri, rule in enumerate(policy.rules(direction)):
+            peers: list[tuple[int, Peer | None]] = list(enumerate(rule.peers)) or [(-1, None)]
+            ports: list[tuple[int, PortSpec | None]] = list(enumerate(rule.ports)) or [(-1, None)]
+            for pi, peer in peers:
+                peer_part = self.peer_terms(policy, peer, peer_side)
+                if peer_part is None:
+                    continue
+                peer_terms, peer_desc = peer_part
+                for qi, spec in ports:
+                    for port_terms, port_desc in self.port_variants(spec, targets, direction):
+                        l4 = [t for t in port_terms if isinstance(t, L4)]
+                        rest = [t for t in port_terms if not isinstance(t, L4)]
+                        matches = (*l4, *peer_terms, InSet(target_side, target_set), *rest)
+                        src, dst = ((peer_desc, target_desc) if direction is PolicyType.INGRESS
+                                    else (target_desc, peer_desc))
+                        origin = Origin(policy.key, word, ri, pi, qi)
+                        text = f"{policy.key} {word}[{ri}]: {src} -> {dst} {port_desc} ({word})"
+                        out.append(Rule(matches, Accept(), text[:COMMENT_LIMIT], (origin,)))
+        return out
+
+    def isolated_ips(self, direction: PolicyType) -> set[str]:
+        isolated: set[str] = set()
+        for policy in self.state.policies:
+            if direction in policy.policy_types:
+                isolated.update(str(p.ipv4) for p in self.sel.pods(policy.namespace,
+                                                                     policy.pod_selector))
+        return isolated
+
+    def default_allow_set(self, namespace: str, direction: PolicyType,
+                          isolated: set[str]) -> str:
+        # An IP shared by an isolated pod and another pod stays isolated (fail closed).
+        pods = [p for p in self.sel.pods_in(namespace) if str(p.ipv4) not in isolated]
+        if direction is PolicyType.INGRESS:
+            source = names.ingress_default_allow_source(namespace)
+        else:
+            source = names.egress_default_allow_source(namespace)
+        return self._add_set(source, SetKind.HASH_IP,
+                             f"{direction.value.lower()} default-allow: namespace {namespace}",
+                             _pod_members(pods))
+
+
+def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
+    """Identical rules from different policies become one, remembering every origin."""
+    merged: dict[str, Rule] = {}
+    for rule in rules:
+        key = rule.fingerprint
+        if key in merged:
+            first = merged[key]
+            merged[key] = Rule(first.matches, first.verdict, first.comment,
+                               first.origins + rule.origins)
+        else:
+            merged[key] = rule
+    return tuple(merged.values())
+
+
+def compile_ruleset(state: ClusterState, options: Options | None = None) -> Ruleset:
+    """Compile ``state`` into the desired kernel state.  Pure and deterministic."""
+    options = options or Options()
+    c = _Compilation(state, options)
+    for policy in state.policies:
+        if policy.rejected:
+            c.problems.append(CompileProblem(
+                f"NetworkPolicy {policy.key}",
+                f"rejected, its pods are isolated and nothing is allowed: {policy.rejected}"))
+    ingress = _merge_duplicates([r for p in state.policies
+                                 for r in c.policy_rules(p, PolicyType.INGRESS)])
+    egress = _merge_duplicates([r for p in state.policies
+                                for r in c.policy_rules(p, PolicyType.EGRESS)])
+    isolated_in = c.isolated_ips(PolicyType.INGRESS)
+    isolated_out = c.isolated_ips(PolicyType.EGRESS)
+    default_rules: list[Rule] = []
+    egress_default_rules: list[Rule] = []
+    for ns in c.sel.namespace_names():
+        comment_in = f"DefaultAllow ingress isolation for namespace: {ns}"
+        comment_out = f"DefaultAllow egress isolation for namespace: {ns}"
+        origin = (Origin(what=f"default-allow {ns}"),)
+        in_set = c.default_allow_set(ns, PolicyType.INGRESS, isolated_in)
+        out_set = c.default_allow_set(ns, PolicyType.EGRESS, isolated_out)
+        default_rules.append(Rule((InSet(Direction.DST, in_set),), Accept(), comment_in, origin))
+        egress_default_rules += [
+            Rule((InSet(Direction.SRC, out_set),), Jump(names.EGRESS_ACCEPT_CHAIN),
+                 comment_out, origin),
+            Rule((InSet(Direction.SRC, out_set),), Return(), comment_out, origin)]
+    custom: list[Rule] = []
+    for rule in egress:
+        # An egress allow only marks the packet: it may still face ingress checks.
+        custom.append(Rule(rule.matches, Jump(names.EGRESS_ACCEPT_CHAIN), rule.comment,
+                           rule.origins))
+        custom.append(Rule(rule.matches, Return(), rule.comment, rule.origins))
+    any_egress = any(PolicyType.EGRESS in p.policy_types for p in state.policies)
+    chains = static_chains(options.allow_mcast, options.bridge_port, egress_drop=any_egress)
+    dynamic = {
+        names.DEFAULT_CHAIN: tuple(default_rules),
+        names.INGRESS_CHAIN: ingress,
+        names.EGRESS_DEFAULT_CHAIN: tuple(egress_default_rules),
+        names.EGRESS_CUSTOM_CHAIN: tuple(custom),
+    }
+    chains = tuple(Chain(ch.name, dynamic.get(ch.name, ch.rules)) for ch in chains)
+    return Ruleset(tuple(sorted(c.sets.values(), key=lambda s: s.name)), chains,
+                   tuple(sorted(c.problems)))

@@ -1,0 +1,188 @@
+"""The iptables + ipset backend: apply a :class:`Ruleset` in one transaction per tool.
+
+A sync reads the kernel (``ipset save``, ``iptables-save -t filter``), then writes:
+
+1. one ``ipset restore`` (new sets, member deltas, build-aside-and-swap for wholesale
+   changes; see :mod:`npc.render.ipsets`);
+2. one ``iptables-restore --noflush --wait`` rewriting only the chains whose rules differ
+   (compared by the fingerprints kept in rule comments), plus the hooks if asked;
+3. only when sets became garbage, one more ``ipset restore`` destroying them (a set can
+   only go once no rule refers to it, i.e. after step 2).
+
+When the kernel already matches, nothing is written: a second apply changes nothing,
+not even packet counters.  Nothing is ever flushed in place, so a restart adopts what it
+finds and converges without opening or closing anything in between.
+
+Mode: iptables has two kernel back ends (legacy xtables and nf_tables) with separate rule
+sets; npc must use the one kube-proxy and weaver use.  ``IPTABLES_BACKEND`` (``nft`` or
+``legacy``) decides; otherwise it is detected as weave's launch script does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from npc.compile import names
+from npc.compile.ruleset import Chain, InSet, Ruleset
+from npc.dataplane.exec import CommandError, Runner
+from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
+from npc.render import ipsets as ipset_render
+from npc.render.iptables import FINGERPRINT, render_chains
+
+_COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def detect_mode(runner: Runner, env: dict[str, str] | None = None) -> str:
+    """``nft`` or ``legacy``: ``IPTABLES_BACKEND`` if set, else weave's heuristic —
+    legacy when iptables-legacy-save shows 10 or more rules or at least as many as
+    iptables-nft-save, nft otherwise."""
+    env = dict(os.environ) if env is None else env
+    forced = env.get("IPTABLES_BACKEND", "").strip()
+    if forced:
+        if forced not in ("nft", "legacy"):
+            raise ValueError(f"IPTABLES_BACKEND={forced!r}: must be 'nft' or 'legacy'")
+        return forced
+
+    def count(tool: str) -> int:
+        try:
+            out = runner([tool])
+        except (CommandError, OSError):
+            return 0
+        return sum(1 for line in out.splitlines() if line.startswith("-"))
+
+    legacy = count("iptables-legacy-save")
+    if legacy >= 10:
+        return "legacy"
+    return "legacy" if legacy >= count("iptables-nft-save") else "nft"
+
+
+@dataclass
+class KernelState:
+    sets: dict[str, ipset_render.KernelSet]
+    chains: dict[str, tuple[str, ...]]  # our chain → fingerprints of its rules
+    save_text: str
+
+
+def chain_fingerprints(save_text: str) -> dict[str, tuple[str, ...]]:
+    """Our chains in ``iptables-save`` output → the fingerprints in their rule comments.
+    A rule without a fingerprint (not written by us) gets "?" so it never compares equal."""
+    chains: dict[str, list[str]] = {}
+    for line in save_text.splitlines():
+        if line.startswith(":WEAVE-NPC"):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A WEAVE-NPC"):
+            chain = line.split()[1]
+            m = _COMMENT.search(line)
+            comment = (m.group(1) or m.group(2)) if m else ""
+            fp = FINGERPRINT.search(comment.replace('\\"', '"'))
+            chains.setdefault(chain, []).append(fp.group(1) if fp else "?")
+    return {k: tuple(v) for k, v in chains.items()}
+
+
+@dataclass
+class ApplyReport:
+    """What one apply wrote (empty lists: the kernel already matched)."""
+
+    ipset_lines: int = 0
+    chains_rewritten: list[str] = field(default_factory=list)
+    hooks_installed: bool = False
+    sets_destroyed: list[str] = field(default_factory=list)
+    commands: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ipset_lines or self.chains_rewritten or self.hooks_installed
+                    or self.sets_destroyed)
+
+
+class IptablesBackend:
+    def __init__(self, runner: Runner, *, mode: str, list_size: int = 1024,
+                 bridge: str = "weave") -> None:
+        self.run = runner
+        self.mode = mode
+        self.list_size = list_size
+        self.bridge = bridge
+
+    def _tool(self, what: str) -> str:
+        return f"iptables-{self.mode}-{what}" if what else f"iptables-{self.mode}"
+
+    def read_state(self) -> KernelState:
+        sets = ipset_render.parse_ipset_save(self.run(["ipset", "save"]))
+        save = self.run([self._tool("save"), "-t", "filter"])
+        return KernelState(sets, chain_fingerprints(save), save)
+
+    def render_restore(self, ruleset: Ruleset, state: KernelState | None, *,
+                       install_hooks: bool) -> tuple[ipset_render.IpsetPlan, list[Chain], str]:
+        """The ipset plan, the chains to rewrite and the iptables-restore text."""
+        current_sets = state.sets if state else {}
+        plan = ipset_render.plan_ipsets(current_sets, ruleset.sets, list_size=self.list_size)
+        retired = set(plan.retired)
+        dirty = []
+        for chain in ruleset.chains:
+            have = state.chains.get(chain.name) if state else None
+            wants = tuple(r.fingerprint for r in chain.rules)
+            refers_retired = any(isinstance(m, InSet) and m.set_name in retired
+                                 for r in chain.rules for m in r.matches)
+            if have != wants or refers_retired:
+                dirty.append(chain)
+        hooks = hook_restore_lines(state.save_text if state else "", self.bridge) \
+            if install_hooks else []
+        text = render_chains(dirty, hooks) if (dirty or hooks) else ""
+        return plan, dirty, text
+
+    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
+        state = self.read_state()
+        report = ApplyReport(commands=2)
+        plan, dirty, text = self.render_restore(ruleset, state, install_hooks=install_hooks)
+        if plan.lines:
+            self.run(["ipset", "restore"], plan.script)
+            report.ipset_lines = len(plan.lines)
+            report.commands += 1
+        if text:
+            self.run([self._tool("restore"), "--noflush", "--wait"], text)
+            report.chains_rewritten = [c.name for c in dirty]
+            report.hooks_installed = install_hooks and "FORWARD" in text
+            report.commands += 1
+        stale = ipset_render.garbage(state.sets, ruleset.sets, plan.retired)
+        if stale:
+            report.sets_destroyed = self._destroy(stale)
+            report.commands += 1
+        return report
+
+    def _destroy(self, stale: list[str]) -> list[str]:
+        """Destroy sets nothing wants; one still referenced elsewhere is left for the next
+        sync (``ipset restore`` stops at the first failure, so retry without it)."""
+        remaining = list(stale)
+        destroyed: list[str] = []
+        while remaining:
+            try:
+                self.run(["ipset", "restore"], ipset_render.destroy_script(remaining))
+                return destroyed + remaining
+            except CommandError as exc:
+                line = exc.failing_line()
+                if line is None or line > len(remaining):
+                    raise
+                destroyed += remaining[: line - 1]
+                remaining = remaining[line:]
+        return destroyed
+
+    def remove_all(self) -> None:
+        """Delete npc's chains, hooks and ``weave-`` sets (``weave reset``)."""
+        save = self.run([self._tool("save"), "-t", "filter"])
+        lines = ["*filter"]
+        lines += [f"-D FORWARD {r}" for r in builtin_rules(save, "FORWARD")
+                  if r in forward_hooks(self.bridge)]
+        lines += [f"-D INPUT {r}" for r in builtin_rules(save, "INPUT")
+                  if r == input_hook(self.bridge)]
+        present = [c for c in names.ALL_CHAINS if f":{c} " in save]
+        lines += [f"-F {c}" for c in present] + [f"-X {c}" for c in present]
+        lines.append("COMMIT")
+        self.run([self._tool("restore"), "--noflush", "--wait"], "\n".join(lines) + "\n")
+        sets = ipset_render.parse_ipset_save(self.run(["ipset", "save"]))
+        order = sorted(sets.values(), key=lambda s: (s.kind != "list:set", s.name))
+        if order:
+            self.run(["ipset", "restore"],
+                     "".join(f"flush {s.name}\n" for s in order)
+                     + ipset_render.destroy_script(s.name for s in order))
