@@ -1,0 +1,126 @@
+"""Test plumbing shared by kernel tests: a mutable cluster of manifests, and enforcement of
+its compiled ruleset on every node of a lab through the production backend."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.ruleset import Ruleset
+from npc.dataplane.exec import SubprocessRunner
+from npc.dataplane.iptables import ApplyReport, IptablesBackend
+from npc.lab import Lab
+from npc.model.load import Loaded, add_object
+from npc.model.objects import ClusterState
+
+_PLACEHOLDER = re.compile(r"\{(ip|net):([a-z0-9-]+/[a-z0-9-]+)(?:/(\d+))?\}")
+
+
+def substitute_ips(value: Any, ip_of: dict[str, str]) -> Any:
+    """Replace ``{ip:ns/pod}`` and ``{net:ns/pod/N}`` in every string of a manifest."""
+    if isinstance(value, dict):
+        return {k: substitute_ips(v, ip_of) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_ips(v, ip_of) for v in value]
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            ip = ip_of[m.group(2)]
+            if m.group(1) == "ip":
+                return ip
+            return str(ipaddress.ip_network(f"{ip}/{m.group(3)}", strict=False))
+        return _PLACEHOLDER.sub(repl, value)
+    return value
+
+
+@dataclass
+class PodDef:
+    namespace: str
+    name: str
+    ip: str
+    node: str
+    labels: dict[str, str]
+    ports: list[tuple[int, str, str]]  # (port, protocol, name)
+
+
+@dataclass
+class Cluster:
+    """Namespaces, pods and policies as API objects; ``state()`` parses them as the API
+    server would hand them to npc (with its defaulting)."""
+
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    pods: dict[str, PodDef] = field(default_factory=dict)
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def manifests(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": ns, "labels": dict(labels)}}
+            for ns, labels in sorted(self.namespaces.items())]
+        for p in self.pods.values():
+            out.append({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels},
+                "spec": {"nodeName": p.node, "containers": [
+                    {"name": f"cont-{port}-{proto.lower()}",
+                     "ports": [{"containerPort": port, "protocol": proto, "name": name}]}
+                    for port, proto, name in p.ports]},
+                "status": {"phase": "Running", "podIP": p.ip, "podIPs": [{"ip": p.ip}]}})
+        out += [copy.deepcopy(m) for _, m in sorted(self.policies.items())]
+        return out
+
+    def load(self) -> Loaded:
+        loaded = Loaded()
+        for i, obj in enumerate(self.manifests()):
+            add_object(loaded, obj, f"object {i}")
+        return loaded
+
+    def state(self) -> ClusterState:
+        loaded = self.load()
+        assert not loaded.failed, [str(p) for p in loaded.problems]
+        return loaded.state()
+
+    def put_policy(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        self.policies[(meta.get("namespace", "default"), meta["name"])] = manifest
+
+
+class Enforcer:
+    """Compiles a cluster and applies it to every node of a lab with the production
+    iptables backend (the code path ``npc apply`` and a sync use)."""
+
+    def __init__(self, lab: Lab, mode: str, options: Options | None = None) -> None:
+        self.lab = lab
+        self.options = options or Options()
+        self.backends = [
+            IptablesBackend(SubprocessRunner(("ip", "netns", "exec", lab.node_ns(i))),
+                            mode=mode, list_size=self.options.max_list_size)
+            for i in range(lab.topology.nodes)]
+
+    def apply(self, state: ClusterState) -> tuple[Ruleset, list[ApplyReport]]:
+        ruleset = compile_ruleset(state, self.options)
+        reports = [b.apply(ruleset, install_hooks=True) for b in self.backends]
+        return ruleset, reports
+
+    def remove(self) -> None:
+        for b in self.backends:
+            b.remove_all()
+
+
+def lab_node_name(index: int) -> str:
+    return f"node-{index}"
+
+
+def pods_over_nodes(keys: Sequence[str], nodes: int, first_ip: int = 10) -> list[tuple[str, int,
+                                                                                        str]]:
+    """(key, node index, ip) spreading pods round-robin over nodes."""
+    return [(k, i % nodes, f"10.32.0.{first_ip + i}") for i, k in enumerate(keys)]
+
+
+def pairs(keys: Iterable[str]) -> list[tuple[str, str]]:
+    keys = list(keys)
+    return [(s, d) for s in keys for d in keys if s != d]
