@@ -191,8 +191,6 @@ def _parse_port(value: Any, path: str) -> PortSpec:
     end = raw.get("endPort")
     if isinstance(port, bool) or (port is not None and not isinstance(port, int | str)):
         raise Invalid(f"{path}.port", "must be a number or a port name")
-    if isinstance(port, str) and port.isdigit():
-        port = int(port)
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise Invalid(f"{path}.port", f"{port} must be between 1 and 65535")
     if isinstance(port, str):
