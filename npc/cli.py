@@ -85,7 +85,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for problem in ruleset.problems:
         print(f"npc: enforced fail-closed: {problem}", file=sys.stderr)
     runner = SubprocessRunner()
-    backend = IptablesBackend(runner, mode=detect_mode(runner), list_size=args.max_list_size)
+    try:
+        mode = detect_mode(runner)
+    except ValueError as exc:
+        print(f"npc: error: {exc}", file=sys.stderr)
+        return 2
+    backend = IptablesBackend(runner, mode=mode, list_size=args.max_list_size)
     try:
         report = backend.apply(ruleset, install_hooks=args.install_hooks)
     except CommandError as exc:

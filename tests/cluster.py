@@ -124,3 +124,26 @@ def pods_over_nodes(keys: Sequence[str], nodes: int, first_ip: int = 10) -> list
 def pairs(keys: Iterable[str]) -> list[tuple[str, str]]:
     keys = list(keys)
     return [(s, d) for s in keys for d in keys if s != d]
+
+
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+SERVED = tuple((port, proto) for port in (80, 81) for proto in ("TCP", "UDP", "SCTP"))
+
+
+def lab_cluster(lab: Lab, keys: Sequence[str] | None = None) -> Cluster:
+    """The lab's pods as a cluster: namespaces with only their name label, pods labelled
+    ``pod: <name>`` declaring every served port as ``serve-<port>-<proto>``."""
+    cluster = Cluster()
+    for key in keys or lab.keys:
+        ns, name = key.split("/")
+        cluster.namespaces.setdefault(ns, {NAMESPACE_LABEL: ns})
+        cluster.pods[key] = PodDef(ns, name, lab.pod_ip(key), lab_node_name(lab.node_of(key)),
+                                   {"pod": name}, [(port, proto, f"serve-{port}-{proto.lower()}")
+                                                   for port, proto in SERVED])
+    return cluster
+
+
+def netpol(key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    namespace, name = key.split("/")
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from npc.lab import Lab, LabPod
+from npc.lab import Lab, LabPod, cleanup_stale
+from npc.lab.netns import list_netns
 from tests.cluster import Enforcer, pods_over_nodes
 from tests.e2e.scenario import ALL_PODS
 
 MODES = ("nft", "legacy")
+LAB_PREFIX = f"npt{os.getpid()}"
+"""Unique per test process, so two test runs on one machine never share a lab."""
+
+
+def _remove_orphaned_labs() -> None:
+    """Labs left by test processes that died (kill -9 skips every cleanup)."""
+    for pid in sorted({m.group(1) for n in list_netns() if (m := re.match(r"^npt(\d+)-", n))}):
+        if not os.path.exists(f"/proc/{pid}"):
+            cleanup_stale(f"npt{pid}")
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +30,8 @@ def lab() -> Iterator[Lab]:
     """x, y, z × a, b, c spread over two nodes (a, c on one node and b on the other in x;
     alternating elsewhere), so same-node and cross-node paths are both exercised."""
     pods = [LabPod(key, node, ip) for key, node, ip in pods_over_nodes(ALL_PODS, 2)]
-    with Lab(nodes=2, pods=pods, prefix="npt") as running:
+    _remove_orphaned_labs()
+    with Lab(nodes=2, pods=pods, prefix=LAB_PREFIX) as running:
         yield running
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from npc.compile import names
 from npc.compile.compiler import Options, compile_ruleset
-from npc.compile.ruleset import InSet, L4, Ruleset, SetKind
+from npc.compile.ruleset import L4, InSet, Ruleset, SetKind
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
 from npc.render import dump
@@ -185,7 +185,7 @@ def test_ipv6_block_matches_no_ipv4_traffic() -> None:
 
 
 def test_identical_rules_of_two_policies_are_merged_with_both_origins() -> None:
-    spec = {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}
+    spec: dict[str, Any] = {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}
     rs = compile_ruleset(state(*BASE, policy("x/p1", spec), policy("x/p2", spec)))
     (rule,) = rs.chain(names.INGRESS_CHAIN).rules
     assert [o.policy for o in rule.origins] == ["x/p1", "x/p2"]

@@ -33,6 +33,7 @@ from npc.compile.ruleset import (
     Match,
     Member,
     Origin,
+    PolicySummary,
     Return,
     Rule,
     Ruleset,
@@ -265,10 +266,16 @@ def compile_ruleset(state: ClusterState, options: Options | None = None) -> Rule
             c.problems.append(CompileProblem(
                 f"NetworkPolicy {policy.key}",
                 f"rejected, its pods are isolated and nothing is allowed: {policy.rejected}"))
-    ingress = _merge_duplicates([r for p in state.policies
-                                 for r in c.policy_rules(p, PolicyType.INGRESS)])
-    egress = _merge_duplicates([r for p in state.policies
-                                for r in c.policy_rules(p, PolicyType.EGRESS)])
+    per_policy = {p.key: (c.policy_rules(p, PolicyType.INGRESS),
+                          c.policy_rules(p, PolicyType.EGRESS)) for p in state.policies}
+    ingress = _merge_duplicates([r for rin, _ in per_policy.values() for r in rin])
+    egress = _merge_duplicates([r for _, rout in per_policy.values() for r in rout])
+    summaries = tuple(PolicySummary(
+        p.key, tuple(t.value for t in p.policy_types),
+        names.set_name(names.pod_selector_source(p.namespace, p.pod_selector)),
+        tuple(pod.key for pod in c.sel.pods(p.namespace, p.pod_selector)),
+        len(per_policy[p.key][0]) + len(per_policy[p.key][1]), p.rejected)
+        for p in state.policies)
     isolated_in = c.isolated_ips(PolicyType.INGRESS)
     isolated_out = c.isolated_ips(PolicyType.EGRESS)
     default_rules: list[Rule] = []
@@ -300,4 +307,4 @@ def compile_ruleset(state: ClusterState, options: Options | None = None) -> Rule
     }
     chains = tuple(Chain(ch.name, dynamic.get(ch.name, ch.rules)) for ch in chains)
     return Ruleset(tuple(sorted(c.sets.values(), key=lambda s: s.name)), chains,
-                   tuple(sorted(c.problems)))
+                   tuple(sorted(c.problems)), summaries)

@@ -192,10 +192,24 @@ class CompileProblem:
 
 
 @dataclass(frozen=True)
+class PolicySummary:
+    """What one policy does: the pods it selects (isolates) for which directions, the set
+    its rules match them with, and how many kernel rules it produced."""
+
+    policy: str
+    directions: tuple[str, ...]
+    target_set: str
+    targets: tuple[str, ...]
+    rules: int
+    rejected: str = ""
+
+
+@dataclass(frozen=True)
 class Ruleset:
     sets: tuple[IpSet, ...]
     chains: tuple[Chain, ...]
     problems: tuple[CompileProblem, ...] = ()
+    policies: tuple[PolicySummary, ...] = ()
 
     def chain(self, name: str) -> Chain:
         for c in self.chains:

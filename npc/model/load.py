@@ -116,13 +116,17 @@ def load_files(paths: Iterable[str | Path]) -> Loaded:
     problems: list[Problem] = []
     for p in paths:
         path = Path(p)
-        files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) \
+        files = sorted(f for f in path.rglob("*")
+                       if f.suffix in (".yaml", ".yml", ".json") and not f.is_dir()) \
             if path.is_dir() else [path]
         for f in files:
             try:
-                sources.append((str(f), f.read_text()))
+                sources.append((str(f), f.read_text(encoding="utf-8")))
             except OSError as exc:
                 problems.append(Problem(str(f), f"cannot read: {exc.strerror}"))
+            except UnicodeDecodeError as exc:
+                problems.append(Problem(str(f), f"cannot read: not UTF-8 text ({exc.reason} "
+                                        f"at byte {exc.start})"))
     loaded = load_texts(sources)
     loaded.problems[:0] = problems
     return loaded

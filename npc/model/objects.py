@@ -47,6 +47,9 @@ class Requirement:
     key: str
     operator: Operator
     values: tuple[str, ...] = ()
+    equals: bool = False
+    """A matchLabels term: ``In`` with one value, but written ``key=value`` in the selector
+    string; a matchExpressions ``In`` with one value is written ``key in (value)``."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         present = self.key in labels
@@ -85,12 +88,14 @@ class LabelSelector:
         into its ipset names, so it must match the Go output byte for byte.
         """
         parts: list[str] = []
-        for r in sorted(self.requirements, key=lambda r: (r.key, r.operator.value, r.values)):
+        # For one key, matchLabels' term comes first, as LabelSelectorAsSelector adds it first.
+        for r in sorted(self.requirements,
+                        key=lambda r: (r.key, not r.equals, r.operator.value, r.values)):
             if r.operator is Operator.EXISTS:
                 parts.append(r.key)
             elif r.operator is Operator.DOES_NOT_EXIST:
                 parts.append("!" + r.key)
-            elif r.operator is Operator.IN and len(r.values) == 1:
+            elif r.equals:
                 parts.append(f"{r.key}={r.values[0]}")
             else:
                 word = "in" if r.operator is Operator.IN else "notin"
@@ -217,7 +222,8 @@ class ClusterState:
         # A pod or policy may name a namespace we have no object for (offline input, or
         # an event that raced the namespace's): it still exists, with only its name label.
         declared = {ns.name for ns in self.namespaces}
-        implicit = ({p.namespace for p in self.pods} | {p.namespace for p in self.policies}) - declared
+        used = {p.namespace for p in self.pods} | {p.namespace for p in self.policies}
+        implicit = used - declared
         extra = tuple(Namespace(n, ((NAMESPACE_NAME_LABEL, n),)) for n in implicit)
         object.__setattr__(self, "namespaces", tuple(sorted((*self.namespaces, *extra))))
         object.__setattr__(self, "pods", tuple(sorted(self.pods)))

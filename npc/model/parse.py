@@ -112,7 +112,7 @@ def parse_selector(value: Any, path: str) -> LabelSelector:
     unknown = set(raw) - {"matchLabels", "matchExpressions"}
     if unknown:
         raise Invalid(path, f"unknown field(s) {sorted(unknown)}")
-    reqs = [Requirement(k, Operator.IN, (v,))
+    reqs = [Requirement(k, Operator.IN, (v,), equals=True)
             for k, v in _labels(raw.get("matchLabels"), f"{path}.matchLabels").items()]
     for i, expr in enumerate(_list(raw.get("matchExpressions"), f"{path}.matchExpressions")):
         p = f"{path}.matchExpressions[{i}]"
@@ -263,6 +263,8 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
                 raise Invalid(f"{path}.protocol", f"unsupported protocol {p.get('protocol')!r}")\
                     from None
             pname = p.get("name") or ""
+            if not isinstance(pname, str):
+                raise Invalid(f"{path}.name", "must be a string")
             if pname:
                 _check_port_name(pname, f"{path}.name")
             ports.append(ContainerPort(number, proto, pname))

@@ -20,6 +20,12 @@ def to_text(ruleset: Ruleset) -> str:
         out.append(f"# problems ({len(ruleset.problems)}): enforced fail-closed")
         out += [f"!  {p}" for p in ruleset.problems]
         out.append("")
+    out.append(f"# policies ({len(ruleset.policies)})")
+    for p in ruleset.policies:
+        selected = ", ".join(p.targets) or "no pods (does nothing)"
+        state = "REJECTED, isolates and allows nothing" if p.rejected else f"{p.rules} rules"
+        out.append(f"{p.policy}  isolates {'+'.join(p.directions)} of: {selected}; {state}")
+    out.append("")
     out.append(f"# ipsets ({len(ruleset.sets)})")
     for s in ruleset.sets:
         out.append(f"{s.name}  {s.kind.value}  {s.description}  [hashed from {s.source!r}]")
@@ -39,6 +45,9 @@ def to_text(ruleset: Ruleset) -> str:
 def to_json(ruleset: Ruleset) -> str:
     data: dict[str, Any] = {
         "problems": [{"object": p.obj, "message": p.message} for p in ruleset.problems],
+        "policies": [{"policy": p.policy, "directions": list(p.directions),
+                      "target_set": p.target_set, "targets": list(p.targets),
+                      "rules": p.rules, "rejected": p.rejected} for p in ruleset.policies],
         "sets": [{"name": s.name, "type": s.kind.value, "description": s.description,
                   "source": s.source,
                   "members": [{"value": m.value, "comment": m.comment} for m in s.members]}

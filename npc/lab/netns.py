@@ -1,0 +1,185 @@
+"""Network-namespace plumbing for the lab: per-thread setns(2), iproute2 batches, cleanup.
+
+Kernel background
+-----------------
+A network namespace is a kernel object; ``ip netns add NAME`` keeps it alive by
+bind-mounting ``/proc/<pid>/ns/net`` onto ``/run/netns/NAME``.  Opening that file
+yields an fd which ``setns(fd, CLONE_NEWNET)`` accepts.  Unlike mount or user
+namespaces, the *network* namespace is a per-thread attribute (``task->nsproxy``),
+so a multi-threaded process may move one thread into another namespace while the
+others stay where they are.  Two facts make the lab cheap:
+
+* a socket is bound for life to the namespace of the thread that created it, so a
+  thread can hop into a pod's namespace, call ``socket()``, and hop back; the
+  socket keeps working in the pod's namespace from any thread;
+* ``/proc/sys/net`` resolves against the *calling thread's* namespace, so a thread
+  inside a namespace can set that namespace's sysctls without forking.
+
+Deleting ``/run/netns/NAME`` drops the last reference only if nothing else (open
+fds, sockets, processes) holds the namespace; when the namespace finally dies the
+kernel destroys its interfaces, and destroying one veth end destroys its peer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setns.restype = ctypes.c_int
+
+
+class LabError(RuntimeError):
+    """A lab setup/teardown step failed (message includes the command's stderr)."""
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread into the network namespace referred to by ``fd``."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
+
+
+def open_netns(name: str) -> int:
+    """Open ``/run/netns/<name>`` read-only; the fd pins the namespace while open."""
+    return os.open(os.path.join(NETNS_RUN_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+
+
+@contextlib.contextmanager
+def in_netns(fd: int) -> Iterator[None]:
+    """Run the body with only the *calling thread* inside namespace ``fd``.
+
+    The thread's original namespace is taken from ``/proc/thread-self/ns/net``
+    (not ``/proc/self``, which names the thread-group leader).  If switching back
+    fails the thread would silently stay in the pod namespace, which would poison
+    a pooled worker thread, so that failure is raised rather than swallowed.
+    """
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            _setns(fd)
+            yield
+        finally:
+            _setns(orig)  # also safe if the first setns never happened
+    finally:
+        os.close(orig)
+
+
+def write_sysctls(fd: int, values: dict[str, str]) -> None:
+    """Set sysctls (dotted names) inside namespace ``fd`` from this thread."""
+    with in_netns(fd):
+        for key, value in values.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(value)
+
+
+def run(argv: Sequence[str], input: str | None = None, check: bool = True) -> str:
+    """Run a command, returning stdout; raise :class:`LabError` with stderr on failure."""
+    proc = subprocess.run(list(argv), input=input, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def ip_batch_argv(netns: str | None, force: bool = False) -> list[str]:
+    """argv for ``ip [-n NS] [-force] -batch -`` (one process for many commands).
+
+    ``ip -n NS`` switches into the namespace once, before reading the batch, so a
+    single fork configures a whole namespace.
+    """
+    argv = ["ip"]
+    if netns is not None:
+        argv += ["-n", netns]
+    if force:
+        argv.append("-force")
+    return [*argv, "-batch", "-"]
+
+
+def ip_batch(netns: str | None, lines: Iterable[str], force: bool = False) -> None:
+    """Run iproute2 commands (without the leading ``ip``) as one batch."""
+    text = "".join(line + "\n" for line in lines)
+    if text:
+        run(ip_batch_argv(netns, force), input=text)
+
+
+def ip_batches_parallel(batches: dict[str | None, list[str]]) -> None:
+    """Run several independent per-namespace batches concurrently (one fork each)."""
+    procs: list[tuple[str | None, subprocess.Popen[str]]] = []
+    for ns, lines in batches.items():
+        proc = subprocess.Popen(
+            ip_batch_argv(ns),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append((ns, proc))
+        assert proc.stdin is not None
+        proc.stdin.write("".join(line + "\n" for line in lines))
+        proc.stdin.close()
+    errors: list[str] = []
+    for ns, proc in procs:
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+        if proc.wait() != 0:
+            errors.append(f"ip -n {ns} -batch: {err.strip()}")
+    if errors:
+        raise LabError("; ".join(errors))
+
+
+def list_netns() -> list[str]:
+    """Names of all named network namespaces (entries of ``/run/netns``)."""
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def delete_netns(names: Iterable[str]) -> None:
+    """Delete namespaces in one ``ip -force -batch`` (missing ones are ignored)."""
+    existing = set(list_netns())
+    todo = [n for n in names if n in existing]
+    if todo:
+        run(
+            ip_batch_argv(None, force=True),
+            input="".join(f"netns del {n}\n" for n in todo),
+            check=False,
+        )
+
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,24}$")
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a lab prefix: letters, digits and ``_`` only.
+
+    Dashes are reserved as the separator in ``<prefix>-n0``/``<prefix>-p-...``
+    so that :func:`cleanup_stale` for one prefix can never match another lab's
+    namespaces (``a`` vs ``a-b`` would otherwise be ambiguous).
+    """
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(f"lab prefix {prefix!r} must match {_PREFIX_RE.pattern}")
+    return prefix
+
+
+def stale_names(prefix: str) -> list[str]:
+    """Namespaces that a lab with ``prefix`` may have created."""
+    pat = re.compile(rf"^{re.escape(check_prefix(prefix))}-(fab|n\d+|p-.+)$")
+    return [n for n in list_netns() if pat.match(n)]
+
+
+def cleanup_stale(prefix: str) -> list[str]:
+    """Delete leftovers of a crashed lab with this prefix; returns the names deleted."""
+    names = stale_names(prefix)
+    delete_netns(names)
+    return names
