@@ -211,3 +211,17 @@ def test_compilation_is_deterministic_and_order_independent() -> None:
     assert a == b
     assert dump.to_restore(a, 1024) == dump.to_restore(b, 1024)
     assert dump.to_json(a) == dump.to_json(b)
+
+
+@pytest.mark.parametrize("allow", [True, False], ids=["mcast-on", "mcast-off"])
+def test_multicast_switch(allow: bool) -> None:
+    rs = compile_ruleset(state(*BASE), Options(allow_mcast=allow))
+    for chain in (names.MAIN_CHAIN, names.EGRESS_CHAIN):
+        has = any("224.0.0.0/4" in repr(r.matches) for r in rs.chain(chain).rules)
+        assert has is allow
+
+
+def test_bridge_port_name_is_configurable() -> None:
+    rs = compile_ruleset(state(*BASE), Options(bridge_port="vethwe-other"))
+    assert "vethwe-other" in repr(rs.chain(names.MAIN_CHAIN).rules)
+    assert "vethwe-other" in repr(rs.chain(names.EGRESS_CHAIN).rules)

@@ -250,3 +250,40 @@ def test_counters_preserved_when_nothing_changes(lab: Lab, enforcer: Enforcer) -
     counted = [line for line in strip(after) if line.startswith("[")
                and not line.startswith("[0:0]") and "-A WEAVE-NPC-DEFAULT" in line]
     assert counted, "the probe's packets should be counted, and still be"
+
+
+def test_selector_moving_from_peer_to_target_isolates(lab: Lab, enforcer: Enforcer) -> None:
+    """The original left anything whose key was unchanged untouched on update, so making a
+    selector that was a peer into the target kept its pods in default-allow."""
+    cluster = lab_cluster(lab)
+    cluster.put_policy(netpol("x/p", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                      "ingress": [{"from": [
+                                          {"podSelector": {"matchLabels": {"pod": "b"}}}]}]}))
+    enforce(enforcer, lab, cluster)
+    assert (reach(lab, "x/b", "x/a"), reach(lab, "x/c", "x/a"), reach(lab, "x/c", "x/b")) == (
+        True, False, True)
+    cluster.put_policy(netpol("x/p", {"podSelector": {"matchLabels": {"pod": "b"}},
+                                      "ingress": [{"from": [
+                                          {"podSelector": {"matchLabels": {"pod": "a"}}}]}]}))
+    enforce(enforcer, lab, cluster)
+    assert (reach(lab, "x/a", "x/b"), reach(lab, "x/c", "x/b"), reach(lab, "x/c", "x/a")) == (
+        True, False, True)
+
+
+def test_egress_to_the_nodes_own_addresses_is_not_filtered(lab: Lab,
+                                                           enforcer: Enforcer) -> None:
+    """weave-npc's contract: a pod under a deny-all egress policy still reaches its node
+    (kubelet, node-local DNS), via INPUT → WEAVE-NPC-EGRESS → addrtype LOCAL."""
+    cluster = lab_cluster(lab)
+    cluster.put_policy(netpol("x/no-egress", {"podSelector": {}, "policyTypes": ["Egress"]}))
+    enforce(enforcer, lab, cluster)
+    node = lab.node_of("x/a")
+    with in_netns(lab.netns_fd(lab.node_ns(node))):
+        listener = socket.create_server((lab.node_ip(node), 8081))
+    try:
+        with in_netns(lab.netns_fd(lab.pod_ns("x/a"))):
+            conn = socket.create_connection((lab.node_ip(node), 8081), timeout=2)
+        conn.close()
+        assert reach(lab, "x/a", "y/a") is False
+    finally:
+        listener.close()

@@ -93,8 +93,3 @@ def named_port_source(name: str, protocol: Protocol, number: int) -> str:
 def temporary_set_name(name: str) -> str:
     """A build-aside set for ``name``: filled, swapped in, destroyed in one restore."""
     return set_name(f"tmp+{name}")
-
-
-def retired_set_name(name: str) -> str:
-    """Where a set of the wrong type is renamed before the rules stop referencing it."""
-    return set_name(f"retired+{name}")

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from npc.compile import names
-from npc.compile.ruleset import Chain, InSet, Ruleset
+from npc.compile.ruleset import Chain, InSet, Rule, Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
 from npc.render import ipsets as ipset_render
@@ -118,15 +118,9 @@ class IptablesBackend:
         """The ipset plan, the chains to rewrite and the iptables-restore text."""
         current_sets = state.sets if state else {}
         plan = ipset_render.plan_ipsets(current_sets, ruleset.sets, list_size=self.list_size)
-        retired = set(plan.retired)
-        dirty = []
-        for chain in ruleset.chains:
-            have = state.chains.get(chain.name) if state else None
-            wants = tuple(r.fingerprint for r in chain.rules)
-            refers_retired = any(isinstance(m, InSet) and m.set_name in retired
-                                 for r in chain.rules for m in r.matches)
-            if have != wants or refers_retired:
-                dirty.append(chain)
+        dirty = [chain for chain in ruleset.chains
+                 if (state.chains.get(chain.name) if state else None)
+                 != tuple(r.fingerprint for r in chain.rules)]
         hooks = hook_restore_lines(state.save_text if state else "", self.bridge) \
             if install_hooks else []
         text = render_chains(dirty, hooks) if (dirty or hooks) else ""
@@ -135,6 +129,12 @@ class IptablesBackend:
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
         state = self.read_state()
         report = ApplyReport(commands=2)
+        doomed = ipset_render.conflicts(state.sets, ruleset.sets)
+        if doomed:
+            self._release(ruleset, state, doomed)
+            report.sets_destroyed += doomed
+            report.commands += 4
+            state = self.read_state()
         plan, dirty, text = self.render_restore(ruleset, state, install_hooks=install_hooks)
         if plan.lines:
             self.run(["ipset", "restore"], plan.script)
@@ -145,11 +145,26 @@ class IptablesBackend:
             report.chains_rewritten = [c.name for c in dirty]
             report.hooks_installed = install_hooks and "FORWARD" in text
             report.commands += 1
-        stale = ipset_render.garbage(state.sets, ruleset.sets, plan.retired)
+        stale = ipset_render.garbage(state.sets, ruleset.sets)
         if stale:
-            report.sets_destroyed = self._destroy(stale)
+            report.sets_destroyed += self._destroy(stale)
             report.commands += 1
         return report
+
+    def _release(self, ruleset: Ruleset, state: KernelState, doomed: list[str]) -> None:
+        """Free the names of sets that must be recreated with another type: rewrite our
+        chains keeping only rules whose sets exist and stay (only allow rules go, so this
+        interval is fail-closed), then destroy them.  The sync that follows restores the
+        rules.
+        """
+        usable = set(state.sets) - set(doomed)
+
+        def keeps(rule: Rule) -> bool:
+            return all(m.set_name in usable for m in rule.matches if isinstance(m, InSet))
+
+        interim = [Chain(c.name, tuple(r for r in c.rules if keeps(r))) for c in ruleset.chains]
+        self.run([self._tool("restore"), "--noflush", "--wait"], render_chains(interim))
+        self.run(["ipset", "restore"], ipset_render.release_script(state.sets, doomed))
 
     def _destroy(self, stale: list[str]) -> list[str]:
         """Destroy sets nothing wants; one still referenced elsewhere is left for the next

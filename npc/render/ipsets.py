@@ -4,6 +4,9 @@ ipset background: iptables rules refer to a set by its index, so a set cannot be
 destroyed while a rule (or a list:set) refers to it, and ``ipset restore`` is not
 transactional: it stops at the first failing line.  Hence the order of a sync:
 
+0. only when a set of the wrong type holds a name we need (left by the Go original, whose
+   names collided): the rules using it are taken out, then it is destroyed (the kernel
+   neither renames nor destroys a set that a rule refers to);
 1. this script: create new sets, apply member deltas, and rebuild sets that change
    wholesale in a temporary set that is then swapped in (``swap`` exchanges contents behind
    the names, so rules keep pointing at the name they used) — never a flush in place;
@@ -83,12 +86,32 @@ def _add(name: str, value: str, comment: str, with_comment: bool, exist: bool = 
     return f"add{flag} {name} {value}"
 
 
+def conflicts(current: dict[str, KernelSet], desired: Sequence[IpSet]) -> list[str]:
+    """Desired names held in the kernel by a set of another type (or a list:set too small
+    for its members): those must be destroyed and created anew."""
+    out = []
+    for want in desired:
+        have = current.get(want.name)
+        if have is None:
+            continue
+        too_small = (want.kind is SetKind.LIST_SET
+                     and (have.list_size or 8) < len(want.members))
+        if have.kind != want.kind.value or too_small:
+            out.append(want.name)
+    return out
+
+
+def release_script(current: dict[str, KernelSet], doomed: Sequence[str]) -> str:
+    """Take ``doomed`` sets out of every list:set holding them, then destroy them."""
+    lines = [f"del {s.name} {member}" for s in current.values() if s.kind == "list:set"
+             for member in s.members if member in doomed]
+    lines += [f"destroy {name}" for name in doomed]
+    return "".join(line + "\n" for line in lines)
+
+
 @dataclass(frozen=True)
 class IpsetPlan:
     lines: tuple[str, ...]
-    retired: tuple[str, ...]
-    """Desired names whose kernel set had the wrong type and was renamed aside: every
-    chain that refers to them must be rewritten (rules follow the index, not the name)."""
 
     @property
     def script(self) -> str:
@@ -104,16 +127,9 @@ def _is_wholesale(changed: int, before: int, after: int) -> bool:
 def plan_ipsets(current: dict[str, KernelSet], desired: Sequence[IpSet], *,
                 list_size: int) -> IpsetPlan:
     lines: list[str] = []
-    retired: list[str] = []
     ordered = sorted(desired, key=lambda s: (s.kind is SetKind.LIST_SET, s.name))
     for want in ordered:
         have = current.get(want.name)
-        size_too_small = (want.kind is SetKind.LIST_SET and have is not None
-                          and (have.list_size or 8) < len(want.members))
-        if have is not None and (have.kind != want.kind.value or size_too_small):
-            lines.append(f"rename {want.name} {names.retired_set_name(want.name)}")
-            retired.append(want.name)
-            have = None
         if have is None:
             lines.append(_create(want.name, want.kind, list_size))
             lines += [_add(want.name, m.value, m.comment, True) for m in want.members]
@@ -134,18 +150,15 @@ def plan_ipsets(current: dict[str, KernelSet], desired: Sequence[IpSet], *,
         lines += [_add(want.name, v, wanted[v], have.has_comment) for v in adds]
         lines += [_add(want.name, v, wanted[v], True, exist=True) for v in recomment]
         lines += [f"del {want.name} {v}" for v in dels]
-    return IpsetPlan(tuple(lines), tuple(retired))
+    return IpsetPlan(tuple(lines))
 
 
-def garbage(current: dict[str, KernelSet], desired: Iterable[IpSet],
-            retired: Iterable[str] = ()) -> list[str]:
+def garbage(current: dict[str, KernelSet], desired: Iterable[IpSet]) -> list[str]:
     """Our sets that nothing wants any more, list:sets first (they refer to others)."""
     wanted = {s.name for s in desired}
     stale = [s for s in current.values() if s.name not in wanted]
     stale.sort(key=lambda s: (s.kind != "list:set", s.name))
-    out = [s.name for s in stale]
-    out += [names.retired_set_name(n) for n in retired]
-    return out
+    return [s.name for s in stale]
 
 
 def destroy_script(set_names: Iterable[str]) -> str:
