@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from npc.compile.compiler import Options, compile_ruleset
 from npc.model.load import Loaded, load_files
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--install-hooks", action="store_true",
                        help="also install weaver's FORWARD/INPUT hooks into npc's chains")
     apply.add_argument("--backend", choices=("iptables",), default="iptables")
+    sub.add_parser("run", add_help=False, help="run as the weave-npc controller (the default "
+                   "when started as weave-npc); see 'npc run --help'")
     demo = sub.add_parser("demo", help="build a lab of network namespaces and show policies "
                           "being enforced with real traffic")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
@@ -110,7 +113,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_run(argv: Sequence[str]) -> int:
+    from npc.controller import main as controller
+    from npc.controller.settings import SettingsError, from_environment
+
+    try:
+        settings = from_environment(argv)
+    except SettingsError as exc:
+        print(f"weave-npc: {exc}", file=sys.stderr)
+        return 2
+    return controller.run(settings)
+
+
+SUBCOMMANDS = ("debug", "apply", "demo", "run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        return cmd_run(argv[1:])
+    if Path(sys.argv[0]).name == "weave-npc" and (not argv or argv[0] not in SUBCOMMANDS):
+        return cmd_run(argv)  # the drop-in: weave-npc [flags] runs the controller
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"debug": cmd_debug, "apply": cmd_apply, "demo": cmd_demo}

@@ -90,11 +90,22 @@ class ApplyReport:
     hooks_installed: bool = False
     sets_destroyed: list[str] = field(default_factory=list)
     commands: int = 0
+    drift: list[str] = field(default_factory=list)
+    """What a full check found different from what we last wrote (outside changes)."""
 
     @property
     def changed(self) -> bool:
         return bool(self.ipset_lines or self.chains_rewritten or self.hooks_installed
                     or self.sets_destroyed)
+
+
+def _differences(expected: KernelState, actual: KernelState) -> list[str]:
+    """Our objects that are not in the kernel as we left them."""
+    out = [f"set {name}" for name, want in expected.sets.items()
+           if (have := actual.sets.get(name)) is None or set(have.members) != set(want.members)]
+    out += [f"chain {name}" for name, fps in expected.chains.items()
+            if actual.chains.get(name) != fps]
+    return out
 
 
 class IptablesBackend:
@@ -104,6 +115,8 @@ class IptablesBackend:
         self.mode = mode
         self.list_size = list_size
         self.bridge = bridge
+        self._known: KernelState | None = None
+        """What we believe the kernel holds: what the last successful sync wrote."""
 
     def _tool(self, what: str) -> str:
         return f"iptables-{self.mode}-{what}" if what else f"iptables-{self.mode}"
@@ -126,15 +139,67 @@ class IptablesBackend:
         text = render_chains(dirty, hooks) if (dirty or hooks) else ""
         return plan, dirty, text
 
+    def prepare(self, *, install_hooks: bool) -> list[str]:
+        """Before the first sync: create whichever of our chains is missing, empty.  With
+        weaver's hooks in place, empty chains drop every new connection to a pod, so the
+        node is fail-closed until the first sync; chains that exist (a restart) are left
+        as they are and keep enforcing the last state.  Returns the chains created."""
+        save = self.run([self._tool("save"), "-t", "filter"])
+        missing = [c for c in names.ALL_CHAINS if f":{c} " not in save]
+        hooks = hook_restore_lines(save, self.bridge) if install_hooks else []
+        if missing or hooks:
+            lines = ["*filter", *(f":{c} - [0:0]" for c in missing), *hooks, "COMMIT"]
+            self.run([self._tool("restore"), "--noflush", "--wait"], "\n".join(lines) + "\n")
+        return missing
+
+    def expected_state(self, ruleset: Ruleset) -> KernelState:
+        """The kernel as it is after ``ruleset`` was applied (our objects only)."""
+        sets = {}
+        for s in ruleset.sets:
+            options = (("size", str(self.list_size), "comment") if s.kind.value == "list:set"
+                       else ("comment",))
+            sets[s.name] = ipset_render.KernelSet(
+                s.name, s.kind.value, options,
+                {ipset_render.canonical_member(m.value): m.comment for m in s.members})
+        chains = {c.name: tuple(r.fingerprint for r in c.rules) for c in ruleset.chains}
+        return KernelState(sets, chains, "")
+
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
-        state = self.read_state()
-        report = ApplyReport(commands=2)
+        """Read the kernel and converge it to ``ruleset`` (``npc apply``; a full check)."""
+        return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
+
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
+             full_check: bool = False) -> ApplyReport:
+        """Converge the kernel to ``ruleset``.
+
+        Between full checks the kernel is assumed to hold what the last successful sync
+        wrote, so a sync costs only its writes (set deltas, changed chains).  A full check
+        (or the first sync, or one after a failure) reads the kernel back, reports what
+        differs from what we wrote as drift, and repairs it; it also re-asserts the hooks.
+        """
+        known = self._known
+        self._known = None  # until this sync succeeds, trust nothing
+        if full_check or known is None:
+            state = self.read_state()
+            drift = _differences(known, state) if known is not None else []
+            report = self._converge(ruleset, state, install_hooks=install_hooks, reads=2)
+        else:
+            drift = []
+            report = self._converge(ruleset, known, install_hooks=False, reads=0)
+        report.drift = drift
+        self._known = self.expected_state(ruleset)
+        return report
+
+    def _converge(self, ruleset: Ruleset, state: KernelState, *, install_hooks: bool,
+                  reads: int) -> ApplyReport:
+        report = ApplyReport(commands=reads)
         doomed = ipset_render.conflicts(state.sets, ruleset.sets)
         if doomed:
             self._release(ruleset, state, doomed)
             report.sets_destroyed += doomed
-            report.commands += 4
+            report.commands += 2
             state = self.read_state()
+            report.commands += 2
         plan, dirty, text = self.render_restore(ruleset, state, install_hooks=install_hooks)
         if plan.lines:
             self.run(["ipset", "restore"], plan.script)

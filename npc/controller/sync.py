@@ -1,0 +1,157 @@
+"""The one runner that turns the store into kernel state (level-triggered).
+
+Events only mark the store dirty.  This runner wakes up, waits a short coalescing
+interval so a burst of events becomes one sync, compiles a snapshot and applies it.
+Every ``full_check_interval`` (jittered) it reads the kernel back instead of trusting its
+cache, counts what changed from outside as drift, and repairs it.  A failed kernel
+command is counted and retried with capped, jittered backoff; any other exception is a
+bug and propagates (the process exits and the DaemonSet restarts it).
+
+Nothing is applied before the store has listed every kind once: until then the kernel
+keeps what it had (a restarted npc's last state, or empty chains behind weaver's hooks,
+which drop traffic to pods): fail closed, never open.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.ruleset import Ruleset
+from npc.controller.metrics import Metrics
+from npc.controller.store import ClusterStore
+from npc.dataplane.exec import CommandError
+from npc.dataplane.iptables import ApplyReport
+
+
+class Backend(Protocol):
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
+             full_check: bool = False) -> ApplyReport: ...
+
+
+@dataclass
+class SyncStatus:
+    ready: bool = False
+    last_ruleset: Ruleset | None = None
+    last_version: int = -1
+    failures_in_a_row: int = 0
+    reported: set[str] = field(default_factory=set)
+
+
+class SyncRunner:
+    def __init__(self, *, store: ClusterStore, backend: Backend, options: Options,
+                 metrics: Metrics, log: Any, install_hooks: bool,
+                 min_interval: float = 0.05, full_check_interval: float = 60.0,
+                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.backend = backend
+        self.options = options
+        self.metrics = metrics
+        self.log = log
+        self.install_hooks = install_hooks
+        self.min_interval = min_interval
+        self.full_check_interval = full_check_interval
+        self.max_backoff = max_backoff
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.status = SyncStatus()
+        self._dirty = threading.Event()
+        self._next_full = 0.0  # the first sync is a full check
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * self.rng.uniform(0.8, 1.2)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.0
+        last_sync = -1e9
+        while not stop.is_set():
+            if backoff:
+                if stop.wait(backoff):
+                    return
+            else:
+                self._dirty.wait(timeout=min(max(0.0, self._next_full - self.clock()), 1.0))
+            if stop.is_set():
+                return
+            if not self.store.synced:
+                self._dirty.clear()  # fail closed until every kind has been listed
+                continue
+            full = self.clock() >= self._next_full
+            if not (self._dirty.is_set() or full or backoff):
+                continue
+            # Coalesce: let a burst of events land before compiling.
+            wait = self.min_interval - (self.clock() - last_sync)
+            if wait > 0 and stop.wait(wait):
+                return
+            self._dirty.clear()
+            last_sync = self.clock()
+            if self.sync_once(full_check=full):
+                backoff = 0.0
+            else:
+                backoff = min(self.max_backoff, max(0.1, backoff * 2)) * self.rng.uniform(0.5, 1)
+
+    def sync_once(self, *, full_check: bool) -> bool:
+        """Compile the current snapshot and apply it; False after a kernel failure."""
+        started = self.clock()
+        version, state = self.store.snapshot()
+        ruleset = compile_ruleset(state, self.options)
+        self._report_problems(ruleset)
+        try:
+            report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
+                                       full_check=full_check)
+        except CommandError as exc:
+            self.status.failures_in_a_row += 1
+            self.metrics.kernel_failures.inc()
+            self.metrics.syncs.labels(result="failed").inc()
+            self.log.error("applying to the kernel failed; will retry", error=exc.describe(),
+                           attempt=self.status.failures_in_a_row)
+            self._next_full = self.clock()  # re-read the kernel on the retry
+            return False
+        if full_check:
+            self._next_full = self.clock() + self._jittered(self.full_check_interval)
+        for item in report.drift:
+            self.metrics.drift.labels(kind=item.split(" ", 1)[0]).inc()
+        if report.drift:
+            self.log.error("kernel state was changed from outside; repaired",
+                           drift=", ".join(report.drift))
+        self._record(ruleset, version, started, report)
+        return True
+
+    def _record(self, ruleset: Ruleset, version: int, started: float,
+                report: ApplyReport) -> None:
+        elapsed = self.clock() - started
+        m = self.metrics
+        m.sync_seconds.observe(elapsed)
+        m.syncs.labels(result="ok").inc()
+        m.last_success.set(time.time())
+        m.rules.set(sum(len(c.rules) for c in ruleset.chains))
+        m.sets.set(len(ruleset.sets))
+        m.set_members.set(sum(len(s.members) for s in ruleset.sets))
+        if not self.status.ready:
+            self.log.info("first full sync applied; ready", seconds=round(elapsed, 4),
+                          sets=len(ruleset.sets))
+            m.ready.set(1)
+        self.status.ready = True
+        self.status.last_ruleset = ruleset
+        self.status.last_version = version
+        self.status.failures_in_a_row = 0
+        if report.changed:
+            self.log.debug("synced", seconds=round(elapsed, 4),
+                           chains=",".join(report.chains_rewritten) or "-",
+                           ipset_lines=report.ipset_lines)
+
+    def _report_problems(self, ruleset: Ruleset) -> None:
+        """Log and count each problem once (not on every sync); forget fixed ones."""
+        current = {str(p) for p in ruleset.problems}
+        for problem in sorted(current - self.status.reported):
+            self.metrics.policy_errors.inc()
+            self.log.error("policy enforced fail-closed", problem=problem)
+        self.status.reported = current

@@ -1,0 +1,170 @@
+"""Controller pieces without a kernel: settings, the store, the sync runner."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from npc.compile.compiler import Options
+from npc.compile.ruleset import Ruleset
+from npc.controller.metrics import Metrics
+from npc.controller.settings import SettingsError, from_environment
+from npc.controller.store import ClusterStore, Kind, parse_object
+from npc.controller.sync import SyncRunner
+from npc.dataplane.exec import CommandError
+from npc.dataplane.iptables import ApplyReport
+
+
+# ---- settings ----------------------------------------------------------------------------
+def test_defaults_are_weave_npcs() -> None:
+    s = from_environment([], {"HOSTNAME": "node-1"})
+    assert s.metrics_addr == ("", 6781)
+    assert (s.log_level, s.allow_mcast, s.max_list_size, s.bridge_port_name) == (
+        "debug", True, 1024, "vethwe-bridge")
+    assert s.node_name == "node-1" and s.sources["node_name"] == "environment HOSTNAME"
+
+
+def test_extra_args_and_positional_args_are_honoured() -> None:
+    s = from_environment(["--node-name=n", "stray", "positional"],
+                         {"EXTRA_ARGS": "--allow-mcast=false --max-list-size 64",
+                          "IPTABLES_BACKEND": "legacy"})
+    assert (s.allow_mcast, s.max_list_size, s.iptables_mode) == (False, 64, "legacy")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        from_environment(["--metrics-addr", "nope", "--log-level", "loud"],
+                         {"IPTABLES_BACKEND": "xt"})
+    text = str(info.value)
+    for word in ("--metrics-addr", "--log-level", "HOSTNAME", "IPTABLES_BACKEND"):
+        assert word in text
+
+
+# ---- store -------------------------------------------------------------------------------
+def pod(name: str, ip: str, labels: dict[str, str] | None = None,
+        phase: str = "Running") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "x", "labels": labels or {},
+                         "resourceVersion": "7"},
+            "status": {"podIP": ip, "phase": phase, "conditions": [{"type": "Ready"}]}}
+
+
+def test_store_ignores_updates_that_do_not_matter_to_policy() -> None:
+    changes: list[int] = []
+    store = ClusterStore(on_change=lambda: changes.append(1))
+    outcome = parse_object(Kind.POD, pod("a", "10.0.0.1"))
+    assert outcome.value is not None
+    store.upsert(Kind.POD, outcome.key, outcome.value)
+    noisy = pod("a", "10.0.0.1")
+    noisy["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    again = parse_object(Kind.POD, noisy)
+    assert again.value is not None
+    store.upsert(Kind.POD, again.key, again.value)
+    assert len(changes) == 1
+    assert store.pod_name_for_ip("10.0.0.1") == "x/a"
+
+
+def test_store_is_synced_only_after_every_kind_was_listed() -> None:
+    store = ClusterStore()
+    store.replace(Kind.POD, [])
+    store.replace(Kind.NAMESPACE, [])
+    assert not store.synced
+    store.replace(Kind.POLICY, [])
+    assert store.synced
+
+
+def test_rejected_policy_is_kept_as_rejected() -> None:
+    bad = {"metadata": {"name": "p", "namespace": "x"},
+           "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 9, "endPort": 1}]}]}}
+    outcome = parse_object(Kind.POLICY, bad)
+    assert outcome.errors and outcome.value is not None
+    assert getattr(outcome.value, "rejected", "")
+
+
+# ---- sync runner -------------------------------------------------------------------------
+class FakeBackend:
+    """In-memory backend: records what it was asked to apply; can be made to fail."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[Ruleset, bool]] = []
+        self.fail = 0
+
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
+             full_check: bool = False) -> ApplyReport:
+        if self.fail:
+            self.fail -= 1
+            raise CommandError(["iptables-restore"], 4, "", "Another app is currently "
+                               "holding the xtables lock", None)
+        self.applied.append((ruleset, full_check))
+        return ApplyReport(chains_rewritten=["WEAVE-NPC"])
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda msg, **kw: self.lines.append((level, msg, kw))
+
+
+def runner(backend: FakeBackend, store: ClusterStore) -> tuple[SyncRunner, Metrics, Log]:
+    metrics = Metrics(CollectorRegistry())
+    log = Log()
+    return SyncRunner(store=store, backend=backend, options=Options(), metrics=metrics,
+                      log=log, install_hooks=False, min_interval=0), metrics, log
+
+
+def test_nothing_is_applied_before_every_kind_is_listed() -> None:
+    backend, store = FakeBackend(), ClusterStore()
+    sync, _, _ = runner(backend, store)
+    store.replace(Kind.NAMESPACE, [])
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,))
+    thread.start()
+    try:
+        sync.mark_dirty()
+        assert not stop.wait(0.3)
+        assert backend.applied == []
+        store.replace(Kind.POD, [])
+        store.replace(Kind.POLICY, [])
+        sync.mark_dirty()
+        for _ in range(50):
+            if backend.applied:
+                break
+            stop.wait(0.05)
+        assert backend.applied and backend.applied[0][1] is True  # first sync: full check
+        assert sync.status.ready
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_kernel_failure_is_counted_and_retried_with_a_full_check() -> None:
+    backend, store = FakeBackend(), ClusterStore()
+    for kind in Kind:
+        store.replace(kind, [])
+    sync, metrics, log = runner(backend, store)
+    backend.fail = 1
+    assert sync.sync_once(full_check=False) is False
+    assert metrics.kernel_failures._value.get() == 1
+    assert sync.sync_once(full_check=sync.clock() >= sync._next_full) is True
+    assert backend.applied[-1][1] is True
+    assert any(level == "error" for level, _, _ in log.lines)
+
+
+def test_rejected_policy_counted_once_in_the_original_metric() -> None:
+    backend, store = FakeBackend(), ClusterStore()
+    for kind in Kind:
+        store.replace(kind, [])
+    bad = parse_object(Kind.POLICY, {"metadata": {"name": "p", "namespace": "x"}, "spec": {
+        "podSelector": {}, "ingress": [{"from": [{}]}]}})
+    assert bad.value is not None
+    store.upsert(Kind.POLICY, bad.key, bad.value)
+    sync, metrics, _ = runner(backend, store)
+    sync.sync_once(full_check=True)
+    sync.sync_once(full_check=False)
+    text = generate_latest(metrics.registry).decode()
+    assert "weavenpc_policy_enforcement_errors 1.0" in text
+    assert "weavenpc_policy_enforcement_errors_total 1.0" in text
