@@ -11,8 +11,9 @@ from npc.compile.compiler import Options, compile_ruleset
 from npc.model.load import Loaded, load_files
 
 
-def _add_policy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--filename", dest="files", action="append", required=True,
+def _add_policy_options(p: argparse.ArgumentParser, files_required: bool = True) -> None:
+    p.add_argument("-f", "--filename", dest="files", action="append",
+                   required=files_required,
                    metavar="FILE", help="YAML/JSON file or directory (repeatable)")
     p.add_argument("--allow-mcast", default=True, type=_bool, metavar="BOOL",
                    help="allow all multicast traffic (default true)")
@@ -35,9 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Weave Net network policy controller: compiles Kubernetes NetworkPolicies into "
         "ipsets and iptables chains on the weave bridge."))
     sub = parser.add_subparsers(dest="command")
-    debug = sub.add_parser("debug", help="print the ruleset that objects in files compile to")
-    _add_policy_options(debug)
+    debug = sub.add_parser("debug", help=(
+        "with -f: print the ruleset that objects in files compile to; without: show this "
+        "node's kernel state mapped to policies, and flag differences"))
+    _add_policy_options(debug, files_required=False)
     debug.add_argument("--format", choices=("text", "json", "restore"), default="text")
+    debug.add_argument("--kubeconfig", default=None,
+                       help="for the live view: where to read the desired state from")
+    debug.add_argument("--live", action="store_true",
+                       help="show the kernel state even when -f gives the desired state")
+    debug.add_argument("what", nargs="*", metavar="explain SRC DST PORT[/PROTO]",
+                       help="explain the verdict for one connection (pods as ns/name or IP)")
     apply = sub.add_parser("apply", help="apply the objects in files to this network "
                            "namespace's kernel once, and exit")
     _add_policy_options(apply)
@@ -66,6 +75,14 @@ def _report(loaded: Loaded) -> None:
 def cmd_debug(args: argparse.Namespace) -> int:
     from npc.render import dump
 
+    if args.what:
+        from npc.controller.explain import cmd_explain
+
+        return cmd_explain(args.what, args.files, args.kubeconfig, _options(args))
+    if args.live or not args.files:
+        from npc.controller.inspect import live_debug
+
+        return live_debug(args.files, args.kubeconfig, _options(args))
     loaded = load_files(args.files)
     _report(loaded)
     ruleset = compile_ruleset(loaded.state(), _options(args))

@@ -80,3 +80,23 @@ def static_chains(allow_mcast: bool, bridge_port: str, *, egress_drop: bool) -> 
         Chain(names.EGRESS_CUSTOM_CHAIN, ()),
         Chain(names.EGRESS_ACCEPT_CHAIN, tuple(accept)),
     )
+
+
+# ---- weaver's hooks (rendered as iptables-save text: they live in built-in chains) ----
+_NOTE = "NOTE: this must go before '-j KUBE-FORWARD'"
+
+
+def forward_hooks(bridge: str = "weave") -> tuple[str, ...]:
+    """The FORWARD block, each rule in ``iptables-save`` form (without ``-A FORWARD``)."""
+    return (
+        f'-i {bridge} -m comment --comment "{_NOTE}" -j {names.EGRESS_CHAIN}',
+        f'-o {bridge} -m comment --comment "{_NOTE}" -j {names.MAIN_CHAIN}',
+        f"-o {bridge} -m state --state NEW -j NFLOG --nflog-group {names.NFLOG_GROUP}",
+        f"-o {bridge} -j DROP",
+        f"-i {bridge} ! -o {bridge} -j ACCEPT",
+        f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    )
+
+
+def input_hook(bridge: str = "weave") -> str:
+    return f"-i {bridge} -j {names.EGRESS_CHAIN}"

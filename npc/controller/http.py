@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,8 @@ class HealthServer:
     workers are alive; ``ready`` that the first full sync has been applied."""
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry, *,
-                 healthy: Callable[[], bool], ready: Callable[[], bool]) -> None:
+                 healthy: Callable[[], bool], ready: Callable[[], bool],
+                 status: Callable[[], dict[str, object]] = dict) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,6 +28,9 @@ class HealthServer:
                 elif path in ("/healthz", "/livez"):
                     ok = healthy()
                     outer._send(self, 200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
+                elif path == "/status":
+                    outer._send(self, 200, json.dumps(status(), sort_keys=True).encode(),
+                                "application/json")
                 elif path == "/readyz":
                     ok = ready()
                     outer._send(self, 200 if ok else 503,

@@ -98,8 +98,13 @@ def run(settings: Settings) -> int:
     _start_watchers(settings, store, metrics, log, stop, supervisor)
     supervisor.spawn("sync", lambda: sync.run(stop))
     _start_blocked_logger(store, registry, log, stop, supervisor)
+    def status() -> dict[str, object]:
+        return {"ready": sync.status.ready, "syncs": sync.status.syncs,
+                "applied_resource_version": sync.status.applied_through,
+                "objects": store.counts(), "node": settings.node_name}
+
     http = HealthServer(settings.metrics_addr, registry, healthy=supervisor.alive,
-                        ready=lambda: sync.status.ready)
+                        ready=lambda: sync.status.ready, status=status)
     http.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,7 +1,7 @@
 """Settings of ``npc run`` / ``weave-npc``: one frozen value built and validated at start.
 
 The flags and defaults are weave-npc's (reference §5), so an existing DaemonSet's args keep
-working; ``EXTRA_ARGS`` is appended to the command line as weave's launch script did, and
+working; ``EXTRA_ARGS`` is put before the command line as weave's launch script did, and
 unknown positional arguments are tolerated as before.  Every problem is reported at once,
 with where the offending value came from.
 """
@@ -77,8 +77,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def command_line(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """argv with ``EXTRA_ARGS`` appended (word-split as a shell would)."""
-    return [*argv, *shlex.split(env.get("EXTRA_ARGS", ""))]
+    """argv with ``EXTRA_ARGS`` put first, as weave's launch script did, so the container's
+    own args override it (scripts/launch.sh does the same and unsets the variable)."""
+    return [*shlex.split(env.get("EXTRA_ARGS", "")), *argv]
 
 
 def _address(text: str) -> tuple[str, int]:

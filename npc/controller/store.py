@@ -74,6 +74,7 @@ class ClusterStore:
         self._snapshot: tuple[int, ClusterState] | None = None
         self._on_change = on_change
         self._pod_ips: dict[str, str] = {}
+        self._resource_versions: dict[Kind, int] = {}
 
     # ---- writes (watchers) ---------------------------------------------------------
     def replace(self, kind: Kind, values: Iterable[tuple[str, Value]]) -> None:
@@ -108,6 +109,23 @@ class ClusterStore:
             self._version += 1
         self._on_change()
 
+    def seen(self, kind: Kind, resource_version: str) -> None:
+        """The watch of ``kind`` is current through ``resource_version`` (an event or a
+        bookmark).  Kubernetes resourceVersions are opaque; numeric ones (etcd revisions,
+        as every real API server uses) are tracked so that /status can tell up to which
+        version the kernel reflects the cluster."""
+        if resource_version.isdigit():
+            with self._lock:
+                self._resource_versions[kind] = max(self._resource_versions.get(kind, 0),
+                                                    int(resource_version))
+
+    def current_through(self) -> int:
+        """The resourceVersion every kind is known to be current through (0 if unknown)."""
+        with self._lock:
+            if set(self._resource_versions) != set(Kind):
+                return 0
+            return min(self._resource_versions.values())
+
     # ---- reads ---------------------------------------------------------------------
     @property
     def synced(self) -> bool:
@@ -122,6 +140,17 @@ class ClusterStore:
 
     def snapshot(self) -> tuple[int, ClusterState]:
         """A consistent ClusterState and the version it reflects."""
+        return self.snapshot_with_rv()[:2]
+
+    def snapshot_with_rv(self) -> tuple[int, ClusterState, int]:
+        """Also the resourceVersion the snapshot is current through."""
+        with self._lock:
+            through = (min(self._resource_versions.values())
+                       if set(self._resource_versions) == set(Kind) else 0)
+        version, state = self._snapshot_state()
+        return version, state, through
+
+    def _snapshot_state(self) -> tuple[int, ClusterState]:
         with self._lock:
             if self._snapshot is not None and self._snapshot[0] == self._version:
                 return self._snapshot

@@ -39,6 +39,9 @@ class SyncStatus:
     ready: bool = False
     last_ruleset: Ruleset | None = None
     last_version: int = -1
+    applied_through: int = 0
+    """The resourceVersion the kernel is known to reflect (see ClusterStore.seen)."""
+    syncs: int = 0
     failures_in_a_row: int = 0
     reported: set[str] = field(default_factory=set)
 
@@ -101,7 +104,7 @@ class SyncRunner:
     def sync_once(self, *, full_check: bool) -> bool:
         """Compile the current snapshot and apply it; False after a kernel failure."""
         started = self.clock()
-        version, state = self.store.snapshot()
+        version, state, through = self.store.snapshot_with_rv()
         ruleset = compile_ruleset(state, self.options)
         self._report_problems(ruleset)
         try:
@@ -123,6 +126,8 @@ class SyncRunner:
             self.log.error("kernel state was changed from outside; repaired",
                            drift=", ".join(report.drift))
         self._record(ruleset, version, started, report)
+        self.status.applied_through = through
+        self.status.syncs += 1
         return True
 
     def _record(self, ruleset: Ruleset, version: int, started: float,

@@ -120,7 +120,9 @@ class Watcher:
                 values.append(outcome)
         self.store.replace(self.kind, values)
         self.lists += 1
-        return str(meta.get("resourceVersion", ""))
+        resource_version = str(meta.get("resourceVersion", ""))
+        self.store.seen(self.kind, resource_version)
+        return resource_version
 
     def _parse(self, obj: dict[str, Any]) -> Any:
         outcome = parse_object(self.kind, obj)
@@ -158,6 +160,7 @@ class Watcher:
                 self.store.upsert(self.kind, *outcome)
         elif kind == "DELETED":
             self.store.delete(self.kind, parse_object(self.kind, obj).key)
+        self.store.seen(self.kind, new_rv)
         return new_rv
 
     # ---- the loop ------------------------------------------------------------------

@@ -14,25 +14,10 @@ and drop every new packet toward a pod: policy is fail-closed by construction.
 from __future__ import annotations
 
 from npc.compile import names
+from npc.compile.layout import forward_hooks, input_hook
 
-_NOTE = "NOTE: this must go before '-j KUBE-FORWARD'"
-
-
-def forward_hooks(bridge: str = "weave") -> tuple[str, ...]:
-    """The FORWARD block, each rule in ``iptables-save`` form (without ``-A FORWARD``)."""
-    return (
-        f'-i {bridge} -m comment --comment "{_NOTE}" -j {names.EGRESS_CHAIN}',
-        f'-o {bridge} -m comment --comment "{_NOTE}" -j {names.MAIN_CHAIN}',
-        f"-o {bridge} -m state --state NEW -j NFLOG --nflog-group {names.NFLOG_GROUP}",
-        f"-o {bridge} -j DROP",
-        f"-i {bridge} ! -o {bridge} -j ACCEPT",
-        f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-    )
-
-
-def input_hook(bridge: str = "weave") -> str:
-    return f"-i {bridge} -j {names.EGRESS_CHAIN}"
-
+__all__ = ["builtin_rules", "forward_hooks", "hook_restore_lines", "hook_restore_text",
+           "input_hook"]
 
 def _normalise(rule: str) -> str:
     # iptables-save escapes quotes inside a quoted comment; compare without escapes.

@@ -1,0 +1,78 @@
+"""``npc debug`` against a live node: the kernel as it is, next to the desired state.
+
+The desired state comes from ``-f`` files when given, otherwise from one list of each
+kind from the API server (the same list code the controller uses); without API access
+the kernel is shown alone.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.ruleset import Ruleset
+from npc.controller.store import ClusterStore, Kind
+from npc.controller.watch import Watcher
+from npc.dataplane.exec import CommandError, SubprocessRunner
+from npc.dataplane.iptables import IptablesBackend, detect_mode
+from npc.model.load import load_files
+from npc.model.objects import ClusterState
+from npc.render import ipsets as ipset_render
+from npc.render.live import parse_counted_save, render_live
+
+
+def state_from_api(kubeconfig: str | None) -> ClusterState:
+    """One complete list of each kind, parsed as the controller parses them."""
+    from kubernetes import client
+
+    from npc.controller.main import kube_api_client
+
+    api = kube_api_client(kubeconfig)
+    core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
+    store = ClusterStore()
+    stop = threading.Event()
+    funcs: dict[Kind, Callable[..., Any]] = {
+        Kind.NAMESPACE: core.list_namespace, Kind.POD: core.list_pod_for_all_namespaces,
+        Kind.POLICY: net.list_network_policy_for_all_namespaces}
+    for kind, func in funcs.items():
+        Watcher(kind, func, store, on_error=lambda *_: None, on_invalid=lambda _: None,
+                stop=stop).list()
+    return store.snapshot()[1]
+
+
+def desired_state(files: list[str] | None, kubeconfig: str | None,
+                  options: Options) -> tuple[Ruleset | None, ClusterState | None]:
+    if files:
+        loaded = load_files(files)
+        for problem in loaded.problems:
+            print(f"npc: {problem}", file=sys.stderr)
+        state = loaded.state()
+        return compile_ruleset(state, options), state
+    try:
+        state = state_from_api(kubeconfig)
+    except Exception as exc:  # kubeconfig, network or API problem: show the kernel only
+        print(f"npc: cannot read the desired state from the API server: {exc}",
+              file=sys.stderr)
+        return None, None
+    return compile_ruleset(state, options), state
+
+
+def live_debug(files: list[str] | None, kubeconfig: str | None, options: Options) -> int:
+    """Print the kernel state annotated with policy origins; exit 3 if it differs."""
+    runner = SubprocessRunner()
+    try:
+        mode = detect_mode(runner)
+        backend = IptablesBackend(runner, mode=mode, list_size=options.max_list_size)
+        save = runner([f"iptables-{mode}-save", "-c", "-t", "filter"])
+        sets = ipset_render.parse_ipset_save(runner(["ipset", "save"]))
+    except (CommandError, ValueError) as exc:
+        print(f"npc: error: cannot read the kernel: {exc}", file=sys.stderr)
+        return 2
+    desired, _ = desired_state(files, kubeconfig, options)
+    text, differences = render_live(parse_counted_save(save), sets, desired)
+    print(f"# iptables-{backend.mode}, this network namespace")
+    sys.stdout.write(text)
+    return 3 if differences else 0
