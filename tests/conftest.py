@@ -18,11 +18,13 @@ LAB_PREFIX = f"npt{os.getpid()}"
 """Unique per test process, so two test runs on one machine never share a lab."""
 
 
-def _remove_orphaned_labs() -> None:
+def remove_orphaned_labs() -> None:
     """Labs left by test processes that died (kill -9 skips every cleanup)."""
-    for pid in sorted({m.group(1) for n in list_netns() if (m := re.match(r"^npt(\d+)-", n))}):
+    found = {(m.group(1), m.group(2)) for n in list_netns()
+             if (m := re.match(r"^(np[a-z])(\d+)-", n))}
+    for prefix, pid in sorted(found):
         if not os.path.exists(f"/proc/{pid}"):
-            cleanup_stale(f"npt{pid}")
+            cleanup_stale(f"{prefix}{pid}")
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,7 @@ def lab() -> Iterator[Lab]:
     """x, y, z × a, b, c spread over two nodes (a, c on one node and b on the other in x;
     alternating elsewhere), so same-node and cross-node paths are both exercised."""
     pods = [LabPod(key, node, ip) for key, node, ip in pods_over_nodes(ALL_PODS, 2)]
-    _remove_orphaned_labs()
+    remove_orphaned_labs()
     with Lab(nodes=2, pods=pods, prefix=LAB_PREFIX) as running:
         yield running
 

@@ -148,5 +148,23 @@ def _start_watchers(settings: Settings, store: ClusterStore, metrics: Metrics, l
 
 def _start_blocked_logger(store: ClusterStore, registry: CollectorRegistry, log: Any,
                           stop: threading.Event, supervisor: Supervisor) -> None:
-    """Blocked connections from NFLOG group 86 (wired in once npc.observe lands)."""
-    del store, registry, log, stop, supervisor
+    """Blocked connections from NFLOG group 86, read natively (no ulogd), counted and
+    logged as the original did, with pod names added; a reader failure stops npc."""
+    from npc.observe import BlockedConnectionCounter, BlockedConnectionLogger, NflogReader
+
+    reader = NflogReader()
+
+    def failed(exc: BaseException) -> None:
+        supervisor.crash = f"NFLOG reader: {exc!r}"
+        stop.set()
+
+    logger = BlockedConnectionLogger(reader, BlockedConnectionCounter(registry), log.warning,
+                                     resolver=store.pod_name_for_ip, on_error=failed)
+    logger.start()
+
+    def close_when_stopped() -> None:
+        stop.wait()
+        logger.stop()
+        reader.close()
+
+    supervisor.spawn("nflog", close_when_stopped)

@@ -1,0 +1,168 @@
+"""Controllers under test: one ``npc run`` process per lab node, inside that node's network
+namespace, watching the test API server over the lab network.
+
+The API server listens in the lab's fabric namespace on an address of the fabric bridge,
+which every node reaches through its ``weave`` bridge (the same L2 segment), so the
+controllers talk real HTTP to it without leaving the lab.  Each controller serves
+``/status`` on 127.0.0.1:6781 inside its node namespace; :meth:`Controllers.wait_synced`
+waits until every node's kernel reflects a given resourceVersion — no sleeping.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from npc.lab import Lab, in_netns
+from tests.apiserver import ApiServer
+from tests.cluster import Cluster
+
+API_ADDRESS = "10.47.254.1"
+STATUS_PORT = 6781
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": url}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
+        "users": [{"name": "lab", "user": {}}]}))
+    return path
+
+
+def http_get_in_netns(fd: int, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path from inside a network namespace."""
+    with in_netns(fd):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.sock = sock
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+class Controllers:
+    def __init__(self, lab: Lab, api: ApiServer, mode: str, workdir: Path,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.lab = lab
+        self.api = api
+        self.mode = mode
+        self.workdir = workdir
+        self.extra_args = extra_args
+        self.config = kubeconfig(workdir / "kubeconfig", api.url)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def log_path(self, node: int) -> Path:
+        return self.workdir / f"npc-node-{node}.log"
+
+    def start(self, node: int) -> None:
+        argv = ["ip", "netns", "exec", self.lab.node_ns(node), sys.executable, "-m", "npc.cli",
+                "run", "--kubeconfig", str(self.config), "--node-name", f"node-{node}",
+                "--metrics-addr", f"127.0.0.1:{STATUS_PORT}", "--install-hooks",
+                "--full-check-interval", "1", "--log-level", "info", *self.extra_args]
+        env = {**os.environ, "IPTABLES_BACKEND": self.mode, "PYTHONPATH": str(ROOT)}
+        env.pop("EXTRA_ARGS", None)
+        log = self.log_path(node).open("ab")
+        self.procs[node] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, cwd=ROOT)
+
+    def start_all(self) -> None:
+        for node in range(self.lab.topology.nodes):
+            self.start(node)
+
+    def stop(self, node: int, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        proc = self.procs.pop(node)
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        for node in list(self.procs):
+            proc = self.procs[node]
+            if proc.poll() is None:
+                self.stop(node)
+            else:
+                self.procs.pop(node)
+
+    def status(self, node: int) -> dict[str, Any] | None:
+        try:
+            code, body = http_get_in_netns(self.lab.netns_fd(self.lab.node_ns(node)),
+                                           STATUS_PORT, "/status")
+        except OSError:
+            return None
+        return json.loads(body) if code == 200 else None
+
+    def metrics(self, node: int) -> str:
+        return http_get_in_netns(self.lab.netns_fd(self.lab.node_ns(node)), STATUS_PORT,
+                                 "/metrics")[1]
+
+    def wait_synced(self, resource_version: int | str | None = None,
+                    timeout: float = 20.0) -> None:
+        """Until every running node's kernel reflects ``resource_version`` (default: the
+        API server's current one)."""
+        target = int(resource_version or self.api.resource_version)
+        deadline = time.monotonic() + timeout
+        pending = set(self.procs)
+        while pending and time.monotonic() < deadline:
+            for node in list(pending):
+                proc = self.procs[node]
+                if proc.poll() is not None:
+                    raise AssertionError(f"npc on node {node} exited {proc.returncode}:\n"
+                                         f"{self.log_path(node).read_text()[-3000:]}")
+                status = self.status(node)
+                if status and status["ready"] and status["applied_resource_version"] >= target:
+                    pending.discard(node)
+            if pending:
+                time.sleep(0.02)
+        if pending:
+            logs = "\n".join(self.log_path(n).read_text()[-2000:] for n in pending)
+            raise AssertionError(f"nodes {sorted(pending)} not synced to rv {target}:\n{logs}")
+
+
+def publish(api: ApiServer, cluster: Cluster) -> None:
+    """Make the API server hold exactly ``cluster``'s objects (namespaces, pods, policies),
+    writing only what differs."""
+    wanted = {("Namespace", m["metadata"].get("namespace", ""), m["metadata"]["name"]): m
+              for m in cluster.manifests() if m["kind"] == "Namespace"}
+    wanted.update({(m["kind"], m["metadata"].get("namespace", "default"), m["metadata"]["name"]): m
+                   for m in cluster.manifests() if m["kind"] != "Namespace"})
+    for kind in ("NetworkPolicy", "Pod"):
+        for obj in api.list(kind):
+            meta = obj["metadata"]
+            if (kind, meta["namespace"], meta["name"]) not in wanted:
+                api.delete(kind, meta["namespace"], meta["name"])
+    for kind in ("Namespace", "Pod", "NetworkPolicy"):
+        for (k, ns, name), manifest in wanted.items():
+            if k != kind:
+                continue
+            current = api.get(kind, ns or None, name)
+            if current is None:
+                api.create(kind, manifest)
+            elif _differs(current, manifest):
+                api.apply(kind, manifest)
+
+
+def _differs(current: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    for key in ("spec", "status"):
+        if key in manifest and _strip(current.get(key)) != _strip(manifest.get(key)):
+            return True
+    return (current["metadata"].get("labels") or {}) != {
+        **(manifest["metadata"].get("labels") or {}),
+        **({"kubernetes.io/metadata.name": manifest["metadata"]["name"]}
+           if manifest["kind"] == "Namespace" else {})}
+
+
+def _strip(value: Any) -> Any:
+    """Compare without the API server's defaulting noise."""
+    return json.loads(json.dumps(value or {}, sort_keys=True))
