@@ -168,3 +168,50 @@ def test_rejected_policy_counted_once_in_the_original_metric() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "weavenpc_policy_enforcement_errors 1.0" in text
     assert "weavenpc_policy_enforcement_errors_total 1.0" in text
+
+
+# ---- logging, supervision ----------------------------------------------------------------
+def test_weave_log_line_format() -> None:
+    import io
+    import re
+
+    from npc.controller import logs
+
+    out = io.StringIO()
+    logs.configure("info", "text", out)
+    logs.get().warning("TCP connection from 10.32.0.7:56648 to 10.32.0.11:80 blocked by "
+                       "Weave NPC.")
+    logs.get().debug("not shown at info")
+    line = out.getvalue().strip()
+    assert re.fullmatch(r"WARN: \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{6} TCP connection from "
+                        r"10\.32\.0\.7:56648 to 10\.32\.0\.11:80 blocked by Weave NPC\.", line)
+
+
+def test_json_log_format() -> None:
+    import io
+    import json
+
+    from npc.controller import logs
+
+    out = io.StringIO()
+    logs.configure("debug", "json", out)
+    logs.get().info("synced", seconds=0.01)
+    record = json.loads(out.getvalue())
+    assert (record["level"], record["msg"], record["seconds"]) == ("info", "synced", 0.01)
+
+
+def test_a_crashing_worker_stops_everything() -> None:
+    from npc.controller.main import Supervisor
+
+    stop = threading.Event()
+    sup = Supervisor(stop, Log())
+    sup.spawn("ok", lambda: stop.wait())
+
+    def boom() -> None:
+        raise KeyError("bug")
+
+    sup.spawn("boom", boom)
+    assert stop.wait(2)
+    for t in sup.threads:
+        t.join(2)
+    assert sup.crash is not None and "KeyError" in sup.crash

@@ -69,10 +69,17 @@ def _all_ports_forwarding(ns: str) -> bool:
 class Lab:
     """A Weave-like cluster of ``nodes`` node namespaces and the given pods.
 
-    Use as ``with Lab(nodes=2, pods=[...], prefix="npl") as lab: ...``.  The lab
-    installs no iptables rules; the policy controller under test (or the test)
-    does.  ``prefix`` ([A-Za-z0-9_]+) scopes all namespace names so that labs
-    with different prefixes coexist.
+    The lab installs no iptables rules; the policy controller under test (or the
+    test) does.  ``prefix`` ([A-Za-z0-9_]+) scopes all namespace names so that
+    labs with different prefixes coexist.  Example::
+
+        pods = [LabPod("x/a", 0, "10.32.0.10"), LabPod("x/b", 1, "10.32.0.11")]
+        with Lab(nodes=2, pods=pods, prefix="npl") as lab:
+            lab.run_in_node(1, ["iptables", "-I", "FORWARD", "-j", "DROP"])
+            lab.flush_conntrack()
+            print(lab.matrix(80, "TCP").format())
+            cmp = lab.validate({("x/a", "x/b"): False, ("x/b", "x/a"): False}, 80, "UDP")
+            assert cmp.ok, cmp.format()
     """
 
     def __init__(
@@ -169,6 +176,10 @@ class Lab:
     @property
     def prefix(self) -> str:
         return self.topology.prefix
+
+    @property
+    def nodes(self) -> int:
+        return self.topology.nodes
 
     @property
     def keys(self) -> list[str]:

@@ -248,3 +248,16 @@ def test_blocked_connections_are_logged_and_counted(controllers: Controllers) ->
     assert line in log and "z/b" in log and "x/a" in log
     assert 'weavenpc_blocked_connections_total{dport="80",protocol="tcp"}' in \
         controllers.metrics(node)
+
+
+def test_probe_endpoints_and_metric_names(controllers: Controllers) -> None:
+    from tests.e2e.controllers import STATUS_PORT, http_get_in_netns
+
+    fd = controllers.lab.netns_fd(controllers.lab.node_ns(0))
+    assert http_get_in_netns(fd, STATUS_PORT, "/readyz")[0] == 200
+    assert http_get_in_netns(fd, STATUS_PORT, "/healthz")[0] == 200
+    text = controllers.metrics(0)
+    for name in ("weavenpc_policy_enforcement_errors", "weavenpc_sync_duration_seconds_bucket",
+                 "weavenpc_last_successful_sync_timestamp_seconds", "weavenpc_ruleset_rules",
+                 "weavenpc_ruleset_sets", "weavenpc_kernel_command_failures_total"):
+        assert f"\n{name}" in text, name
