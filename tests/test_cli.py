@@ -365,3 +365,23 @@ def test_live_debug_maps_the_kernel_to_policies_and_flags_drift(netns: str) -> N
     assert drifted.returncode == 3
     assert "!! MISSING rule" in drifted.stdout
 
+
+
+@pytest.mark.parametrize(("src", "dst", "port", "verdict", "because"), [
+    ("ops/monitor", "shop/web", "80", "ALLOWED", "shop/web-from-ops-network ingress[0]"),
+    ("ops/intruder", "shop/web", "80/tcp", "DENIED", "ops/ops-egress"),
+    ("frontend/ui", "shop/db", "81", "DENIED", "shop/default-deny"),
+    ("10.32.1.10", "shop/db", "81", "ALLOWED", "shop/db-from-web ingress[0]"),
+], ids=["allowed-by-ipblock", "denied-egress", "denied-default-deny", "by-ip-named-port"])
+def test_debug_explain(capsys: pytest.CaptureFixture[str], src: str, dst: str, port: str,
+                       verdict: str, because: str) -> None:
+    status, out, err = debug(capsys, "-f", str(EXAMPLES), "explain", src, dst, port)
+    assert (status, err) == (0, "")
+    assert f"\n{verdict}:" in out
+    assert because in out
+
+
+def test_debug_explain_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert debug(capsys, "-f", str(EXAMPLES), "explain", "a/b")[0] == 2
+    status, _, err = debug(capsys, "-f", str(EXAMPLES), "explain", "no/pod", "shop/web", "80")
+    assert status == 2 and "no pod no/pod" in err

@@ -205,7 +205,10 @@ def test_a_crashing_worker_stops_everything() -> None:
 
     stop = threading.Event()
     sup = Supervisor(stop, Log())
-    sup.spawn("ok", lambda: stop.wait())
+    def idle() -> None:
+        stop.wait()
+
+    sup.spawn("ok", idle)
 
     def boom() -> None:
         raise KeyError("bug")

@@ -261,3 +261,24 @@ def test_probe_endpoints_and_metric_names(controllers: Controllers) -> None:
                  "weavenpc_last_successful_sync_timestamp_seconds", "weavenpc_ruleset_rules",
                  "weavenpc_ruleset_sets", "weavenpc_kernel_command_failures_total"):
         assert f"\n{name}" in text, name
+
+
+def test_live_debug_and_explain_against_the_api(controllers: Controllers) -> None:
+    """``npc debug`` on a node reads the desired state from the API server and finds the
+    kernel matching it; ``npc debug explain`` names the deciding policy."""
+    import subprocess
+    import sys
+
+    lab = controllers.lab
+    sync(controllers, mixed_cluster(lab))
+    node = lab.node_of("x/a")
+    base = ["ip", "netns", "exec", lab.node_ns(node), sys.executable, "-m", "npc.cli",
+            "debug", "--kubeconfig", str(controllers.config)]
+    env = {"IPTABLES_BACKEND": MODE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    live = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
+    assert live.returncode == 0, live.stdout[-3000:] + live.stderr
+    assert "<- x/only-from-y ingress[0] peer[0]" in live.stdout
+    explain = subprocess.run([*base, "explain", "z/b", "x/a", "80"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    assert explain.returncode == 0, explain.stderr
+    assert "DENIED" in explain.stdout and "x/only-from-y" in explain.stdout
