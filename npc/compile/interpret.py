@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
+from npc.compile import layout as hooks
 from npc.compile import names
 from npc.compile.layout import ESTABLISHED, NEW
 from npc.compile.ruleset import (
@@ -45,7 +46,6 @@ from npc.compile.ruleset import (
     SetMark,
     Verdict,
 )
-from npc.compile import layout as hooks
 from npc.model.objects import Protocol
 
 DEFAULT_BRIDGE_PORT = "vethwe-bridge"
