@@ -15,6 +15,7 @@ This is what ``npc debug explain`` prints, and a kernel-free check of the compil
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -109,7 +110,7 @@ class Side:
         return tuple(o for o in self.step.rule.origins if o.policy) if self.step else ()
 
     def __str__(self) -> str:
-        return f"{self.direction}: {self.status.value}: {self.reason}"
+        return f"{self.direction} {self.status.value}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,9 @@ def _forward_hooks(bridge: str) -> tuple[_Hook, ...]:
         (True, False, (), Accept()),
         (None, True, (ESTABLISHED,), Accept()),
     )
+    texts = [re.sub(r' -m comment --comment "[^"]*"', "", t) for t in hooks.forward_hooks(bridge)]
     return tuple(_Hook(Rule(matches, verdict, text, (Origin(what=f"FORWARD {text}"),)), i, o)
-                 for (i, o, matches, verdict), text
-                 in zip(spec, hooks.forward_hooks(bridge), strict=True))
+                 for (i, o, matches, verdict), text in zip(spec, texts, strict=True))
 
 
 @lru_cache(maxsize=8)
@@ -300,8 +301,8 @@ def _decided(direction: str, step: Step) -> Side:
     rule = step.rule
     policies = [o for o in rule.origins if o.policy]
     if policies:
-        return Side(direction, Status.ALLOWED,
-                    "allowed by " + ", ".join(str(o) for o in policies), step)
+        noun = "policy rule " if len(policies) == 1 else "policy rules "
+        return Side(direction, Status.ALLOWED, noun + ", ".join(map(str, policies)), step)
     what = rule.origins[0].what if rule.origins else rule.comment
     if step.chain in _DEFAULT_CHAINS:
         namespace = what.removeprefix("default-allow ")
