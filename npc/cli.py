@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--format", choices=("text", "json", "restore"), default="text")
     debug.add_argument("--kubeconfig", default=None,
                        help="for the live view: where to read the desired state from")
+    debug.add_argument("--backend", choices=("iptables", "nftables", "auto"), default="auto",
+                       help="for the live view: which kernel state to read (default auto)")
     debug.add_argument("--live", action="store_true",
                        help="show the kernel state even when -f gives the desired state")
     debug.add_argument("what", nargs="*", metavar="explain SRC DST PORT[/PROTO]",
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(apply)
     apply.add_argument("--install-hooks", action="store_true",
                        help="also install weaver's FORWARD/INPUT hooks into npc's chains")
-    apply.add_argument("--backend", choices=("iptables",), default="iptables")
+    apply.add_argument("--backend", choices=("iptables", "nftables", "auto"),
+                       default="iptables", help="kernel backend (default iptables; auto: "
+                       "nftables unless iptables is configured or in use)")
     sub.add_parser("run", add_help=False, help="run as the weave-npc controller (the default "
                    "when started as weave-npc); see 'npc run --help'")
     demo = sub.add_parser("demo", help="build a lab of network namespaces and show policies "
@@ -82,7 +86,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.live or not args.files:
         from npc.controller.inspect import live_debug
 
-        return live_debug(args.files, args.kubeconfig, _options(args))
+        return live_debug(args.files, args.kubeconfig, _options(args), args.backend)
     loaded = load_files(args.files)
     _report(loaded)
     ruleset = compile_ruleset(loaded.state(), _options(args))
@@ -97,7 +101,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from npc.dataplane.exec import CommandError, SubprocessRunner
-    from npc.dataplane.iptables import IptablesBackend, detect_mode
+    from npc.dataplane.nftables import NftError
+    from npc.dataplane.select import make_backend
 
     loaded = load_files(args.files)
     _report(loaded)
@@ -106,18 +111,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"npc: enforced fail-closed: {problem}", file=sys.stderr)
     runner = SubprocessRunner()
     try:
-        mode = detect_mode(runner)
+        backend, description = make_backend(args.backend, runner, _options(args))
     except ValueError as exc:
         print(f"npc: error: {exc}", file=sys.stderr)
         return 2
-    backend = IptablesBackend(runner, mode=mode, list_size=args.max_list_size)
     try:
         report = backend.apply(ruleset, install_hooks=args.install_hooks)
-    except CommandError as exc:
+    except (CommandError, NftError) as exc:
         print(f"npc: error: applying failed: {exc}", file=sys.stderr)
         return 2
     changed = ", ".join(report.chains_rewritten) or "none"
-    print(f"npc: applied ({backend.mode}): {len(ruleset.sets)} sets, "
+    label = description.removeprefix("iptables-").split(" ")[0]
+    print(f"npc: applied ({label}): {len(ruleset.sets)} sets, "
           f"{sum(len(c.rules) for c in ruleset.chains)} rules; ipset lines written: "
           f"{report.ipset_lines}; chains rewritten: {changed}; sets destroyed: "
           f"{len(report.sets_destroyed)}; hooks installed: {report.hooks_installed}")

@@ -10,10 +10,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from npc.compile import names
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import ApplyReport, IptablesBackend
+from npc.dataplane.nftables import NftablesBackend, NftCli
 from npc.lab import Lab
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
@@ -94,21 +96,60 @@ class Enforcer:
     iptables backend (the code path ``npc apply`` and a sync use)."""
 
     def __init__(self, lab: Lab, mode: str, options: Options | None = None) -> None:
+        """``mode``: "nft" or "legacy" (the iptables backend in that flavour), or
+        "nftables" (the nftables backend)."""
         self.lab = lab
+        self.mode = mode
         self.options = options or Options()
-        self.backends = [
-            IptablesBackend(SubprocessRunner(("ip", "netns", "exec", lab.node_ns(i))),
-                            mode=mode, list_size=self.options.max_list_size)
-            for i in range(lab.topology.nodes)]
+        self.runners = [SubprocessRunner(("ip", "netns", "exec", lab.node_ns(i)))
+                        for i in range(lab.topology.nodes)]
+        self.backends: list[IptablesBackend | NftablesBackend] = [
+            NftablesBackend(NftCli(r), options=self.options) if mode == "nftables"
+            else IptablesBackend(r, mode=mode, list_size=self.options.max_list_size)
+            for r in self.runners]
+
+    @property
+    def is_nftables(self) -> bool:
+        return self.mode == "nftables"
 
     def apply(self, state: ClusterState) -> tuple[Ruleset, list[ApplyReport]]:
         ruleset = compile_ruleset(state, self.options)
         reports = [b.apply(ruleset, install_hooks=True) for b in self.backends]
         return ruleset, reports
 
+    def prepare(self) -> None:
+        """What a starting controller does before its first sync (fail closed)."""
+        for b in self.backends:
+            b.prepare(install_hooks=True)
+
     def remove(self) -> None:
         for b in self.backends:
             b.remove_all()
+
+    def kernel_text(self, node: int) -> str:
+        """The node's rules with counters, without comment lines."""
+        if self.is_nftables:
+            text = self.runners[node](["nft", "list", "table", "inet", "weave-npc"])
+        else:
+            text = self.runners[node]([f"iptables-{self.mode}-save", "-c", "-t", "filter"])
+        return "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+
+    def break_ingress(self, node: int, namespace_set_source: str) -> None:
+        """Damage the node's state from outside: flush the ingress policy rules and the
+        set of one namespace selector (as ``iptables -F`` / ``ipset flush`` or nft would)."""
+        if self.is_nftables:
+            from npc.render.nft import set_name as nft_set
+
+            listing = self.runners[node](["nft", "list", "table", "inet", "weave-npc"])
+            for line in listing.splitlines():
+                if line.strip().startswith("chain ingress-"):
+                    chain = line.split()[1]
+                    self.runners[node](["nft", "flush", "chain", "inet", "weave-npc", chain])
+            self.runners[node](["nft", "flush", "set", "inet", "weave-npc",
+                                nft_set(names.set_name(namespace_set_source))])
+            return
+        self.runners[node]([f"iptables-{self.mode}", "-F", names.INGRESS_CHAIN])
+        self.runners[node](["ipset", "flush", names.set_name(namespace_set_source)])
 
 
 def lab_node_name(index: int) -> str:

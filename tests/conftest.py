@@ -13,7 +13,8 @@ from npc.lab.netns import list_netns
 from tests.cluster import Enforcer, pods_over_nodes
 from tests.e2e.scenario import ALL_PODS
 
-MODES = ("nft", "legacy")
+MODES = ("nft", "legacy", "nftables")
+"""The iptables backend in both iptables flavours, and the nftables backend."""
 LAB_PREFIX = f"npt{os.getpid()}"
 """Unique per test process, so two test runs on one machine never share a lab."""
 
@@ -39,8 +40,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session", params=MODES)
 def enforcer(request: pytest.FixtureRequest, lab: Lab) -> Iterator[Enforcer]:
-    """The production iptables backend on every lab node, in one iptables flavour.  Both
-    flavours hook the same netfilter points, so the other one is emptied first."""
+    """A production backend on every lab node.  All of them hook the same netfilter
+    points, so the others are emptied first."""
     for other in MODES:
         Enforcer(lab, other).remove()
     enf = Enforcer(lab, request.param)

@@ -17,7 +17,9 @@ from npc.compile.ruleset import Ruleset
 from npc.controller.store import ClusterStore, Kind
 from npc.controller.watch import Watcher
 from npc.dataplane.exec import CommandError, SubprocessRunner
-from npc.dataplane.iptables import IptablesBackend, detect_mode
+from npc.dataplane.iptables import IptablesBackend
+from npc.dataplane.nftables import NftablesBackend
+from npc.dataplane.select import make_backend
 from npc.model.load import load_files
 from npc.model.objects import ClusterState
 from npc.render import ipsets as ipset_render
@@ -60,19 +62,30 @@ def desired_state(files: list[str] | None, kubeconfig: str | None,
     return compile_ruleset(state, options), state
 
 
-def live_debug(files: list[str] | None, kubeconfig: str | None, options: Options) -> int:
+def live_debug(files: list[str] | None, kubeconfig: str | None, options: Options,
+               backend_name: str = "auto") -> int:
     """Print the kernel state annotated with policy origins; exit 3 if it differs."""
     runner = SubprocessRunner()
     try:
-        mode = detect_mode(runner)
-        backend = IptablesBackend(runner, mode=mode, list_size=options.max_list_size)
-        save = runner([f"iptables-{mode}-save", "-c", "-t", "filter"])
-        sets = ipset_render.parse_ipset_save(runner(["ipset", "save"]))
+        backend, description = make_backend(backend_name, runner, options)
     except (CommandError, ValueError) as exc:
         print(f"npc: error: cannot read the kernel: {exc}", file=sys.stderr)
         return 2
     desired, _ = desired_state(files, kubeconfig, options)
-    text, differences = render_live(parse_counted_save(save), sets, desired)
-    print(f"# iptables-{backend.mode}, this network namespace")
+    print(f"# {description}, this network namespace")
+    if isinstance(backend, NftablesBackend):
+        listing = runner(["nft", "list", "table", "inet", "weave-npc"])
+        sys.stdout.write(listing)
+        if desired is None:
+            return 0
+        differences = backend.differences(desired)
+        for item in differences:
+            print(f"!! differs from the desired state: {item}")
+        print(f"# {len(differences)} difference(s) from the desired state")
+        return 3 if differences else 0
+    assert isinstance(backend, IptablesBackend)
+    save = runner([f"iptables-{backend.mode}-save", "-c", "-t", "filter"])
+    sets = ipset_render.parse_ipset_save(runner(["ipset", "save"]))
+    text, count = render_live(parse_counted_save(save), sets, desired)
     sys.stdout.write(text)
-    return 3 if differences else 0
+    return 3 if count else 0

@@ -27,7 +27,7 @@ from npc.controller.store import ClusterStore, Kind
 from npc.controller.sync import SyncRunner
 from npc.controller.watch import Watcher
 from npc.dataplane.exec import SubprocessRunner
-from npc.dataplane.iptables import IptablesBackend, detect_mode
+from npc.dataplane.select import make_backend
 from npc.model.parse import FieldError
 
 
@@ -76,9 +76,9 @@ def run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     runner = SubprocessRunner()
-    mode = settings.iptables_mode or detect_mode(runner)
-    backend = IptablesBackend(runner, mode=mode, list_size=settings.max_list_size)
-    log.info("weave-npc starting", node=settings.node_name, backend=f"iptables-{mode}",
+    options = Options(settings.allow_mcast, settings.bridge_port_name, settings.max_list_size)
+    backend, description = make_backend(settings.backend, runner, options)
+    log.info("weave-npc starting", node=settings.node_name, backend=description,
              metrics_addr=f"{settings.metrics_addr[0]}:{settings.metrics_addr[1]}")
     created = backend.prepare(install_hooks=settings.install_hooks)
     if created:
@@ -88,8 +88,7 @@ def run(settings: Settings) -> int:
     sync_box: list[SyncRunner] = []
     store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty() if sync_box else None)
     sync = SyncRunner(store=store, backend=backend, metrics=metrics, log=log,
-                      options=Options(settings.allow_mcast, settings.bridge_port_name,
-                                      settings.max_list_size),
+                      options=options,
                       install_hooks=settings.install_hooks,
                       min_interval=settings.min_sync_interval,
                       full_check_interval=settings.full_check_interval)

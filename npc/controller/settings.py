@@ -66,8 +66,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=None,
                    help="kubeconfig file (default: in-cluster service account, then "
                         "$KUBECONFIG, then ~/.kube/config)")
-    p.add_argument("--backend", default="iptables", choices=("iptables",),
-                   help="kernel backend (default iptables)")
+    p.add_argument("--backend", default="iptables", choices=("iptables", "nftables", "auto"),
+                   help="kernel backend (default iptables; auto: nftables unless iptables "
+                        "is configured or already in use)")
     p.add_argument("--install-hooks", action="store_true",
                    help="install weaver's FORWARD/INPUT hooks (normally weaver does)")
     p.add_argument("--full-check-interval", default=60.0, type=float,

@@ -27,6 +27,7 @@ from npc.controller.metrics import Metrics
 from npc.controller.store import ClusterStore
 from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
+from npc.dataplane.nftables import NftError
 
 
 class Backend(Protocol):
@@ -110,7 +111,7 @@ class SyncRunner:
         try:
             report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
                                        full_check=full_check)
-        except CommandError as exc:
+        except (CommandError, NftError) as exc:
             self.status.failures_in_a_row += 1
             self.metrics.kernel_failures.inc()
             self.metrics.syncs.labels(result="failed").inc()

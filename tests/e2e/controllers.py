@@ -72,7 +72,9 @@ class Controllers:
                 "run", "--kubeconfig", str(self.config), "--node-name", f"node-{node}",
                 "--metrics-addr", f"127.0.0.1:{STATUS_PORT}", "--install-hooks",
                 "--full-check-interval", "1", "--log-level", "info", *self.extra_args]
-        env = {**os.environ, "IPTABLES_BACKEND": self.mode, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if self.mode in ("nft", "legacy"):
+            env["IPTABLES_BACKEND"] = self.mode
         env.pop("EXTRA_ARGS", None)
         log = self.log_path(node).open("ab")
         self.procs[node] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

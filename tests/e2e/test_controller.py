@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from npc.compile import names
 from npc.lab import Lab, LabPod
 from tests.apiserver import ApiServer
 from tests.cluster import Cluster, Enforcer, lab_cluster, netpol, pods_over_nodes
@@ -23,7 +22,8 @@ from tests.e2e.truthtable import expected
 from tests.e2e.upstream_cases import CASES
 from tests.oracle import expected_matrix
 
-MODE = "nft"
+BACKENDS = ("nft", "nftables")
+"""The iptables backend (nf_tables flavour) and the nftables backend."""
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +43,22 @@ def api(api_lab: Lab) -> Iterator[ApiServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def controllers(api_lab: Lab, api: ApiServer,
+@pytest.fixture(scope="module", params=BACKENDS)
+def controllers(request: pytest.FixtureRequest, api_lab: Lab, api: ApiServer,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controllers]:
+    mode = request.param
+    for other in BACKENDS:
+        Enforcer(api_lab, other).remove()
     publish(api, lab_cluster(api_lab))
-    ctl = Controllers(api_lab, api, MODE, tmp_path_factory.mktemp("npc"))
+    extra = ("--backend", "nftables") if mode == "nftables" else ()
+    ctl = Controllers(api_lab, api, mode, tmp_path_factory.mktemp("npc"), extra)
     ctl.start_all()
     try:
         ctl.wait_synced()
         yield ctl
     finally:
         ctl.stop_all()
-        Enforcer(api_lab, MODE).remove()
+        Enforcer(api_lab, mode).remove()
 
 
 def sync(ctl: Controllers, cluster: Cluster) -> None:
@@ -179,8 +183,7 @@ def test_outside_flush_is_repaired_within_one_check_period(controllers: Controll
     sync(controllers, cluster)
     node = lab.node_of("x/a")
     assert lab.probe("y/a", "x/a", 80, "TCP", timeout=0.5)
-    lab.run_in_node(node, [f"iptables-{MODE}", "-F", names.INGRESS_CHAIN])
-    lab.run_in_node(node, ["ipset", "flush", names.set_name(":kubernetes.io/metadata.name=y")])
+    Enforcer(lab, controllers.mode).break_ingress(node, ":kubernetes.io/metadata.name=y")
     deadline = threading.Event()
     for _ in range(60):  # full check every 1 s (jittered ±20%)
         if lab.probe("y/a", "x/a", 80, "TCP", timeout=0.3):
@@ -274,10 +277,10 @@ def test_live_debug_and_explain_against_the_api(controllers: Controllers) -> Non
     node = lab.node_of("x/a")
     base = ["ip", "netns", "exec", lab.node_ns(node), sys.executable, "-m", "npc.cli",
             "debug", "--kubeconfig", str(controllers.config)]
-    env = {"IPTABLES_BACKEND": MODE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     live = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
     assert live.returncode == 0, live.stdout[-3000:] + live.stderr
-    assert "<- x/only-from-y ingress[0] peer[0]" in live.stdout
+    assert "x/only-from-y ingress[0] peer[0]" in live.stdout
     explain = subprocess.run([*base, "explain", "z/b", "x/a", "80"], capture_output=True,
                              text=True, env=env, timeout=60)
     assert explain.returncode == 0, explain.stderr

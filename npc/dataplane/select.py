@@ -1,0 +1,76 @@
+"""Choosing the kernel backend: ``iptables``, ``nftables`` or ``auto``.
+
+``auto`` picks nftables when libnftables and the kernel support it and nothing else is
+configured; it stays with iptables when ``IPTABLES_BACKEND`` is set, when weave-npc's
+iptables chains already exist (a node upgraded from the Go original or from iptables mode),
+or when weaver's iptables hooks are installed (weaver was started with ``--expect-npc``
+expecting iptables).  The router and npc agree on the mode through the DaemonSet: both
+containers get the same ``NPC_BACKEND`` environment variable; a router that sees
+``NPC_BACKEND=nftables`` does not install its iptables hooks, because the nftables table
+hooks into netfilter by itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Protocol
+
+from npc.compile.compiler import Options
+from npc.compile.ruleset import Ruleset
+from npc.dataplane.exec import CommandError, Runner
+from npc.dataplane.iptables import ApplyReport, IptablesBackend, detect_mode
+
+BACKENDS = ("iptables", "nftables", "auto")
+
+
+class Backend(Protocol):
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
+             full_check: bool = False) -> ApplyReport: ...
+
+    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport: ...
+
+    def prepare(self, *, install_hooks: bool) -> list[str]: ...
+
+    def remove_all(self) -> None: ...
+
+
+def _iptables_in_use(runner: Runner) -> bool:
+    for tool in ("iptables-nft-save", "iptables-legacy-save"):
+        try:
+            text = runner([tool, "-t", "filter"])
+        except (CommandError, OSError):
+            continue
+        if "WEAVE-NPC" in text:
+            return True
+    return False
+
+
+def choose(name: str, runner: Runner, env: Mapping[str, str] | None = None) -> str:
+    """The backend to use: "iptables" or "nftables"."""
+    from npc.dataplane import nftables
+
+    env = os.environ if env is None else env
+    if name != "auto":
+        return name
+    if env.get("IPTABLES_BACKEND") or _iptables_in_use(runner):
+        return "iptables"
+    return "nftables" if nftables.available() else "iptables"
+
+
+def make_backend(name: str, runner: Runner, options: Options,
+                 env: Mapping[str, str] | None = None) -> tuple[Backend, str]:
+    """The backend and a description of it (for logs)."""
+    chosen = choose(name, runner, env)
+    if chosen == "nftables":
+        from npc.dataplane.exec import SubprocessRunner
+        from npc.dataplane.nftables import LibNftables, NftablesBackend, NftCli
+
+        # In-process libnftables for this network namespace; the nft command otherwise
+        # (a runner with a prefix targets another namespace).
+        in_process = isinstance(runner, SubprocessRunner) and not runner.prefix
+        nft = LibNftables() if in_process else NftCli(runner)
+        return NftablesBackend(nft, options=options), "nftables (inet weave-npc)"
+    mode = detect_mode(runner, None if env is None else dict(env))
+    return (IptablesBackend(runner, mode=mode, list_size=options.max_list_size),
+            f"iptables-{mode}")

@@ -1,0 +1,335 @@
+"""Ruleset → the desired ``inet weave-npc`` nftables table (pure), as libnftables JSON.
+
+The semantics are those of the iptables layout (see :mod:`npc.compile.layout`); the shape
+is built for lookups instead of walks:
+
+* every pod a policy isolates is a key of a **verdict map** (``ingress_dispatch`` by
+  destination, ``egress_dispatch`` by source) whose value jumps to the chain of exactly the
+  policies that select it (pods selected by the same set of policies share one chain), so
+  a new connection costs one hash lookup plus the rules of the policies that concern it —
+  never a walk over the rules of unrelated policies;
+* the pods no policy isolates are one set per direction (``*_default_allow``);
+* selector sets become ``ipv4_addr`` sets (a namespace-selector list:set becomes the union
+  of its members), except sets become interval sets.
+
+nftables has no ``physdev`` match, and in the ``inet`` family a bridged packet's in/out
+interface is the bridge itself.  So a two-rule ``bridge weave-npc`` table marks packets that
+enter from (``FROM_ROUTER``) or leave through (``TO_ROUTER``) the router's bridge port,
+and the ``inet`` chains read the mark: the same bypass as iptables' ``physdev`` rules.
+Rule order never matters inside a group chain: every policy rule is an allow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from npc.compile import names
+from npc.compile.ruleset import L4, Addr, Direction, InSet, IpSet, Match, Rule, Ruleset, SetKind
+
+TABLE = "weave-npc"
+FROM_ROUTER = 0x100000
+TO_ROUTER = 0x200000
+"""Mark bits for the bridge-port bypass; clear of kube-proxy (0x4000, 0x8000), weave's
+IPsec (0x20000) and weave-npc's iptables egress mark (0x40000)."""
+COMMENT_LIMIT = 120  # nftables keeps at most 128 bytes of rule comment
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NftSet:
+    name: str
+    interval: bool
+    elements: frozenset[str]
+    comment: str
+
+
+@dataclass(frozen=True)
+class NftMap:
+    name: str
+    elements: tuple[tuple[str, str], ...]  # ip → chain to jump to
+
+
+@dataclass(frozen=True)
+class NftChain:
+    name: str
+    rules: tuple[Json, ...]
+    hook: tuple[str, int] | None = None  # (hook, priority) for base chains
+    fingerprint: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1(repr((self.hook, self.rules)).encode()).hexdigest()[:12]
+        object.__setattr__(self, "fingerprint", digest)
+
+    def rules_with_fingerprint(self) -> list[Json]:
+        """The rules, the first one's comment starting with ``#<fingerprint>``: reading
+        that back tells whether the kernel's chain is exactly this one."""
+        rules = [dict(r) for r in self.rules]
+        if rules:
+            text = f"#{self.fingerprint} {rules[0].get('comment', '')}".strip()
+            rules[0]["comment"] = text[:COMMENT_LIMIT]
+        return rules
+
+
+@dataclass(frozen=True)
+class NftTable:
+    sets: tuple[NftSet, ...]
+    maps: tuple[NftMap, ...]
+    chains: tuple[NftChain, ...]
+
+
+def canonical_cidr(cidr: str) -> str:
+    """How elements are compared: a /32 is its address."""
+    return cidr[:-3] if cidr.endswith("/32") else cidr
+
+
+def set_name(ipset_name: str) -> str:
+    """An nft-friendly, deterministic name for one of the Ruleset's sets."""
+    return "s_" + hashlib.sha1(ipset_name.encode()).hexdigest()[:16]
+
+
+# ---- expressions -----------------------------------------------------------------------
+def _payload(proto: str, fld: str) -> Json:
+    return {"payload": {"protocol": proto, "field": fld}}
+
+
+def _addr_value(cidr: str) -> Any:
+    net = ipaddress.ip_network(cidr)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _match(left: Json, right: Any, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _term(m: Match) -> list[Json]:
+    if isinstance(m, Addr):
+        return [_match(_payload("ip", "saddr" if m.direction is Direction.SRC else "daddr"),
+                       _addr_value(m.cidr))]
+    if isinstance(m, InSet):
+        fld = "saddr" if m.direction is Direction.SRC else "daddr"
+        return [_match(_payload("ip", fld), f"@{set_name(m.set_name)}",
+                       "!=" if m.negate else "==")]
+    if isinstance(m, L4):
+        out = [_match({"meta": {"key": "l4proto"}}, m.protocol.value.lower())]
+        if m.port_low is not None:
+            high = m.port_high if m.port_high is not None else m.port_low
+            port: Any = m.port_low if high == m.port_low else {"range": [m.port_low, high]}
+            out.append(_match(_payload("th", "dport"), port))
+        return out
+    raise TypeError(f"no nftables form for {m!r} in a policy rule")
+
+
+def _mark_set(bit: int) -> Json:
+    return {"mangle": {"key": {"meta": {"key": "mark"}},
+                       "value": {"|": [{"meta": {"key": "mark"}}, bit]}}}
+
+
+def _mark_has(bit: int) -> Json:
+    return _match({"&": [{"meta": {"key": "mark"}}, bit]}, 0, "!=")
+
+
+def _ct(*states: str) -> Json:
+    return _match({"ct": {"key": "state"}}, list(states), "in")
+
+
+def _rule(exprs: list[Json], comment: str = "") -> Json:
+    # Every rule counts its packets: ``npc debug`` shows them next to the policy rule.
+    rule: Json = {"expr": [*exprs[:-1], {"counter": None}, exprs[-1]]}
+    if comment:
+        rule["comment"] = comment[:COMMENT_LIMIT]
+    return rule
+
+
+ACCEPT: Json = {"accept": None}
+DROP: Json = {"drop": None}
+
+
+def _goto(chain: str) -> Json:
+    return {"goto": {"target": chain}}
+
+
+def _log_drop() -> list[Json]:
+    return [_rule([_ct("new"), {"log": {"group": names.NFLOG_GROUP}}], "log blocked"),
+            _rule([DROP], "drop blocked")]
+
+
+# ---- from the Ruleset --------------------------------------------------------------------
+def _targets(ruleset: Ruleset) -> dict[str, dict[str, set[str]]]:
+    """direction → target set name → the policies (keys) with that target."""
+    out: dict[str, dict[str, set[str]]] = {"Ingress": defaultdict(set), "Egress": defaultdict(set)}
+    for p in ruleset.policies:
+        for d in p.directions:
+            out[d][p.target_set].add(p.policy)
+    return out
+
+
+def _policy_rules(ruleset: Ruleset, chain: str, target_dir: Direction,
+                  targets: dict[str, set[str]]) -> dict[str, list[Rule]]:
+    """Target set → its policy rules (with the target match removed)."""
+    by_target: dict[str, list[Rule]] = defaultdict(list)
+    for rule in ruleset.chain(chain).rules:
+        target = next(m for m in rule.matches if isinstance(m, InSet) and not m.negate
+                      and m.direction is target_dir and m.set_name in targets
+                      and rule.origins[0].policy in targets[m.set_name])
+        rest = tuple(m for m in rule.matches if m is not target)
+        by_target[target.set_name].append(Rule(rest, rule.verdict, rule.comment, rule.origins))
+    return by_target
+
+
+def _groups(members: dict[str, frozenset[str]], prefix: str
+            ) -> tuple[dict[frozenset[str], str], list[tuple[str, str]]]:
+    """Pods selected by the same target sets share a chain: group → chain name, and the
+    dispatch map's elements (ip → chain)."""
+    by_ip: dict[str, set[str]] = defaultdict(set)
+    for target, ips in members.items():
+        for ip in ips:
+            by_ip[ip].add(target)
+    groups: dict[frozenset[str], str] = {}
+    elements = []
+    for ip in sorted(by_ip, key=ipaddress.ip_address):
+        key = frozenset(by_ip[ip])
+        if key not in groups:
+            groups[key] = f"{prefix}-" + hashlib.sha1(
+                "|".join(sorted(key)).encode()).hexdigest()[:12]
+        elements.append((ip, groups[key]))
+    return groups, elements
+
+
+def _group_chains(groups: dict[frozenset[str], str], rules: dict[str, list[Rule]],
+                  verdict: Json) -> list[NftChain]:
+    chains = []
+    for key, chain_name in sorted(groups.items(), key=lambda kv: kv[1]):
+        body = [_rule([*(e for m in r.matches for e in _term(m)), verdict],
+                      "; ".join(str(o) for o in r.origins))
+                for target in sorted(key) for r in rules.get(target, [])]
+        chains.append(NftChain(chain_name, tuple(body)))
+    return chains
+
+
+def _union(sets: dict[str, IpSet], names_: list[str]) -> frozenset[str]:
+    return frozenset(m.value for n in names_ for m in sets[n].members)
+
+
+def _default_allow(ruleset: Ruleset, kind: str) -> frozenset[str]:
+    sets = [s for s in ruleset.sets if s.source.startswith(f"{kind}-default-allow:")]
+    return frozenset(m.value for s in sets for m in s.members)
+
+
+def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
+    by_name = ruleset.set_by_name()
+    out = []
+    for s in ruleset.sets:
+        if s.name in skip:
+            continue
+        if s.kind is SetKind.LIST_SET:
+            elements = _union(by_name, [m.value for m in s.members])
+        elif s.kind is SetKind.HASH_NET:
+            # Interval sets refuse overlapping elements: store the merged form.
+            nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(m.value)
+                                                for m in s.members)
+            elements = frozenset(canonical_cidr(str(n)) for n in nets)
+        else:
+            elements = frozenset(m.value for m in s.members)
+        out.append(NftSet(set_name(s.name), s.kind is SetKind.HASH_NET, elements,
+                          s.description[:COMMENT_LIMIT]))
+    return out
+
+
+def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> NftTable:
+    targets = _targets(ruleset)
+    by_name = ruleset.set_by_name()
+    in_rules = _policy_rules(ruleset, names.INGRESS_CHAIN, Direction.DST, targets["Ingress"])
+    out_rules = _policy_rules(ruleset, names.EGRESS_CUSTOM_CHAIN, Direction.SRC,
+                              targets["Egress"])
+    # EGRESS-CUSTOM holds each rule twice (mark, then return): keep one of each pair.
+    out_rules = {t: rules[::2] for t, rules in out_rules.items()}
+    def members(names_: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+        # A policy that selects no pods has no target set: nothing to dispatch.
+        return {t: frozenset(m.value for m in by_name[t].members)
+                for t in names_ if t in by_name}
+
+    in_groups, in_elements = _groups(members(targets["Ingress"]), "ingress")
+    out_groups, out_elements = _groups(members(targets["Egress"]), "egress")
+    default_sources = {s.name for s in ruleset.sets if "-default-allow:" in s.source}
+    sets = _sets(ruleset, default_sources)
+    sets += [NftSet("ingress_default_allow", False, _default_allow(ruleset, "ingress"),
+                    "pods no ingress policy selects"),
+             NftSet("egress_default_allow", False, _default_allow(ruleset, "egress"),
+                    "pods no egress policy selects")]
+    chains = _static_chains(allow_mcast, any_egress)
+    chains += _group_chains(in_groups, in_rules, ACCEPT)
+    chains += _group_chains(out_groups, out_rules, _goto("egress-passed"))
+    maps = [NftMap("ingress_dispatch", tuple(in_elements)),
+            NftMap("egress_dispatch", tuple(out_elements))]
+    return NftTable(tuple(sorted(sets, key=lambda s: s.name)), tuple(maps),
+                    tuple(sorted(chains, key=lambda c: c.name)))
+
+
+def _static_chains(allow_mcast: bool, any_egress: bool) -> list[NftChain]:
+    weave = "weave"
+    mcast = _match(_payload("ip", "daddr"), _addr_value(names.MULTICAST_CIDR))
+    ipv4_only = _match({"meta": {"key": "nfproto"}}, "ipv4", "!=")
+    iif = _match({"meta": {"key": "iifname"}}, weave)
+    oif = _match({"meta": {"key": "oifname"}}, weave)
+    forward = [_rule([ipv4_only, ACCEPT], "IPv4 only, as the iptables backend"),
+               _rule([iif, _goto("egress")], "from pods: egress first"),
+               _rule([oif, _goto("ingress")], "to pods: ingress")]
+    local = _match({"fib": {"flags": ["daddr"], "result": "type"}}, "local")
+    input_ = [_rule([ipv4_only, ACCEPT]),
+              _rule([iif, local, ACCEPT], "to this node's addresses"),
+              _rule([iif, _goto("egress")], "pod to node broadcast and others")]
+    egress = [
+        _rule([_ct("established", "related"), ACCEPT], "established connections"),
+        _rule([_mark_has(FROM_ROUTER), _goto("egress-passed")],
+              "from other nodes: their egress was checked there"),
+        *([_rule([mcast, _goto("egress-passed")], "multicast")] if allow_mcast else []),
+        _rule([_ct("new"), _match(_payload("ip", "saddr"), "@egress_default_allow"),
+               _goto("egress-passed")], "pods no egress policy selects"),
+        _rule([_ct("new"), {"vmap": {"key": _payload("ip", "saddr"),
+                                     "data": "@egress_dispatch"}}],
+              "egress policy rules of the source pod"),
+        *(_log_drop() if any_egress else [_rule([_goto("egress-passed")],
+                                                "no egress policy anywhere")]),
+    ]
+    passed = [_rule([oif, _goto("ingress")], "to pods: ingress next"),
+              _rule([ACCEPT], "leaving the pod network")]
+    ingress = [
+        _rule([_ct("established", "related"), ACCEPT], "established connections"),
+        *([_rule([mcast, ACCEPT], "multicast")] if allow_mcast else []),
+        _rule([_mark_has(TO_ROUTER), ACCEPT], "to other nodes: their ingress is checked there"),
+        _rule([_ct("new"), _match(_payload("ip", "daddr"), "@ingress_default_allow"), ACCEPT],
+              "pods no ingress policy selects"),
+        _rule([_ct("new"), {"vmap": {"key": _payload("ip", "daddr"),
+                                     "data": "@ingress_dispatch"}}],
+              "ingress policy rules of the destination pod"),
+        *_log_drop(),
+    ]
+    return [NftChain("forward", tuple(forward), ("forward", 0)),
+            NftChain("input", tuple(input_), ("input", 0)),
+            NftChain("egress", tuple(egress)), NftChain("egress-passed", tuple(passed)),
+            NftChain("ingress", tuple(ingress))]
+
+
+def bridge_table_commands(port: str) -> list[Json]:
+    """The ``bridge weave-npc`` table that classifies the router's bridge port ``port``."""
+    t = {"family": "bridge", "table": TABLE}
+    return [
+        {"add": {"table": {"family": "bridge", "name": TABLE}}},
+        {"add": {"chain": {**t, "name": "from-router", "type": "filter",
+                           "hook": "prerouting", "prio": -300, "policy": "accept"}}},
+        {"add": {"chain": {**t, "name": "to-router", "type": "filter", "hook": "forward",
+                           "prio": -300, "policy": "accept"}}},
+        {"flush": {"chain": {**t, "name": "from-router"}}},
+        {"flush": {"chain": {**t, "name": "to-router"}}},
+        {"add": {"rule": {**t, "chain": "from-router", "expr": [
+            _match({"meta": {"key": "iifname"}}, port), _mark_set(FROM_ROUTER)]}}},
+        {"add": {"rule": {**t, "chain": "to-router", "expr": [
+            _match({"meta": {"key": "oifname"}}, port), _mark_set(TO_ROUTER)]}}},
+    ]
