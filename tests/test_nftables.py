@@ -130,3 +130,17 @@ def test_cli_apply_and_live_debug_with_nftables(netns: str) -> None:
     assert drifted.returncode == 3 and "chain ingress" in drifted.stdout
 
 
+
+
+def test_an_empty_policy_chain_is_not_drift(netns: str) -> None:
+    """A policy with no egress rules gets an empty chain; full checks must not see drift."""
+    runner = Recorder(("ip", "netns", "exec", netns))
+    backend = NftablesBackend(NftCli(runner), options=Options())
+    loaded = Loaded()
+    for i, obj in enumerate([ns("x"), pod("x/a", "10.32.0.1"), policy("x/no-egress", {
+            "podSelector": {}, "policyTypes": ["Egress"]})]):
+        add_object(loaded, obj, f"object {i}")
+    ruleset = compile_ruleset(loaded.state())
+    backend.sync(ruleset, full_check=True)
+    report = backend.sync(ruleset, full_check=True)
+    assert report.drift == [] and not report.changed

@@ -141,6 +141,9 @@ def parse_table(listing: Json) -> NftState:
     for chain, comment in rules_first.items():
         if comment.startswith("#"):
             state.chains[chain] = comment[1:].split(" ", 1)[0]
+    for chain in set(state.chains) - set(rules_first):
+        # An empty chain (a policy with no rules) has no rule to carry a fingerprint.
+        state.chains[chain] = R.NftChain(chain, ()).fingerprint
     return state
 
 
