@@ -16,6 +16,7 @@ compiler cannot honour is left out of the *allow* rules and reported, so it fail
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from npc.compile import names
@@ -68,10 +69,14 @@ def _pod_member(pod: Pod) -> Member:
 
 
 def _pod_members(pods: tuple[Pod, ...] | list[Pod]) -> tuple[Member, ...]:
-    by_ip: dict[str, Member] = {}
-    for pod in sorted(pods):
-        by_ip.setdefault(str(pod.ipv4), _pod_member(pod))
-    return tuple(sorted(by_ip.values()))
+    by_ip: dict[str, Pod] = {}
+    for pod in pods:
+        ip = str(pod.ipv4)
+        # Deterministic comment when pods share an IP: the first by namespace/name.
+        if ip not in by_ip or (pod.namespace, pod.name) < (by_ip[ip].namespace,
+                                                           by_ip[ip].name):
+            by_ip[ip] = pod
+    return tuple(_pod_member(by_ip[ip]) for ip in sorted(by_ip))
 
 
 def _selector_text(selector: LabelSelector) -> str:
@@ -86,50 +91,57 @@ class _Compilation:
         self.options = options
         self.sel = Selection(state)
         self.sets: dict[str, IpSet] = {}
+        self._names: dict[str, str] = {}
         self.problems: list[CompileProblem] = []
 
     # ---- sets ------------------------------------------------------------------------
     def _add_set(self, source: str, kind: SetKind, description: str,
-                 members: tuple[Member, ...]) -> str:
-        name = names.set_name(source)
+                 members: Callable[[], tuple[Member, ...]]) -> str:
+        """Register a set (members computed only the first time it is asked for)."""
+        name = self._names.get(source)
+        if name is None:
+            name = self._names[source] = names.set_name(source)
         if name not in self.sets:
-            self.sets[name] = IpSet(name, kind, source, description, members)
+            self.sets[name] = IpSet(name, kind, source, description, members())
         return name
 
     def pod_set(self, namespace: str, selector: LabelSelector) -> str:
         return self._add_set(
             names.pod_selector_source(namespace, selector), SetKind.HASH_IP,
             f"pods: namespace: {namespace}, selector: {_selector_text(selector)}",
-            _pod_members(self.sel.pods(namespace, selector)))
+            lambda: _pod_members(self.sel.pods(namespace, selector)))
 
     def namespace_list_set(self, selector: LabelSelector) -> str | None:
         matching = self.sel.namespaces(selector)
         if len(matching) > self.options.max_list_size:
             return None
-        members = tuple(Member(self.pod_set(ns, LabelSelector()), f"namespace: {ns}")
-                        for ns in matching)
-        return self._add_set(names.namespace_selector_source(selector), SetKind.LIST_SET,
-                             f"namespaces: selector: {_selector_text(selector)}",
-                             tuple(sorted(members)))
+        return self._add_set(
+            names.namespace_selector_source(selector), SetKind.LIST_SET,
+            f"namespaces: selector: {_selector_text(selector)}",
+            lambda: tuple(sorted(Member(self.pod_set(ns, LabelSelector()), f"namespace: {ns}")
+                                 for ns in matching)))
 
     def combined_set(self, ns_selector: LabelSelector, pod_selector: LabelSelector) -> str:
-        pods = [p for ns in self.sel.namespaces(ns_selector)
-                for p in self.sel.pods(ns, pod_selector)]
         return self._add_set(
             names.combined_selector_source(ns_selector, pod_selector), SetKind.HASH_IP,
             f"namespaces: selector: {_selector_text(ns_selector)}, "
-            f"pods: selector: {_selector_text(pod_selector)}", _pod_members(pods))
+            f"pods: selector: {_selector_text(pod_selector)}",
+            lambda: _pod_members([p for ns in self.sel.namespaces(ns_selector)
+                                  for p in self.sel.pods(ns, pod_selector)]))
 
     def except_set(self, namespace: str, block: IPBlock) -> str:
-        members = tuple(sorted(Member(e, f"excepted from {block.cidr}") for e in block.excepts))
-        return self._add_set(names.except_source(namespace, block.excepts), SetKind.HASH_NET,
-                             f"except: {' '.join(block.excepts)}", members)
+        return self._add_set(
+            names.except_source(namespace, block.excepts), SetKind.HASH_NET,
+            f"except: {' '.join(block.excepts)}",
+            lambda: tuple(sorted(Member(e, f"excepted from {block.cidr}")
+                                 for e in block.excepts)))
 
     def named_port_set(self, name: str, spec: PortSpec, number: int) -> str:
-        pods = self.sel.named_ports.get((name, spec.protocol), {}).get(number, ())
         return self._add_set(
             names.named_port_source(name, spec.protocol, number), SetKind.HASH_IP,
-            f"named port {name} = {spec.protocol.value.lower()}/{number}", _pod_members(pods))
+            f"named port {name} = {spec.protocol.value.lower()}/{number}",
+            lambda: _pod_members(self.sel.named_ports.get((name, spec.protocol), {})
+                                 .get(number, ())))
 
     # ---- peers and ports -----------------------------------------------------------
     def peer_terms(self, policy: NetworkPolicy, peer: Peer | None,
@@ -181,8 +193,8 @@ class _Compilation:
         resolved = self.sel.named_ports.get((spec.port, proto), {})
         if direction is PolicyType.INGRESS:
             # The destination is the target pod: only numbers it resolves to matter.
-            target_set = set(targets)
-            numbers = sorted(n for n, pods in resolved.items() if target_set.intersection(pods))
+            numbers = sorted({n for p in targets
+                              if (n := p.resolve_port(spec.port, proto)) is not None})
         else:
             numbers = sorted(resolved)
         return [((L4(proto, n, n), InSet(Direction.DST, self.named_port_set(spec.port, spec, n))),
@@ -240,7 +252,7 @@ class _Compilation:
             source = names.egress_default_allow_source(namespace)
         return self._add_set(source, SetKind.HASH_IP,
                              f"{direction.value.lower()} default-allow: namespace {namespace}",
-                             _pod_members(pods))
+                             lambda: _pod_members(pods))
 
 
 def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:

@@ -129,24 +129,23 @@ class Pod:
     host_network: bool = False
     node_name: str = ""
     container_ports: tuple[ContainerPort, ...] = ()
+    ipv4: str | None = field(default=None, init=False, compare=False, repr=False)
+    """The pod's IPv4 address if it takes part in policy, else None (computed once).
+
+    Pods without an IP, finished pods (their IP may already belong to a new pod) and
+    host-network pods (their IP is the node's) are in no set.
+    """
+
+    def __post_init__(self) -> None:
+        address = None
+        if not self.host_network and self.phase not in ("Succeeded", "Failed"):
+            address = next((ip for ip in self.ips if ipaddress.ip_address(ip).version == 4),
+                           None)
+        object.__setattr__(self, "ipv4", address)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-    @property
-    def ipv4(self) -> str | None:
-        """The pod's IPv4 address if it takes part in policy, else None.
-
-        Pods without an IP, finished pods (their IP may already belong to a new pod) and
-        host-network pods (their IP is the node's) are in no set.
-        """
-        if self.host_network or self.phase in ("Succeeded", "Failed"):
-            return None
-        for ip in self.ips:
-            if ipaddress.ip_address(ip).version == 4:
-                return ip
-        return None
 
     def resolve_port(self, name: str, protocol: Protocol) -> int | None:
         for cp in self.container_ports:
