@@ -17,8 +17,7 @@ from tests.cluster import Cluster, Enforcer, lab_cluster, netpol, pods_over_node
 from tests.conftest import remove_orphaned_labs
 from tests.e2e.controllers import API_ADDRESS, Controllers, publish
 from tests.e2e.scenario import ALL_PODS, Case
-from tests.e2e.test_upstream import apply_action, case_id, initial_cluster
-from tests.e2e.truthtable import expected
+from tests.e2e.test_upstream import case_id, initial_cluster, run_case
 from tests.e2e.upstream_cases import CASES
 from tests.oracle import expected_matrix
 
@@ -70,22 +69,12 @@ def sync(ctl: Controllers, cluster: Cluster) -> None:
 # ---- the upstream suite, driven through the API ------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_upstream_case_through_the_api(case: Case, controllers: Controllers) -> None:
-    lab = controllers.lab
-    cluster = initial_cluster(case, lab)
-    ip_of = {key: lab.pod_ip(key) for key in lab.keys}
-    failures = []
-    sync(controllers, cluster)
-    for index, step in enumerate(case.steps):
-        for action in step.actions:
-            apply_action(cluster, action, ip_of)
-        sync(controllers, cluster)
-        want = expected(step.reachability, case.pods)
-        for probe in step.probes:
-            result = lab.validate(want, probe.port, probe.protocol, keys=list(case.pods))
-            if not result.ok:
-                failures.append(f"step {index} {probe.port}/{probe.protocol}:\n"
-                                f"{result.format()}")
-    assert not failures, "\n".join(failures)
+    def through_the_api(cluster: Cluster) -> None:
+        publish(controllers.api, cluster)
+        controllers.wait_synced()
+
+    through_the_api(initial_cluster(case, controllers.lab))
+    run_case(case, controllers.lab, through_the_api)
 
 
 # ---- restarts, faults, bad input ---------------------------------------------------------

@@ -3,6 +3,8 @@ traffic between pod namespaces spread over two lab nodes, per iptables flavour."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from npc.lab import Lab
@@ -53,15 +55,15 @@ def apply_action(cluster: Cluster, action: object, ip_of: dict[str, str]) -> Non
         raise TypeError(action)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
-def test_upstream_case(case: Case, lab: Lab, enforcer: Enforcer) -> None:
+def run_case(case: Case, lab: Lab, enforce: Callable[[Cluster], None]) -> None:
+    """Every step of ``case``: change the cluster, ``enforce`` it, probe, compare."""
     cluster = initial_cluster(case, lab)
     ip_of = {key: lab.pod_ip(key) for key in lab.keys}
     failures = []
     for index, step in enumerate(case.steps):
         for action in step.actions:
             apply_action(cluster, action, ip_of)
-        enforcer.apply(cluster.state())
+        enforce(cluster)
         lab.flush_conntrack()
         want = expected(step.reachability, case.pods)
         for probe in step.probes:
@@ -70,3 +72,11 @@ def test_upstream_case(case: Case, lab: Lab, enforcer: Enforcer) -> None:
                 failures.append(f"step {index} {probe.port}/{probe.protocol}:\n"
                                 f"{result.format()}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_upstream_case(case: Case, lab: Lab, enforcer: Enforcer) -> None:
+    def directly(cluster: Cluster) -> None:
+        enforcer.apply(cluster.state())
+
+    run_case(case, lab, directly)
