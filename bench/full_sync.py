@@ -1,0 +1,219 @@
+"""Full sync: cluster state in memory → kernel applied, per backend, next to the floor and
+the original's method, measured side by side in fresh network namespaces.
+
+* ours: compile + the backend's apply into an empty namespace (reads included);
+* floor: the same final kernel input loaded directly (``ipset restore`` +
+  ``iptables-restore``, or ``nft -j -f``), timing only those commands;
+* per-op: the original's method, one ``ipset``/``iptables`` (or ``nft``) process per set
+  member and rule; run for at most ``--per-op-seconds`` and extrapolated linearly (said so).
+
+Usage: ``bench/full_sync.py [--sizes 1000:100,10000:1000] [--smoke]``.  The last line of
+output is one JSON object with every figure and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cluster_gen import state as generated_state
+from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.ruleset import Ruleset
+from npc.dataplane.exec import SubprocessRunner
+from npc.dataplane.iptables import IptablesBackend
+from npc.dataplane.nftables import LibNftables, NftablesBackend, NftState
+from npc.lab.netns import in_netns, open_netns
+from npc.model.objects import ClusterState
+from npc.render import ipsets as ipset_render
+from npc.render.iptables import render_chains, rule_args
+
+TARGETS = {"ratio_to_floor_max_at_10k": 1.5, "ratio_to_per_op_min": 50.0}
+
+
+@contextmanager
+def netns() -> Iterator[str]:
+    name = f"npcbench-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def in_thread_netns(name: str, work: Callable[[], float]) -> float:
+    """Run ``work`` in a thread switched into ``name`` (as npc runs inside a node)."""
+    result: list[float] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with in_netns(open_netns(name)):
+                result.append(work())
+        except BaseException as exc:
+            errors.append(exc)
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+# ---- iptables ------------------------------------------------------------------------------
+def ours_iptables(state: ClusterState) -> float:
+    with netns() as ns:
+        def work() -> float:
+            start = time.perf_counter()
+            ruleset = compile_ruleset(state, Options())
+            IptablesBackend(SubprocessRunner(), mode="nft").apply(ruleset)
+            return time.perf_counter() - start
+        return in_thread_netns(ns, work)
+
+
+def floor_iptables(ruleset: Ruleset) -> float:
+    sets = ipset_render.full_script(ruleset.sets, 1024)
+    chains = render_chains(ruleset.chains)
+    with netns() as ns:
+        def work() -> float:
+            start = time.perf_counter()
+            subprocess.run(["ipset", "restore"], input=sets, text=True, check=True)
+            subprocess.run(["iptables-nft-restore", "--noflush", "--wait"], input=chains,
+                           text=True, check=True)
+            return time.perf_counter() - start
+        return in_thread_netns(ns, work)
+
+
+def per_op_iptables(ruleset: Ruleset, budget: float) -> tuple[float, int, int]:
+    ops: list[list[str]] = []
+    for s in sorted(ruleset.sets, key=lambda s: s.kind.value == "list:set"):
+        ops.append(["ipset", "create", s.name, s.kind.value])
+        ops += [["ipset", "add", s.name, m.value] for m in s.members]
+    for c in ruleset.chains:
+        ops.append(["iptables-nft", "-w", "-N", c.name])
+    for c in ruleset.chains:
+        ops += [["iptables-nft", "-w", "-A", c.name, *rule_args(r)] for r in c.rules]
+    return run_ops(ops, budget)
+
+
+# ---- nftables ------------------------------------------------------------------------------
+def ours_nftables(state: ClusterState) -> float:
+    with netns() as ns:
+        def work() -> float:
+            start = time.perf_counter()
+            ruleset = compile_ruleset(state, Options())
+            NftablesBackend(LibNftables(), options=Options()).apply(ruleset)
+            return time.perf_counter() - start
+        return in_thread_netns(ns, work)
+
+
+def nft_commands(ruleset: Ruleset) -> list[dict[str, Any]]:
+    backend = NftablesBackend(lambda _: {}, options=Options())
+    return backend.commands(backend.desired(ruleset), NftState())
+
+
+def floor_nftables(ruleset: Ruleset) -> float:
+    batch = json.dumps({"nftables": nft_commands(ruleset)})
+    with netns() as ns:
+        def work() -> float:
+            start = time.perf_counter()
+            subprocess.run(["nft", "-j", "-f", "-"], input=batch, text=True, check=True)
+            return time.perf_counter() - start
+        return in_thread_netns(ns, work)
+
+
+def per_op_nftables(ruleset: Ruleset, budget: float) -> tuple[float, int, int]:
+    ops: list[list[str]] = []
+    for cmd in nft_commands(ruleset):
+        body = cmd.get("add", {})
+        if "element" in body:  # one element per process, as a per-op tool would
+            el = body["element"]
+            for e in el["elem"]:
+                one = {"add": {"element": {**el, "elem": [e]}}}
+                ops.append(["nft", "-j", json.dumps({"nftables": [one]})])
+        else:
+            ops.append(["nft", "-j", json.dumps({"nftables": [cmd]})])
+    return run_ops(ops, budget)
+
+
+def run_ops(ops: list[list[str]], budget: float) -> tuple[float, int, int]:
+    """Run ops one process each (inside a fresh netns) until the budget is spent;
+    returns (seconds, ops run, ops total)."""
+    with netns() as ns:
+        def work() -> float:
+            start = time.perf_counter()
+            done = 0
+            for argv in ops:
+                if argv[0] == "nft":  # nft -j takes the JSON text as its command
+                    subprocess.run(["nft", "-j", "-f", "-"], input=argv[2], text=True,
+                                   check=True)
+                else:
+                    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+                done += 1
+                if time.perf_counter() - start > budget:
+                    break
+            counts.append(done)
+            return time.perf_counter() - start
+        counts: list[int] = []
+        seconds = in_thread_netns(ns, work)
+        return seconds, counts[0], len(ops)
+
+
+def measure(backend: str, pods: int, policies: int, per_op_budget: float) -> dict[str, Any]:
+    state = generated_state(pods, policies)
+    ruleset = compile_ruleset(state, Options())
+    ours = ours_iptables(state) if backend == "iptables" else ours_nftables(state)
+    floor = floor_iptables(ruleset) if backend == "iptables" else floor_nftables(ruleset)
+    op_secs, done, total = (per_op_iptables if backend == "iptables" else per_op_nftables)(
+        ruleset, per_op_budget)
+    per_op = op_secs * total / max(done, 1)
+    return {"bench": "full_sync", "backend": backend, "pods": pods, "policies": policies,
+            "seconds": round(ours, 4), "floor_seconds": round(floor, 4),
+            "ratio_to_floor": round(ours / floor, 2),
+            "per_op_seconds": round(per_op, 2), "per_op_extrapolated": done < total,
+            "per_op_ops": total, "ratio_to_per_op": round(per_op / ours, 1),
+            "sets": len(ruleset.sets), "rules": sum(len(c.rules) for c in ruleset.chains)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000:100,10000:1000")
+    parser.add_argument("--backends", default="iptables,nftables")
+    parser.add_argument("--per-op-seconds", type=float, default=20.0)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.per_op_seconds = "200:20", 2.0
+    if os.geteuid() != 0:
+        print("full_sync: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    results = []
+    print(f"{'backend':9} {'pods':>6} {'pol':>5} {'ours s':>8} {'floor s':>8} {'x floor':>8} "
+          f"{'per-op s':>9} {'x per-op':>9}")
+    for backend in args.backends.split(","):
+        for size in args.sizes.split(","):
+            pods, policies = (int(x) for x in size.split(":"))
+            r = measure(backend, pods, policies, args.per_op_seconds)
+            results.append(r)
+            mark = "~" if r["per_op_extrapolated"] else " "
+            print(f"{backend:9} {pods:>6} {policies:>5} {r['seconds']:>8.3f} "
+                  f"{r['floor_seconds']:>8.3f} {r['ratio_to_floor']:>8.2f} "
+                  f"{mark}{r['per_op_seconds']:>8.1f} {r['ratio_to_per_op']:>9.1f}", flush=True)
+    print("(~ per-op time extrapolated linearly from the ops run within the time budget)")
+    print(json.dumps({"bench": "full_sync", "results": results, "targets": TARGETS}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
