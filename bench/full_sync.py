@@ -211,7 +211,15 @@ def main() -> int:
                   f"{r['floor_seconds']:>8.3f} {r['ratio_to_floor']:>8.2f} "
                   f"{mark}{r['per_op_seconds']:>8.1f} {r['ratio_to_per_op']:>9.1f}", flush=True)
     print("(~ per-op time extrapolated linearly from the ops run within the time budget)")
-    print(json.dumps({"bench": "full_sync", "results": results, "targets": TARGETS}))
+    scaling = {}
+    for backend in args.backends.split(","):
+        mine = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["pods"])
+        if len(mine) >= 2:
+            scaling[backend] = round(mine[-1]["seconds"] / mine[0]["seconds"], 2)
+            print(f"scaling {backend}: {mine[-1]['pods']} pods / {mine[0]['pods']} pods = "
+                  f"{scaling[backend]}x the time (target <= 12 for 10x the pods)")
+    print(json.dumps({"bench": "full_sync", "results": results, "scaling": scaling,
+                      "targets": {**TARGETS, "scaling_10k_over_1k_max": 12.0}}))
     return 0
 
 

@@ -99,7 +99,7 @@ def run(settings: Settings) -> int:
     _start_blocked_logger(store, registry, log, stop, supervisor)
     def status() -> dict[str, object]:
         return {"ready": sync.status.ready, "syncs": sync.status.syncs,
-                "applied_resource_version": sync.status.applied_through,
+                "applied_resource_version": sync.applied_through(),
                 "objects": store.counts(), "node": settings.node_name}
 
     http = HealthServer(settings.metrics_addr, registry, healthy=supervisor.alive,

@@ -31,7 +31,7 @@ class Settings:
     iptables_mode: str | None = None
     install_hooks: bool = False
     full_check_interval: float = 60.0
-    min_sync_interval: float = 0.05
+    min_sync_interval: float = 0.005
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
 

@@ -119,12 +119,13 @@ class ClusterStore:
                 self._resource_versions[kind] = max(self._resource_versions.get(kind, 0),
                                                     int(resource_version))
 
-    def current_through(self) -> int:
-        """The resourceVersion every kind is known to be current through (0 if unknown)."""
+    def current_through(self) -> tuple[int, int]:
+        """(store version, the resourceVersion every kind is known to be current through,
+        0 if unknown), read together."""
         with self._lock:
             if set(self._resource_versions) != set(Kind):
-                return 0
-            return min(self._resource_versions.values())
+                return self._version, 0
+            return self._version, min(self._resource_versions.values())
 
     # ---- reads ---------------------------------------------------------------------
     @property

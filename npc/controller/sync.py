@@ -71,6 +71,15 @@ class SyncRunner:
     def mark_dirty(self) -> None:
         self._dirty.set()
 
+    def applied_through(self) -> int:
+        """The resourceVersion the kernel reflects.  Bookmarks advance what the store is
+        current through without changing it: when nothing changed since the last sync,
+        the kernel reflects everything seen so far."""
+        version, through = self.store.current_through()
+        if self.status.ready and version == self.status.last_version:
+            return max(through, self.status.applied_through)
+        return self.status.applied_through
+
     def _jittered(self, seconds: float) -> float:
         return seconds * self.rng.uniform(0.8, 1.2)
 
