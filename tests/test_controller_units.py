@@ -91,8 +91,8 @@ class FakeBackend:
         self.applied: list[tuple[Ruleset, bool]] = []
         self.fail = 0
 
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
-             full_check: bool = False) -> ApplyReport:
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: set[str] | None = None) -> ApplyReport:
         if self.fail:
             self.fail -= 1
             raise CommandError(["iptables-restore"], 4, "", "Another app is currently "

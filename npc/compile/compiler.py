@@ -50,7 +50,11 @@ from npc.model.objects import (
     Pod,
     PolicyType,
     PortSpec,
+    Protocol,
 )
+
+PodPredicate = Callable[[Pod, Callable[[str], dict[str, str]]], bool]
+"""Whether a pod belongs to a set, given a namespace → labels lookup."""
 
 COMMENT_LIMIT = 200
 """Room for our text in a rule comment (the kernel's xt_comment limit is 256 bytes; the
@@ -92,24 +96,32 @@ class _Compilation:
         self.sel = Selection(state)
         self.sets: dict[str, IpSet] = {}
         self._names: dict[str, str] = {}
+        self.predicates: dict[str, PodPredicate] = {}
+        self.named_ports_used: set[tuple[str, Protocol]] = set()
         self.problems: list[CompileProblem] = []
 
     # ---- sets ------------------------------------------------------------------------
     def _add_set(self, source: str, kind: SetKind, description: str,
-                 members: Callable[[], tuple[Member, ...]]) -> str:
-        """Register a set (members computed only the first time it is asked for)."""
+                 members: Callable[[], tuple[Member, ...]],
+                 member_of: PodPredicate | None = None) -> str:
+        """Register a set (members computed only the first time it is asked for).
+        ``member_of`` says whether a pod belongs to it: the incremental compiler patches
+        the set with it when pods change."""
         name = self._names.get(source)
         if name is None:
             name = self._names[source] = names.set_name(source)
         if name not in self.sets:
             self.sets[name] = IpSet(name, kind, source, description, members())
+            if member_of is not None:
+                self.predicates[name] = member_of
         return name
 
     def pod_set(self, namespace: str, selector: LabelSelector) -> str:
         return self._add_set(
             names.pod_selector_source(namespace, selector), SetKind.HASH_IP,
             f"pods: namespace: {namespace}, selector: {_selector_text(selector)}",
-            lambda: _pod_members(self.sel.pods(namespace, selector)))
+            lambda: _pod_members(self.sel.pods(namespace, selector)),
+            lambda pod, _: pod.namespace == namespace and selector.matches(pod.labels))
 
     def namespace_list_set(self, selector: LabelSelector) -> str | None:
         matching = self.sel.namespaces(selector)
@@ -127,7 +139,9 @@ class _Compilation:
             f"namespaces: selector: {_selector_text(ns_selector)}, "
             f"pods: selector: {_selector_text(pod_selector)}",
             lambda: _pod_members([p for ns in self.sel.namespaces(ns_selector)
-                                  for p in self.sel.pods(ns, pod_selector)]))
+                                  for p in self.sel.pods(ns, pod_selector)]),
+            lambda pod, ns_labels: (ns_selector.matches(ns_labels(pod.namespace))
+                                    and pod_selector.matches(pod.labels)))
 
     def except_set(self, namespace: str, block: IPBlock) -> str:
         return self._add_set(
@@ -141,7 +155,8 @@ class _Compilation:
             names.named_port_source(name, spec.protocol, number), SetKind.HASH_IP,
             f"named port {name} = {spec.protocol.value.lower()}/{number}",
             lambda: _pod_members(self.sel.named_ports.get((name, spec.protocol), {})
-                                 .get(number, ())))
+                                 .get(number, ())),
+            lambda pod, _: pod.resolve_port(name, spec.protocol) == number)
 
     # ---- peers and ports -----------------------------------------------------------
     def peer_terms(self, policy: NetworkPolicy, peer: Peer | None,
@@ -190,13 +205,12 @@ class _Compilation:
             high = spec.end_port if spec.end_port is not None else spec.port
             text = f"{spec.port}" if high == spec.port else f"{spec.port}:{high}"
             return [((L4(proto, spec.port, high),), f"{proto.value.lower()}/{text}")]
-        resolved = self.sel.named_ports.get((spec.port, proto), {})
-        if direction is PolicyType.INGRESS:
-            # The destination is the target pod: only numbers it resolves to matter.
-            numbers = sorted({n for p in targets
-                              if (n := p.resolve_port(spec.port, proto)) is not None})
-        else:
-            numbers = sorted(resolved)
+        # Every number the name means on some pod: the rule also requires the destination
+        # to be a pod on which it means that number, so this is exact for ingress (the
+        # destination is the target) and egress alike, and the rules depend on pods only
+        # through the set of numbers each name resolves to.
+        self.named_ports_used.add((spec.port, proto))
+        numbers = sorted(self.sel.named_ports.get((spec.port, proto), {}))
         return [((L4(proto, n, n), InSet(Direction.DST, self.named_port_set(spec.port, spec, n))),
                  f"{proto.value.lower()}/{spec.port}={n}") for n in numbers]
 
@@ -250,9 +264,13 @@ class _Compilation:
             source = names.ingress_default_allow_source(namespace)
         else:
             source = names.egress_default_allow_source(namespace)
+        selecting = [p.pod_selector for p in self.state.policies
+                     if p.namespace == namespace and direction in p.policy_types]
         return self._add_set(source, SetKind.HASH_IP,
                              f"{direction.value.lower()} default-allow: namespace {namespace}",
-                             lambda: _pod_members(pods))
+                             lambda: _pod_members(pods),
+                             lambda pod, _: pod.namespace == namespace and not any(
+                                 s.matches(pod.labels) for s in selecting))
 
 
 def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
@@ -269,8 +287,21 @@ def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
     return tuple(merged.values())
 
 
+@dataclass(frozen=True)
+class CompileIndex:
+    """What the incremental compiler needs to patch a ruleset for pod changes."""
+
+    predicates: dict[str, PodPredicate]
+    named_ports_used: frozenset[tuple[str, Protocol]]
+
+
 def compile_ruleset(state: ClusterState, options: Options | None = None) -> Ruleset:
     """Compile ``state`` into the desired kernel state.  Pure and deterministic."""
+    return compile_with_index(state, options)[0]
+
+
+def compile_with_index(state: ClusterState, options: Options | None = None
+                       ) -> tuple[Ruleset, CompileIndex]:
     options = options or Options()
     c = _Compilation(state, options)
     for policy in state.policies:
@@ -318,5 +349,6 @@ def compile_ruleset(state: ClusterState, options: Options | None = None) -> Rule
         names.EGRESS_CUSTOM_CHAIN: tuple(custom),
     }
     chains = tuple(Chain(ch.name, dynamic.get(ch.name, ch.rules)) for ch in chains)
-    return Ruleset(tuple(sorted(c.sets.values(), key=lambda s: s.name)), chains,
-                   tuple(sorted(c.problems)), summaries)
+    ruleset = Ruleset(tuple(sorted(c.sets.values(), key=lambda s: s.name)), chains,
+                      tuple(sorted(c.problems)), summaries)
+    return ruleset, CompileIndex(dict(c.predicates), frozenset(c.named_ports_used))

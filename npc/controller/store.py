@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from npc.compile.incremental import PodChange
 from npc.model.objects import ClusterState, Namespace, NetworkPolicy, Pod
 from npc.model.parse import (
     FieldError,
@@ -75,6 +76,8 @@ class ClusterStore:
         self._on_change = on_change
         self._pod_ips: dict[str, str] = {}
         self._resource_versions: dict[Kind, int] = {}
+        self._changes: list[PodChange] = []
+        self._structural = True  # until a sync has taken a full snapshot
 
     # ---- writes (watchers) ---------------------------------------------------------
     def replace(self, kind: Kind, values: Iterable[tuple[str, Value]]) -> None:
@@ -89,14 +92,17 @@ class ClusterStore:
                                  if isinstance(p, Pod) and p.ipv4}
             if changed:
                 self._version += 1
+                self._structural = True
         if changed:
             self._on_change()
 
     def upsert(self, kind: Kind, key: str, value: Value) -> None:
         with self._lock:
-            if self._objects[kind].get(key) == value:
+            old = self._objects[kind].get(key)
+            if old == value:
                 return
             self._objects[kind][key] = value
+            self._log(kind, old, value)
             if isinstance(value, Pod) and value.ipv4:
                 self._pod_ips[value.ipv4] = key
             self._version += 1
@@ -104,10 +110,44 @@ class ClusterStore:
 
     def delete(self, kind: Kind, key: str) -> None:
         with self._lock:
-            if self._objects[kind].pop(key, None) is None:
+            old = self._objects[kind].pop(key, None)
+            if old is None:
                 return
+            self._log(kind, old, None)
             self._version += 1
         self._on_change()
+
+    def _log(self, kind: Kind, old: Value | None, new: Value | None) -> None:
+        """Remember a pod change for the incremental compiler; any other change needs a
+        full compile.  Called with the lock held."""
+        if kind is Kind.POD and isinstance(old, Pod | None) and isinstance(new, Pod | None):
+            self._changes.append(PodChange(old, new))
+            if len(self._changes) > 1000:  # a storm: a full compile is cheaper
+                self._structural = True
+        else:
+            self._structural = True
+
+    def take(self, *, full: bool) -> tuple[int, list[PodChange] | None, ClusterState | None]:
+        """What a sync needs, atomically: the store version, and either the pod changes
+        since the last take (when they alone describe what changed and ``full`` is not
+        asked) or a full ClusterState.  Clears the change log."""
+        with self._lock:
+            version = self._version
+            changes = self._changes
+            self._changes = []
+            if not (full or self._structural):
+                return version, changes, None
+            self._structural = False
+            state = self._state_locked()
+        return version, None, state
+
+    def _state_locked(self) -> ClusterState:
+        namespaces = [v for v in self._objects[Kind.NAMESPACE].values()
+                      if isinstance(v, Namespace)]
+        pods = [v for v in self._objects[Kind.POD].values() if isinstance(v, Pod)]
+        policies = [v for v in self._objects[Kind.POLICY].values()
+                    if isinstance(v, NetworkPolicy)]
+        return ClusterState(tuple(namespaces), tuple(pods), tuple(policies))
 
     def seen(self, kind: Kind, resource_version: str) -> None:
         """The watch of ``kind`` is current through ``resource_version`` (an event or a
@@ -141,30 +181,10 @@ class ClusterStore:
 
     def snapshot(self) -> tuple[int, ClusterState]:
         """A consistent ClusterState and the version it reflects."""
-        return self.snapshot_with_rv()[:2]
-
-    def snapshot_with_rv(self) -> tuple[int, ClusterState, int]:
-        """Also the resourceVersion the snapshot is current through."""
         with self._lock:
-            through = (min(self._resource_versions.values())
-                       if set(self._resource_versions) == set(Kind) else 0)
-        version, state = self._snapshot_state()
-        return version, state, through
-
-    def _snapshot_state(self) -> tuple[int, ClusterState]:
-        with self._lock:
-            if self._snapshot is not None and self._snapshot[0] == self._version:
-                return self._snapshot
-            version = self._version
-            namespaces = [v for v in self._objects[Kind.NAMESPACE].values()
-                          if isinstance(v, Namespace)]
-            pods = [v for v in self._objects[Kind.POD].values() if isinstance(v, Pod)]
-            policies = [v for v in self._objects[Kind.POLICY].values()
-                        if isinstance(v, NetworkPolicy)]
-        state = ClusterState(tuple(namespaces), tuple(pods), tuple(policies))
-        with self._lock:
-            self._snapshot = (version, state)
-        return version, state
+            if self._snapshot is None or self._snapshot[0] != self._version:
+                self._snapshot = (self._version, self._state_locked())
+            return self._snapshot
 
     def pod_name_for_ip(self, ip: str) -> str | None:
         """"namespace/name" of the pod that has ``ip`` now, if any (for log lines)."""

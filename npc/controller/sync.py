@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.compiler import Options
+from npc.compile.incremental import IncrementalCompiler
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.store import ClusterStore
@@ -31,8 +32,8 @@ from npc.dataplane.nftables import NftError
 
 
 class Backend(Protocol):
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
-             full_check: bool = False) -> ApplyReport: ...
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: set[str] | None = None) -> ApplyReport: ...
 
 
 @dataclass
@@ -65,6 +66,7 @@ class SyncRunner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.status = SyncStatus()
+        self.compiler = IncrementalCompiler(options)
         self._dirty = threading.Event()
         self._next_full = 0.0  # the first sync is a full check
 
@@ -114,12 +116,20 @@ class SyncRunner:
     def sync_once(self, *, full_check: bool) -> bool:
         """Compile the current snapshot and apply it; False after a kernel failure."""
         started = self.clock()
-        version, state, through = self.store.snapshot_with_rv()
-        ruleset = compile_ruleset(state, self.options)
-        self._report_problems(ruleset)
+        _, through = self.store.current_through()
+        version, changes, state = self.store.take(full=full_check or self.compiler.ruleset
+                                                  is None)
+        patched = self.compiler.patch(changes) if changes is not None else None
+        if patched is not None:
+            ruleset, touched = patched
+        else:
+            if state is None:
+                version, state = self.store.snapshot()
+            ruleset, touched = self.compiler.full(state), None
+            self._report_problems(ruleset)
         try:
             report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
-                                       full_check=full_check)
+                                       full_check=full_check, changed_sets=touched)
         except (CommandError, NftError) as exc:
             self.status.failures_in_a_row += 1
             self.metrics.kernel_failures.inc()

@@ -168,16 +168,22 @@ class IptablesBackend:
         """Read the kernel and converge it to ``ruleset`` (``npc apply``; a full check)."""
         return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
 
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
-             full_check: bool = False) -> ApplyReport:
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: set[str] | None = None) -> ApplyReport:
         """Converge the kernel to ``ruleset``.
 
         Between full checks the kernel is assumed to hold what the last successful sync
         wrote, so a sync costs only its writes (set deltas, changed chains).  A full check
         (or the first sync, or one after a failure) reads the kernel back, reports what
         differs from what we wrote as drift, and repairs it; it also re-asserts the hooks.
+
+        ``changed_sets`` (from the incremental compiler: only those sets' members changed,
+        no set appeared or went) limits the comparison to them, so a pod event costs what
+        it changes, not the size of the cluster.
         """
         known = self._known
+        if changed_sets is not None and known is not None and not full_check:
+            return self._sync_sets(ruleset, known, changed_sets)
         self._known = None  # until this sync succeeds, trust nothing
         if full_check or known is None:
             state = self.read_state()
@@ -188,6 +194,19 @@ class IptablesBackend:
             report = self._converge(ruleset, known, install_hooks=False, reads=0)
         report.drift = drift
         self._known = self.expected_state(ruleset)
+        return report
+
+    def _sync_sets(self, ruleset: Ruleset, known: KernelState,
+                   changed: set[str]) -> ApplyReport:
+        self._known = None
+        wanted = [s for s in ruleset.sets if s.name in changed]
+        plan = ipset_render.plan_ipsets(known.sets, wanted, list_size=self.list_size)
+        report = ApplyReport(commands=0)
+        if plan.lines:
+            self.run(["ipset", "restore"], plan.script)
+            report.ipset_lines, report.commands = len(plan.lines), 1
+        updated = self.expected_state(Ruleset(tuple(wanted), ()))
+        self._known = KernelState({**known.sets, **updated.sets}, known.chains, "")
         return report
 
     def _converge(self, ruleset: Ruleset, state: KernelState, *, install_hooks: bool,

@@ -190,9 +190,9 @@ class NftablesBackend:
         self._known = None
         return ["inet weave-npc"]
 
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
-             full_check: bool = False) -> ApplyReport:
-        del install_hooks
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: set[str] | None = None) -> ApplyReport:
+        del install_hooks, changed_sets  # the table is rebuilt in memory and diffed
         known, self._known = self._known, None
         want = self.desired(ruleset)
         if full_check or known is None:

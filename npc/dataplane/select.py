@@ -25,8 +25,8 @@ BACKENDS = ("iptables", "nftables", "auto")
 
 
 class Backend(Protocol):
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False,
-             full_check: bool = False) -> ApplyReport: ...
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: set[str] | None = None) -> ApplyReport: ...
 
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport: ...
 

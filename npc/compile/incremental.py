@@ -1,0 +1,171 @@
+"""Patching the last compiled ruleset for pod changes, in time proportional to the change.
+
+Pod churn is the common event (pods come and go, gain IPs, change labels), and it changes
+set *members* only — unless it changes which rules exist.  Rules depend on pods in exactly
+two ways, both detected here, and then the caller compiles in full:
+
+* a policy that selected no pods starts selecting one (or the last one goes): a policy
+  that selects nothing has no rules;
+* the set of numbers a named port used by some policy resolves to changes (one rule per
+  number).
+
+Everything else is decided per set by the predicate the full compile recorded for it
+(:class:`npc.compile.compiler.CompileIndex`): the old pod leaves the sets it was in, the
+new pod joins the sets it belongs to.  A pod whose IP another pod also holds falls back
+to a full compile too (the full compile's fail-closed rule for shared IPs).  A property
+test checks that patching always gives exactly the full compile's ruleset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from npc.compile.compiler import CompileIndex, Options, compile_with_index
+from npc.compile.ruleset import Member, PolicySummary, Ruleset
+from npc.model.objects import ClusterState, ContainerPort, LabelSelector, Pod, Protocol
+
+
+@dataclass(frozen=True)
+class PodChange:
+    """A pod was added (old None), changed, or deleted (new None)."""
+
+    old: Pod | None
+    new: Pod | None
+
+
+class IncrementalCompiler:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.ruleset: Ruleset | None = None
+        self._index: CompileIndex | None = None
+        self._members: dict[str, dict[str, str]] = {}  # set → ip → comment
+        self._ip_owners: Counter[str] = Counter()
+        self._ns_labels: dict[str, dict[str, str]] = {}
+        self._numbers: Counter[tuple[str, Protocol, int]] = Counter()
+        self._policies: tuple[PolicySummary, ...] = ()
+        self._selectors: dict[str, tuple[str, LabelSelector]] = {}
+
+    def full(self, state: ClusterState) -> Ruleset:
+        """Compile everything and remember what patching needs."""
+        ruleset, index = compile_with_index(state, self.options)
+        self.ruleset, self._index = ruleset, index
+        self._members = {s.name: {m.value: m.comment for m in s.members}
+                         for s in ruleset.sets if s.name in index.predicates}
+        self._ip_owners = Counter(p.ipv4 for p in state.pods if p.ipv4)
+        self._ns_labels = {ns.name: dict(ns.labels) for ns in state.namespaces}
+        self._numbers = Counter(
+            (cp.name, cp.protocol, cp.port) for p in state.pods if p.ipv4
+            for cp in _named(p) if (cp.name, cp.protocol) in index.named_ports_used)
+        self._policies = ruleset.policies
+        self._selectors = {p.key: (p.namespace, p.pod_selector) for p in state.policies}
+        return ruleset
+
+    def patch(self, changes: list[PodChange]) -> tuple[Ruleset, set[str]] | None:
+        """The ruleset after ``changes`` and the names of the sets that changed, or None
+        when only a full compile can tell (the caller then calls :meth:`full`)."""
+        if self.ruleset is None or self._index is None:
+            return None
+        touched: set[str] = set()
+        summaries = {s.policy: s for s in self._policies}
+        for change in changes:
+            if not self._patch_one(change, touched, summaries):
+                self.ruleset = None  # state diverged: only a full compile is valid now
+                return None
+        by_name = {s.name: s for s in self.ruleset.sets}
+        for name in touched:
+            members = self._members[name]
+            by_name[name] = replace(by_name[name], members=tuple(
+                Member(ip, members[ip]) for ip in sorted(members)))
+        policies = tuple(summaries[s.policy] for s in self._policies)
+        self._policies = policies
+        self.ruleset = replace(self.ruleset, sets=tuple(by_name[s.name]
+                                                        for s in self.ruleset.sets),
+                               policies=policies)
+        return self.ruleset, touched
+
+    def _patch_one(self, change: PodChange, touched: set[str],
+                   summaries: dict[str, PolicySummary]) -> bool:
+        assert self._index is not None
+        old = change.old if change.old is not None and change.old.ipv4 else None
+        new = change.new if change.new is not None and change.new.ipv4 else None
+        if old is None and new is None:
+            return True
+        if any(p.namespace not in self._ns_labels for p in (old, new) if p is not None):
+            return False  # a namespace we have not seen: its sets do not exist yet
+        if old is not None:
+            if self._ip_owners[str(old.ipv4)] > 1:
+                return False  # leaving a shared IP: the other pod keeps it in its sets
+            self._ip_owners[str(old.ipv4)] -= 1
+        if new is not None:
+            self._ip_owners[str(new.ipv4)] += 1
+            if self._ip_owners[str(new.ipv4)] > 1:
+                return False  # shared IP: the full compile's fail-closed rule decides
+        if not self._numbers_stable(old, new) or not self._targets_stable(old, new, summaries):
+            return False
+        labels = self._ns_labels.get
+        for name, member_of in self._index.predicates.items():
+            was = old is not None and member_of(old, lambda ns: labels(ns) or {})
+            now = new is not None and member_of(new, lambda ns: labels(ns) or {})
+            if was:
+                self._members[name].pop(str(old.ipv4), None)  # type: ignore[union-attr]
+                touched.add(name)
+            if now:
+                assert new is not None
+                self._members[name][str(new.ipv4)] = f"namespace: {new.namespace}, pod: " \
+                    f"{new.name}"
+                touched.add(name)
+        return True
+
+    def _numbers_stable(self, old: Pod | None, new: Pod | None) -> bool:
+        """Named ports used by policies keep resolving to the same set of numbers."""
+        assert self._index is not None
+        used = self._index.named_ports_used
+        for pod, step in ((old, -1), (new, 1)):
+            for cp in _named(pod) if pod is not None else ():
+                key = (cp.name, cp.protocol, cp.port)
+                if (cp.name, cp.protocol) not in used:
+                    continue
+                before = self._numbers[key]
+                self._numbers[key] += step
+                if (before == 0) != (self._numbers[key] == 0):
+                    return False
+        return True
+
+    def _targets_stable(self, old: Pod | None, new: Pod | None,
+                        summaries: dict[str, PolicySummary]) -> bool:
+        """Update which pods each policy selects; False if a policy starts or stops
+        selecting any pod (its rules appear or go)."""
+        for key, (namespace, selector) in self._selectors.items():
+            summary = summaries[key]
+            targets = list(summary.targets)
+            for pod, joining in ((old, False), (new, True)):
+                if pod is None or pod.namespace != namespace:
+                    continue
+                if selector.matches(pod.labels):
+                    if joining:
+                        targets.append(pod.key)
+                    else:
+                        targets.remove(pod.key)
+            if len(targets) != len(summary.targets) or targets != list(summary.targets):
+                if (not targets) != (not summary.targets):
+                    return False
+                summaries[key] = replace(summary, targets=tuple(sorted(targets,
+                                                                       key=_pod_order)))
+        return True
+
+
+def _pod_order(key: str) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    return namespace, name
+
+
+def _named(pod: Pod) -> list[ContainerPort]:
+    seen: set[tuple[str, Protocol]] = set()
+    out = []
+    for cp in pod.container_ports:  # the first port of a name wins, as in Selection
+        if cp.name and (cp.name, cp.protocol) not in seen:
+            seen.add((cp.name, cp.protocol))
+            out.append(cp)
+    return out
+
