@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from npc.compile.compiler import Options
+from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.settings import SettingsError, from_environment
@@ -92,7 +93,7 @@ class FakeBackend:
         self.fail = 0
 
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: set[str] | None = None) -> ApplyReport:
+             changed_sets: SetDeltas | None = None) -> ApplyReport:
         if self.fail:
             self.fail -= 1
             raise CommandError(["iptables-restore"], 4, "", "Another app is currently "

@@ -18,12 +18,16 @@ test checks that patching always gives exactly the full compile's ruleset.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, replace
 
 from npc.compile.compiler import CompileIndex, Options, compile_with_index
 from npc.compile.ruleset import Member, PolicySummary, Ruleset
 from npc.model.objects import ClusterState, ContainerPort, LabelSelector, Pod, Protocol
+
+SetDeltas = dict[str, dict[str, Member | None]]
+"""Set name → IP → its member now (added or re-commented), or None (removed)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class IncrementalCompiler:
         self.options = options
         self.ruleset: Ruleset | None = None
         self._index: CompileIndex | None = None
-        self._members: dict[str, dict[str, str]] = {}  # set → ip → comment
+        self._members: dict[str, list[Member]] = {}  # set → members sorted by value
         self._ip_owners: Counter[str] = Counter()
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._numbers: Counter[tuple[str, Protocol, int]] = Counter()
@@ -50,8 +54,8 @@ class IncrementalCompiler:
         """Compile everything and remember what patching needs."""
         ruleset, index = compile_with_index(state, self.options)
         self.ruleset, self._index = ruleset, index
-        self._members = {s.name: {m.value: m.comment for m in s.members}
-                         for s in ruleset.sets if s.name in index.predicates}
+        self._members = {s.name: list(s.members) for s in ruleset.sets
+                         if s.name in index.predicates}
         self._ip_owners = Counter(p.ipv4 for p in state.pods if p.ipv4)
         self._ns_labels = {ns.name: dict(ns.labels) for ns in state.namespaces}
         self._numbers = Counter(
@@ -59,14 +63,17 @@ class IncrementalCompiler:
             for cp in _named(p) if (cp.name, cp.protocol) in index.named_ports_used)
         self._policies = ruleset.policies
         self._selectors = {p.key: (p.namespace, p.pod_selector) for p in state.policies}
+        self._policies_in: dict[str, list[str]] = {}
+        for p in state.policies:
+            self._policies_in.setdefault(p.namespace, []).append(p.key)
         return ruleset
 
-    def patch(self, changes: list[PodChange]) -> tuple[Ruleset, set[str]] | None:
-        """The ruleset after ``changes`` and the names of the sets that changed, or None
+    def patch(self, changes: list[PodChange]) -> tuple[Ruleset, SetDeltas] | None:
+        """The ruleset after ``changes`` and, per changed set, its member changes; or None
         when only a full compile can tell (the caller then calls :meth:`full`)."""
         if self.ruleset is None or self._index is None:
             return None
-        touched: set[str] = set()
+        touched: SetDeltas = {}
         summaries = {s.policy: s for s in self._policies}
         for change in changes:
             if not self._patch_one(change, touched, summaries):
@@ -74,9 +81,7 @@ class IncrementalCompiler:
                 return None
         by_name = {s.name: s for s in self.ruleset.sets}
         for name in touched:
-            members = self._members[name]
-            by_name[name] = replace(by_name[name], members=tuple(
-                Member(ip, members[ip]) for ip in sorted(members)))
+            by_name[name] = replace(by_name[name], members=tuple(self._members[name]))
         policies = tuple(summaries[s.policy] for s in self._policies)
         self._policies = policies
         self.ruleset = replace(self.ruleset, sets=tuple(by_name[s.name]
@@ -84,7 +89,7 @@ class IncrementalCompiler:
                                policies=policies)
         return self.ruleset, touched
 
-    def _patch_one(self, change: PodChange, touched: set[str],
+    def _patch_one(self, change: PodChange, touched: SetDeltas,
                    summaries: dict[str, PolicySummary]) -> bool:
         assert self._index is not None
         old = change.old if change.old is not None and change.old.ipv4 else None
@@ -108,13 +113,14 @@ class IncrementalCompiler:
             was = old is not None and member_of(old, lambda ns: labels(ns) or {})
             now = new is not None and member_of(new, lambda ns: labels(ns) or {})
             if was:
-                self._members[name].pop(str(old.ipv4), None)  # type: ignore[union-attr]
-                touched.add(name)
+                assert old is not None
+                _remove(self._members[name], str(old.ipv4))
+                touched.setdefault(name, {})[str(old.ipv4)] = None
             if now:
                 assert new is not None
-                self._members[name][str(new.ipv4)] = f"namespace: {new.namespace}, pod: " \
-                    f"{new.name}"
-                touched.add(name)
+                member = Member(str(new.ipv4), f"namespace: {new.namespace}, pod: {new.name}")
+                _insert(self._members[name], member)
+                touched.setdefault(name, {})[member.value] = member
         return True
 
     def _numbers_stable(self, old: Pod | None, new: Pod | None) -> bool:
@@ -136,7 +142,9 @@ class IncrementalCompiler:
                         summaries: dict[str, PolicySummary]) -> bool:
         """Update which pods each policy selects; False if a policy starts or stops
         selecting any pod (its rules appear or go)."""
-        for key, (namespace, selector) in self._selectors.items():
+        namespaces = {p.namespace for p in (old, new) if p is not None}
+        for key in (k for ns in sorted(namespaces) for k in self._policies_in.get(ns, ())):
+            namespace, selector = self._selectors[key]
             summary = summaries[key]
             targets = list(summary.targets)
             for pod, joining in ((old, False), (new, True)):
@@ -153,6 +161,20 @@ class IncrementalCompiler:
                 summaries[key] = replace(summary, targets=tuple(sorted(targets,
                                                                        key=_pod_order)))
         return True
+
+
+def _remove(members: list[Member], value: str) -> None:
+    i = bisect.bisect_left(members, value, key=lambda m: m.value)
+    if i < len(members) and members[i].value == value:
+        del members[i]
+
+
+def _insert(members: list[Member], member: Member) -> None:
+    i = bisect.bisect_left(members, member.value, key=lambda m: m.value)
+    if i < len(members) and members[i].value == member.value:
+        members[i] = member
+    else:
+        members.insert(i, member)
 
 
 def _pod_order(key: str) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from npc.compile.compiler import Options
-from npc.compile.incremental import IncrementalCompiler
+from npc.compile.incremental import IncrementalCompiler, SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.store import ClusterStore
@@ -33,7 +33,7 @@ from npc.dataplane.nftables import NftError
 
 class Backend(Protocol):
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: set[str] | None = None) -> ApplyReport: ...
+             changed_sets: SetDeltas | None = None) -> ApplyReport: ...
 
 
 @dataclass

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from npc.compile import names
+from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Chain, InSet, Rule, Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
@@ -169,7 +170,7 @@ class IptablesBackend:
         return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
 
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: set[str] | None = None) -> ApplyReport:
+             changed_sets: SetDeltas | None = None) -> ApplyReport:
         """Converge the kernel to ``ruleset``.
 
         Between full checks the kernel is assumed to hold what the last successful sync
@@ -177,9 +178,9 @@ class IptablesBackend:
         (or the first sync, or one after a failure) reads the kernel back, reports what
         differs from what we wrote as drift, and repairs it; it also re-asserts the hooks.
 
-        ``changed_sets`` (from the incremental compiler: only those sets' members changed,
-        no set appeared or went) limits the comparison to them, so a pod event costs what
-        it changes, not the size of the cluster.
+        ``changed_sets`` (from the incremental compiler: exactly these member changes, no
+        set appeared or went, no rule changed) are written as they are, so a pod event
+        costs what it changes, not the size of the cluster.
         """
         known = self._known
         if changed_sets is not None and known is not None and not full_check:
@@ -197,16 +198,27 @@ class IptablesBackend:
         return report
 
     def _sync_sets(self, ruleset: Ruleset, known: KernelState,
-                   changed: set[str]) -> ApplyReport:
+                   deltas: SetDeltas) -> ApplyReport:
+        del ruleset  # the deltas say everything that changed
         self._known = None
-        wanted = [s for s in ruleset.sets if s.name in changed]
-        plan = ipset_render.plan_ipsets(known.sets, wanted, list_size=self.list_size)
+        lines = []
+        for name, changes in sorted(deltas.items()):
+            kernel_set = known.sets[name]
+            for ip, member in sorted(changes.items()):
+                if member is None:
+                    lines.append(f"del -exist {name} {ip}")
+                    kernel_set.members.pop(ip, None)
+                else:
+                    lines.append(ipset_render.add_line(name, member, kernel_set.has_comment))
+                    kernel_set.members[ip] = member.comment
         report = ApplyReport(commands=0)
-        if plan.lines:
-            self.run(["ipset", "restore"], plan.script)
-            report.ipset_lines, report.commands = len(plan.lines), 1
-        updated = self.expected_state(Ruleset(tuple(wanted), ()))
-        self._known = KernelState({**known.sets, **updated.sets}, known.chains, "")
+        if lines:
+            try:
+                self.run(["ipset", "restore"], "\n".join(lines) + "\n")
+            except CommandError:
+                raise  # _known stays None: the next sync reads the kernel back
+            report.ipset_lines, report.commands = len(lines), 1
+        self._known = known
         return report
 
     def _converge(self, ruleset: Ruleset, state: KernelState, *, install_hooks: bool,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npc.compile.compiler import Options
+from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
@@ -191,7 +192,7 @@ class NftablesBackend:
         return ["inet weave-npc"]
 
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: set[str] | None = None) -> ApplyReport:
+             changed_sets: SetDeltas | None = None) -> ApplyReport:
         del install_hooks, changed_sets  # the table is rebuilt in memory and diffed
         known, self._known = self._known, None
         want = self.desired(ruleset)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from npc.compile.compiler import Options
+from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport, IptablesBackend, detect_mode
@@ -26,7 +27,7 @@ BACKENDS = ("iptables", "nftables", "auto")
 
 class Backend(Protocol):
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: set[str] | None = None) -> ApplyReport: ...
+             changed_sets: SetDeltas | None = None) -> ApplyReport: ...
 
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport: ...
 
