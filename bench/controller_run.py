@@ -37,8 +37,10 @@ class Running:
         code, body = http_get_in_netns(self.fd, STATUS_PORT, "/status", timeout=5)
         return json.loads(body) if code == 200 else {}
 
-    def wait_applied(self, resource_version: int, timeout: float = 120) -> float:
-        """Seconds until npc's kernel reflects ``resource_version`` (polled every ~1 ms)."""
+    def wait_applied(self, resource_version: int, timeout: float = 120,
+                     kind: str | None = None) -> float:
+        """Seconds until npc's kernel reflects ``resource_version`` — of one kind's watch
+        when ``kind`` is given, else of all (polled every ~1 ms)."""
         start = time.perf_counter()
         while time.perf_counter() - start < timeout:
             try:
@@ -46,6 +48,9 @@ class Running:
             except OSError:
                 status = {}
             applied = status.get("applied_resource_version", 0)
+            if kind is not None:
+                per_kind = status.get("applied_resource_versions")
+                applied = per_kind.get(kind, 0) if isinstance(per_kind, dict) else 0
             if status.get("ready") and isinstance(applied, int) and applied >= resource_version:
                 return time.perf_counter() - start
             if self.proc.poll() is not None:

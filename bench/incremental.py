@@ -30,11 +30,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def timed(run: Running, write: Any) -> float:
+def timed(run: Running, write: Any, kind: str) -> float:
     start = time.perf_counter()
     obj = write()
     rv = int(obj["metadata"]["resourceVersion"])
-    run.wait_applied(rv)
+    run.wait_applied(rv, kind=kind)
     return (time.perf_counter() - start) * 1000
 
 
@@ -50,17 +50,18 @@ def events(run: Running, pods: int, count: int) -> dict[str, list[float]]:
                 "spec": {"containers": [{"name": "c", "ports": [
                     {"name": "http", "containerPort": 80}]}]},
                 "status": {"phase": "Running", "podIP": pod_ip(i)}}
-        out["pod-create"].append(timed(run, lambda b=body: api.create("Pod", b)))
+        out["pod-create"].append(timed(run, lambda b=body: api.create("Pod", b), "pods"))
         out["pod-relabel"].append(timed(run, lambda k=k, i=i: api.set_labels(
-            "Pod", f"ns{i % m}", f"new{k}", {"app": f"a{(k + 7) % 20}", "tier": "t0"})))
+            "Pod", f"ns{i % m}", f"new{k}", {"app": f"a{(k + 7) % 20}", "tier": "t0"}), "pods"))
         out["pod-delete"].append(timed(run, lambda k=k, i=i: api.delete(
-            "Pod", f"ns{i % m}", f"new{k}")))
+            "Pod", f"ns{i % m}", f"new{k}"), "pods"))
         pol = policy(10_000 + k, m)
         pol["metadata"]["name"] = f"bench-{k}"
-        out["policy-create"].append(timed(run, lambda p=pol: api.create("NetworkPolicy", p)))
+        out["policy-create"].append(timed(run, lambda p=pol: api.create("NetworkPolicy", p),
+                                             "networkpolicies"))
         meta = pol["metadata"]
         out["policy-delete"].append(timed(run, lambda n=meta: api.delete(
-            "NetworkPolicy", n["namespace"], n["name"])))
+            "NetworkPolicy", n["namespace"], n["name"]), "networkpolicies"))
     return out
 
 

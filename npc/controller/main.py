@@ -100,6 +100,7 @@ def run(settings: Settings) -> int:
     def status() -> dict[str, object]:
         return {"ready": sync.status.ready, "syncs": sync.status.syncs,
                 "applied_resource_version": sync.applied_through(),
+                "applied_resource_versions": sync.applied_by_kind(),
                 "objects": store.counts(), "node": settings.node_name}
 
     http = HealthServer(settings.metrics_addr, registry, healthy=supervisor.alive,

@@ -159,6 +159,11 @@ class ClusterStore:
                 self._resource_versions[kind] = max(self._resource_versions.get(kind, 0),
                                                     int(resource_version))
 
+    def resource_versions(self) -> tuple[int, dict[str, int]]:
+        """(store version, per kind: the resourceVersion its watch is current through)."""
+        with self._lock:
+            return self._version, {k.value: v for k, v in self._resource_versions.items()}
+
     def current_through(self) -> tuple[int, int]:
         """(store version, the resourceVersion every kind is known to be current through,
         0 if unknown), read together."""

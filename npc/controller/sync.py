@@ -43,6 +43,9 @@ class SyncStatus:
     last_version: int = -1
     applied_through: int = 0
     """The resourceVersion the kernel is known to reflect (see ClusterStore.seen)."""
+    applied_by_kind: dict[str, int] = field(default_factory=dict)
+    """Per kind: each watch is ordered, so the kernel reflects every write of that kind up
+    to this resourceVersion (exact, without waiting for other kinds' bookmarks)."""
     syncs: int = 0
     failures_in_a_row: int = 0
     reported: set[str] = field(default_factory=set)
@@ -72,6 +75,12 @@ class SyncRunner:
 
     def mark_dirty(self) -> None:
         self._dirty.set()
+
+    def applied_by_kind(self) -> dict[str, int]:
+        version, seen = self.store.resource_versions()
+        if self.status.ready and version == self.status.last_version:
+            return {k: max(v, self.status.applied_by_kind.get(k, 0)) for k, v in seen.items()}
+        return dict(self.status.applied_by_kind)
 
     def applied_through(self) -> int:
         """The resourceVersion the kernel reflects.  Bookmarks advance what the store is
@@ -117,6 +126,7 @@ class SyncRunner:
         """Compile the current snapshot and apply it; False after a kernel failure."""
         started = self.clock()
         _, through = self.store.current_through()
+        _, by_kind = self.store.resource_versions()
         version, changes, state = self.store.take(full=full_check or self.compiler.ruleset
                                                   is None)
         patched = self.compiler.patch(changes) if changes is not None else None
@@ -147,6 +157,7 @@ class SyncRunner:
                            drift=", ".join(report.drift))
         self._record(ruleset, version, started, report)
         self.status.applied_through = through
+        self.status.applied_by_kind = by_kind
         self.status.syncs += 1
         return True
 
