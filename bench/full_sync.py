@@ -20,9 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
 from npc.dataplane.nftables import LibNftables, NftablesBackend, NftState
-from npc.lab.netns import in_netns, open_netns
+from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.model.objects import ClusterState
 from npc.render import ipsets as ipset_render
 from npc.render.iptables import render_chains, rule_args
@@ -42,14 +41,8 @@ from npc.render.iptables import render_chains, rule_args
 TARGETS = {"ratio_to_floor_max_at_10k": 1.5, "ratio_to_per_op_min": 50.0}
 
 
-@contextmanager
-def netns() -> Iterator[str]:
-    name = f"npcbench-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
+def netns() -> AbstractContextManager[str]:
+    return scratch_netns("npcbench")
 
 
 def in_thread_netns(name: str, work: Callable[[], float]) -> float:

@@ -4,8 +4,6 @@ original) left behind, and garbage collection of sets."""
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -15,6 +13,7 @@ from npc.compile.compiler import compile_ruleset
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
+from npc.lab.netns import scratch_netns
 from npc.model.load import Loaded, add_object
 from npc.render.ipsets import parse_ipset_save
 from tests.test_compiler import ns, pod, policy
@@ -38,12 +37,8 @@ class Recorder(SubprocessRunner):
 
 @pytest.fixture
 def runner() -> Iterator[Recorder]:
-    name = f"npcbe-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    with scratch_netns("npcbe") as name:
         yield Recorder(("ip", "netns", "exec", name))
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def ruleset(n_pods: int, first: int = 1) -> Ruleset:

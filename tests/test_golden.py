@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from npc.compile.compiler import compile_ruleset
 from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
+from npc.lab.netns import scratch_netns
 from npc.model.load import load_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +25,8 @@ INPUT = [ROOT / "examples", GOLDEN / "extra.yaml"]
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"npcgold-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    with scratch_netns("npcgold") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def normalise_iptables(text: str) -> str:

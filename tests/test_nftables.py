@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from npc.compile.compiler import Options, compile_ruleset
 from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.nftables import NftablesBackend, NftCli
+from npc.lab.netns import scratch_netns
 from npc.model.load import Loaded, add_object, load_files
 from npc.render import nft
 from tests.test_compiler import ns, pod, policy
@@ -39,12 +39,8 @@ class Recorder(SubprocessRunner):
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"npcnft-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    with scratch_netns("npcnft") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def normalise(text: str) -> str:

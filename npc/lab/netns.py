@@ -183,3 +183,18 @@ def cleanup_stale(prefix: str) -> list[str]:
     names = stale_names(prefix)
     delete_netns(names)
     return names
+
+
+@contextlib.contextmanager
+def scratch_netns(prefix: str) -> Iterator[str]:
+    """A fresh, empty network namespace named ``<prefix>-<random>``, deleted afterwards
+    (with everything in it: links, rules, sets), also on failure."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
