@@ -193,8 +193,7 @@ class _Compilation:
                 f"namespaces: selector: {_selector_text(peer.namespace_selector)}, "
                 f"pods: selector: {_selector_text(peer.pod_selector)}")
 
-    def port_variants(self, spec: PortSpec | None, targets: tuple[Pod, ...],
-                      direction: PolicyType) -> list[tuple[tuple[Match, ...], str]]:
+    def port_variants(self, spec: PortSpec | None) -> list[tuple[tuple[Match, ...], str]]:
         """Alternatives of (matches, description) for one port entry; [] allows nothing."""
         if spec is None:
             return [((), "any port")]
@@ -237,7 +236,7 @@ class _Compilation:
                     continue
                 peer_terms, peer_desc = peer_part
                 for qi, spec in ports:
-                    for port_terms, port_desc in self.port_variants(spec, targets, direction):
+                    for port_terms, port_desc in self.port_variants(spec):
                         l4 = [t for t in port_terms if isinstance(t, L4)]
                         rest = [t for t in port_terms if not isinstance(t, L4)]
                         matches = (*l4, *peer_terms, InSet(target_side, target_set), *rest)
