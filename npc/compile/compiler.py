@@ -15,8 +15,10 @@ compiler cannot honour is left out of the *allow* rules and reported, so it fail
 
 from __future__ import annotations
 
+import gc
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from npc.compile import names
@@ -68,19 +70,32 @@ class Options:
     max_list_size: int = 1024
 
 
-def _pod_member(pod: Pod) -> Member:
+def pod_member(pod: Pod) -> Member:
+    """A participating pod as a set member: its IPv4 address, commented with its name."""
     return Member(str(pod.ipv4), f"namespace: {pod.namespace}, pod: {pod.name}")
 
 
-def _pod_members(pods: tuple[Pod, ...] | list[Pod]) -> tuple[Member, ...]:
-    by_ip: dict[str, Pod] = {}
-    for pod in pods:
-        ip = str(pod.ipv4)
-        # Deterministic comment when pods share an IP: the first by namespace/name.
-        if ip not in by_ip or (pod.namespace, pod.name) < (by_ip[ip].namespace,
-                                                           by_ip[ip].name):
-            by_ip[ip] = pod
-    return tuple(_pod_member(by_ip[ip]) for ip in sorted(by_ip))
+class _Members:
+    """Set members for lists of pods; each pod's :class:`Member` is made once per compile
+    (a pod is typically in several sets)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Member] = {}
+
+    def __call__(self, pods: tuple[Pod, ...] | list[Pod]) -> tuple[Member, ...]:
+        """Members for participating ``pods``, sorted by address.  ``pods`` come in
+        (namespace, name) order, as :class:`ClusterState` holds them, so when pods share
+        an IP the first one names the member: the comment is deterministic."""
+        by_ip: dict[str, Member] = {}
+        made = self._made
+        for pod in pods:
+            ip = pod.ipv4
+            if ip is not None and ip not in by_ip:
+                member = made.get(pod.key)
+                if member is None:
+                    member = made[pod.key] = pod_member(pod)
+                by_ip[ip] = member
+        return tuple(by_ip[ip] for ip in sorted(by_ip))
 
 
 def _selector_text(selector: LabelSelector) -> str:
@@ -99,6 +114,7 @@ class _Compilation:
         self.predicates: dict[str, PodPredicate] = {}
         self.named_ports_used: set[tuple[str, Protocol]] = set()
         self.problems: list[CompileProblem] = []
+        self.members = _Members()
 
     # ---- sets ------------------------------------------------------------------------
     def _add_set(self, source: str, kind: SetKind, description: str,
@@ -120,8 +136,8 @@ class _Compilation:
         return self._add_set(
             names.pod_selector_source(namespace, selector), SetKind.HASH_IP,
             f"pods: namespace: {namespace}, selector: {_selector_text(selector)}",
-            lambda: _pod_members(self.sel.pods(namespace, selector)),
-            lambda pod, _: pod.namespace == namespace and selector.matches(pod.labels))
+            lambda: self.members(self.sel.pods(namespace, selector)),
+            lambda pod, _: pod.namespace == namespace and selector.matches(pod.label_map))
 
     def namespace_list_set(self, selector: LabelSelector) -> str | None:
         matching = self.sel.namespaces(selector)
@@ -138,10 +154,10 @@ class _Compilation:
             names.combined_selector_source(ns_selector, pod_selector), SetKind.HASH_IP,
             f"namespaces: selector: {_selector_text(ns_selector)}, "
             f"pods: selector: {_selector_text(pod_selector)}",
-            lambda: _pod_members([p for ns in self.sel.namespaces(ns_selector)
+            lambda: self.members([p for ns in self.sel.namespaces(ns_selector)
                                   for p in self.sel.pods(ns, pod_selector)]),
             lambda pod, ns_labels: (ns_selector.matches(ns_labels(pod.namespace))
-                                    and pod_selector.matches(pod.labels)))
+                                    and pod_selector.matches(pod.label_map)))
 
     def except_set(self, namespace: str, block: IPBlock) -> str:
         return self._add_set(
@@ -154,7 +170,7 @@ class _Compilation:
         return self._add_set(
             names.named_port_source(name, spec.protocol, number), SetKind.HASH_IP,
             f"named port {name} = {spec.protocol.value.lower()}/{number}",
-            lambda: _pod_members(self.sel.named_ports.get((name, spec.protocol), {})
+            lambda: self.members(self.sel.named_ports.get((name, spec.protocol), {})
                                  .get(number, ())),
             lambda pod, _: pod.resolve_port(name, spec.protocol) == number)
 
@@ -258,18 +274,18 @@ class _Compilation:
     def default_allow_set(self, namespace: str, direction: PolicyType,
                           isolated: set[str]) -> str:
         # An IP shared by an isolated pod and another pod stays isolated (fail closed).
-        pods = [p for p in self.sel.pods_in(namespace) if str(p.ipv4) not in isolated]
+        pods = [p for p in self.sel.pods_in(namespace) if p.ipv4 not in isolated]
         if direction is PolicyType.INGRESS:
             source = names.ingress_default_allow_source(namespace)
         else:
             source = names.egress_default_allow_source(namespace)
-        selecting = [p.pod_selector for p in self.state.policies
-                     if p.namespace == namespace and direction in p.policy_types]
+        selecting = [p.pod_selector for p in self.sel.policies_in(namespace)
+                     if direction in p.policy_types]
         return self._add_set(source, SetKind.HASH_IP,
                              f"{direction.value.lower()} default-allow: namespace {namespace}",
-                             lambda: _pod_members(pods),
+                             lambda: self.members(pods),
                              lambda pod, _: pod.namespace == namespace and not any(
-                                 s.matches(pod.labels) for s in selecting))
+                                 s.matches(pod.label_map) for s in selecting))
 
 
 def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
@@ -301,7 +317,25 @@ def compile_ruleset(state: ClusterState, options: Options | None = None) -> Rule
 
 def compile_with_index(state: ClusterState, options: Options | None = None
                        ) -> tuple[Ruleset, CompileIndex]:
-    options = options or Options()
+    # A compile allocates many small objects that all live on: the cyclic collector,
+    # triggered by allocation counts, would only rescan the cluster state over and over
+    # (a third of the time at 10k pods).  Nothing is lost: it runs again afterwards.
+    with _collector_paused():
+        return _compile(state, options or Options())
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compile(state: ClusterState, options: Options) -> tuple[Ruleset, CompileIndex]:
     c = _Compilation(state, options)
     for policy in state.policies:
         if policy.rejected:

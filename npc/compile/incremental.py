@@ -22,7 +22,7 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from npc.compile.compiler import CompileIndex, Options, compile_with_index
+from npc.compile.compiler import CompileIndex, Options, compile_with_index, pod_member
 from npc.compile.ruleset import Member, PolicySummary, Ruleset
 from npc.model.objects import ClusterState, ContainerPort, LabelSelector, Pod, Protocol
 
@@ -57,7 +57,7 @@ class IncrementalCompiler:
         self._members = {s.name: list(s.members) for s in ruleset.sets
                          if s.name in index.predicates}
         self._ip_owners = Counter(p.ipv4 for p in state.pods if p.ipv4)
-        self._ns_labels = {ns.name: dict(ns.labels) for ns in state.namespaces}
+        self._ns_labels = {ns.name: ns.label_map for ns in state.namespaces}
         self._numbers = Counter(
             (cp.name, cp.protocol, cp.port) for p in state.pods if p.ipv4
             for cp in _named(p) if (cp.name, cp.protocol) in index.named_ports_used)
@@ -118,7 +118,7 @@ class IncrementalCompiler:
                 touched.setdefault(name, {})[str(old.ipv4)] = None
             if now:
                 assert new is not None
-                member = Member(str(new.ipv4), f"namespace: {new.namespace}, pod: {new.name}")
+                member = pod_member(new)
                 _insert(self._members[name], member)
                 touched.setdefault(name, {})[member.value] = member
         return True
@@ -150,7 +150,7 @@ class IncrementalCompiler:
             for pod, joining in ((old, False), (new, True)):
                 if pod is None or pod.namespace != namespace:
                     continue
-                if selector.matches(pod.labels):
+                if selector.matches(pod.label_map):
                     if joining:
                         targets.append(pod.key)
                     else:

@@ -11,6 +11,7 @@ get a tagged input here instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from npc.model.objects import LabelSelector, Protocol
@@ -53,6 +54,7 @@ def short_name(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def set_name(source: str) -> str:
     return SET_PREFIX + short_name(source)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from functools import cached_property
 
-from npc.model.objects import ClusterState, LabelSelector, Pod, Protocol
+from npc.model.objects import ClusterState, LabelSelector, NetworkPolicy, Pod, Protocol
 
 
 class Selection:
@@ -19,7 +19,11 @@ class Selection:
         for pod in state.pods:
             if pod.ipv4 is not None:
                 self._by_ns[pod.namespace].append(pod)
+        self._policies_by_ns: dict[str, list[NetworkPolicy]] = defaultdict(list)
+        for policy in state.policies:
+            self._policies_by_ns[policy.namespace].append(policy)
         self._pods_cache: dict[tuple[str, LabelSelector], tuple[Pod, ...]] = {}
+        self._label_indexes: dict[str, dict[tuple[str, str], list[Pod]]] = {}
         self._ns_cache: dict[LabelSelector, tuple[str, ...]] = {}
 
     def namespace_names(self) -> tuple[str, ...]:
@@ -28,19 +32,42 @@ class Selection:
     def pods_in(self, namespace: str) -> tuple[Pod, ...]:
         return tuple(self._by_ns.get(namespace, ()))
 
+    def policies_in(self, namespace: str) -> tuple[NetworkPolicy, ...]:
+        return tuple(self._policies_by_ns.get(namespace, ()))
+
     def pods(self, namespace: str, selector: LabelSelector) -> tuple[Pod, ...]:
-        """Participating pods of ``namespace`` whose labels match ``selector``."""
+        """Participating pods of ``namespace`` whose labels match ``selector``, in state
+        order."""
         key = (namespace, selector)
-        if key not in self._pods_cache:
-            self._pods_cache[key] = tuple(
-                p for p in self._by_ns.get(namespace, ()) if selector.matches(p.labels))
-        return self._pods_cache[key]
+        found = self._pods_cache.get(key)
+        if found is None:
+            candidates: list[Pod] | None = self._by_ns.get(namespace)
+            if candidates and selector.equalities:
+                # Start from the pods carrying the rarest of the selector's key=value pairs.
+                index = self._label_index(namespace)
+                for pair in selector.equalities:
+                    carrying = index.get(pair, [])
+                    if len(carrying) < len(candidates):
+                        candidates = carrying
+            found = self._pods_cache[key] = tuple(
+                p for p in candidates or () if selector.matches(p.label_map))
+        return found
+
+    def _label_index(self, namespace: str) -> dict[tuple[str, str], list[Pod]]:
+        """(label key, value) → the participating pods of ``namespace`` carrying it."""
+        index = self._label_indexes.get(namespace)
+        if index is None:
+            index = self._label_indexes[namespace] = defaultdict(list)
+            for pod in self._by_ns.get(namespace, ()):
+                for pair in pod.labels:
+                    index[pair].append(pod)
+        return index
 
     def namespaces(self, selector: LabelSelector) -> tuple[str, ...]:
         """Names of the namespaces whose labels match ``selector`` (sorted)."""
         if selector not in self._ns_cache:
             self._ns_cache[selector] = tuple(
-                ns.name for ns in self.state.namespaces if selector.matches(ns.labels))
+                ns.name for ns in self.state.namespaces if selector.matches(ns.label_map))
         return self._ns_cache[selector]
 
     @cached_property

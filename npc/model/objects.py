@@ -72,10 +72,31 @@ class LabelSelector:
     """
 
     requirements: tuple[Requirement, ...] = ()
+    _equal: tuple[tuple[str, str], ...] = field(default=(), init=False, compare=False,
+                                                repr=False)
+    _other: tuple[Requirement, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Split once into plain equality tests (matchLabels, the common case) and the rest:
+        # selectors are matched against every pod of a namespace, so this is a hot path.
+        equal = tuple((r.key, r.values[0]) for r in self.requirements
+                      if r.operator is Operator.IN and len(r.values) == 1)
+        other = tuple(r for r in self.requirements
+                      if not (r.operator is Operator.IN and len(r.values) == 1))
+        object.__setattr__(self, "_equal", equal)
+        object.__setattr__(self, "_other", other)
+
+    @property
+    def equalities(self) -> tuple[tuple[str, str], ...]:
+        """The (key, value) pairs a matching object must carry (its ``key=value`` terms)."""
+        return self._equal
 
     def matches(self, labels: Labels | dict[str, str]) -> bool:
         as_dict = labels if isinstance(labels, dict) else dict(labels)
-        return all(r.matches(as_dict) for r in self.requirements)
+        for key, value in self._equal:
+            if as_dict.get(key) != value:
+                return False
+        return all(r.matches(as_dict) for r in self._other)
 
     @property
     def is_empty(self) -> bool:
@@ -114,6 +135,12 @@ class ContainerPort:
 class Namespace:
     name: str
     labels: Labels = ()
+    label_map: dict[str, str] = field(default_factory=dict, init=False, compare=False,
+                                      repr=False)
+    """``labels`` as a dict, for matching (computed once)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_map", dict(self.labels))
 
 
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
@@ -136,16 +163,20 @@ class Pod:
     host-network pods (their IP is the node's) are in no set.
     """
 
+    label_map: dict[str, str] = field(default_factory=dict, init=False, compare=False,
+                                      repr=False)
+    """``labels`` as a dict, for matching (computed once)."""
+    key: str = field(default="", init=False, compare=False, repr=False)
+    """``namespace/name``."""
+
     def __post_init__(self) -> None:
         address = None
         if not self.host_network and self.phase not in ("Succeeded", "Failed"):
             address = next((ip for ip in self.ips if ipaddress.ip_address(ip).version == 4),
                            None)
         object.__setattr__(self, "ipv4", address)
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        object.__setattr__(self, "label_map", dict(self.labels))
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     def resolve_port(self, name: str, protocol: Protocol) -> int | None:
         for cp in self.container_ports:
