@@ -219,3 +219,57 @@ def test_a_crashing_worker_stops_everything() -> None:
     for t in sup.threads:
         t.join(2)
     assert sup.crash is not None and "KeyError" in sup.crash
+
+
+def test_status_wait_answers_once_the_write_is_applied() -> None:
+    """``/status?wait=RV&kind=K`` blocks until a sync has applied RV of that kind's watch,
+    and says so; a version never reached times out with ``applied: false``."""
+    import http.client
+    import json
+
+    from npc.controller.http import HealthServer
+
+    backend = FakeBackend()
+    sync_box: list[SyncRunner] = []
+    store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty(),
+                         on_seen=lambda: sync_box[0].notify_progress())
+    sync, _, _ = runner(backend, store)
+    sync_box.append(sync)
+    for kind in Kind:
+        store.replace(kind, [])
+    server = HealthServer(("127.0.0.1", 0), CollectorRegistry(), healthy=lambda: True,
+                          ready=lambda: sync.status.ready, status=lambda: {"syncs": 1},
+                          wait_applied=sync.wait_applied)
+    server.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,))
+    thread.start()
+
+    def get(path: str) -> dict[str, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            body: dict[str, Any] = json.loads(conn.getresponse().read())
+            return body
+        finally:
+            conn.close()
+
+    try:
+        waiting: list[dict[str, Any]] = []
+        waiter = threading.Thread(target=lambda: waiting.append(
+            get("/status?wait=7&kind=pods&timeout=5")))
+        waiter.start()
+        stop.wait(0.2)
+        assert not waiting  # rv 7 not seen yet: still waiting
+        outcome = parse_object(Kind.POD, pod("a", "10.32.0.7"))
+        assert outcome.value is not None
+        store.upsert(Kind.POD, outcome.key, outcome.value)
+        store.seen(Kind.POD, "7")
+        waiter.join(timeout=5)
+        assert waiting == [{"syncs": 1, "applied": True}]
+        assert get("/status?wait=99&kind=pods&timeout=0.2") == {"syncs": 1, "applied": False}
+        assert get("/status") == {"syncs": 1}
+    finally:
+        stop.set()
+        thread.join()
+        server.stop()

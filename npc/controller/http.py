@@ -1,4 +1,11 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on the metrics address (default :6781)."""
+"""``/metrics``, ``/healthz``, ``/readyz`` and ``/status`` on the metrics address (default
+:6781).
+
+``/status?wait=RV[&kind=pods][&timeout=S]`` answers once the kernel reflects resourceVersion
+``RV`` (of that kind's watch, or of every kind) or after ``S`` seconds (default 10, at most
+60), whichever comes first: scripts and tests wait for a write to be enforced without
+polling.  The body is the status either way; ``applied`` in it says which.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,19 +25,35 @@ class HealthServer:
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry, *,
                  healthy: Callable[[], bool], ready: Callable[[], bool],
-                 status: Callable[[], dict[str, object]] = dict) -> None:
+                 status: Callable[[], dict[str, object]] = dict,
+                 wait_applied: Callable[[int, str | None, float], bool] | None = None
+                 ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 if path == "/metrics":
                     outer._send(self, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/livez"):
                     ok = healthy()
                     outer._send(self, 200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
                 elif path == "/status":
-                    outer._send(self, 200, json.dumps(status(), sort_keys=True).encode(),
+                    body: dict[str, object] | None = None
+                    params = parse_qs(query)
+                    if wait_applied is not None and "wait" in params:
+                        try:
+                            rv = int(params["wait"][0])
+                            timeout = min(60.0, float(params.get("timeout", ["10"])[0]))
+                        except ValueError:
+                            outer._send(self, 400, b"wait and timeout must be numbers\n")
+                            return
+                        kind = params.get("kind", [None])[0]
+                        applied = wait_applied(rv, kind, timeout)
+                        body = {**status(), "applied": applied}
+                    if body is None:
+                        body = status()
+                    outer._send(self, 200, json.dumps(body, sort_keys=True).encode(),
                                 "application/json")
                 elif path == "/readyz":
                     ok = ready()

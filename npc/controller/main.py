@@ -86,7 +86,8 @@ def run(settings: Settings) -> int:
                  chains=",".join(created))
     stop = threading.Event()
     sync_box: list[SyncRunner] = []
-    store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty() if sync_box else None)
+    store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty() if sync_box else None,
+                         on_seen=lambda: sync_box[0].notify_progress() if sync_box else None)
     sync = SyncRunner(store=store, backend=backend, metrics=metrics, log=log,
                       options=options,
                       install_hooks=settings.install_hooks,
@@ -104,7 +105,8 @@ def run(settings: Settings) -> int:
                 "objects": store.counts(), "node": settings.node_name}
 
     http = HealthServer(settings.metrics_addr, registry, healthy=supervisor.alive,
-                        ready=lambda: sync.status.ready, status=status)
+                        ready=lambda: sync.status.ready, status=status,
+                        wait_applied=sync.wait_applied)
     http.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -67,8 +67,10 @@ def parse_object(kind: Kind, obj: Mapping[str, Any]) -> ParseOutcome:
 
 
 class ClusterStore:
-    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, on_change: Callable[[], None] = lambda: None,
+                 on_seen: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.Lock()
+        self._on_seen = on_seen
         self._objects: dict[Kind, dict[str, Value]] = {k: {} for k in Kind}
         self._listed: set[Kind] = set()
         self._version = 0
@@ -158,6 +160,7 @@ class ClusterStore:
             with self._lock:
                 self._resource_versions[kind] = max(self._resource_versions.get(kind, 0),
                                                     int(resource_version))
+            self._on_seen()
 
     def resource_versions(self) -> tuple[int, dict[str, int]]:
         """(store version, per kind: the resourceVersion its watch is current through)."""

@@ -71,10 +71,36 @@ class SyncRunner:
         self.status = SyncStatus()
         self.compiler = IncrementalCompiler(options)
         self._dirty = threading.Event()
+        self._progress = threading.Condition()
         self._next_full = 0.0  # the first sync is a full check
 
     def mark_dirty(self) -> None:
         self._dirty.set()
+
+    def notify_progress(self) -> None:
+        """Wake :meth:`wait_applied` callers: a sync finished or a watch moved on."""
+        with self._progress:
+            self._progress.notify_all()
+
+    def wait_applied(self, resource_version: int, kind: str | None, timeout: float) -> bool:
+        """Block until the kernel reflects ``resource_version`` (of ``kind``'s watch, or of
+        every kind), at most ``timeout`` seconds; whether it does."""
+        deadline = self.clock() + timeout
+
+        def reached() -> bool:
+            if not self.status.ready:
+                return False
+            if kind is None:
+                return self.applied_through() >= resource_version
+            return self.applied_by_kind().get(kind, 0) >= resource_version
+
+        with self._progress:
+            while not reached():
+                left = deadline - self.clock()
+                if left <= 0:
+                    return False
+                self._progress.wait(left)
+        return True
 
     def applied_by_kind(self) -> dict[str, int]:
         version, seen = self.store.resource_versions()
@@ -159,6 +185,7 @@ class SyncRunner:
         self.status.applied_through = through
         self.status.applied_by_kind = by_kind
         self.status.syncs += 1
+        self.notify_progress()
         return True
 
     def _record(self, ruleset: Ruleset, version: int, started: float,
