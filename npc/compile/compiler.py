@@ -112,6 +112,7 @@ class _Compilation:
         self.sets: dict[str, IpSet] = {}
         self._names: dict[str, str] = {}
         self.predicates: dict[str, PodPredicate] = {}
+        self.scopes: dict[str, str | None] = {}
         self.named_ports_used: set[tuple[str, Protocol]] = set()
         self.problems: list[CompileProblem] = []
         self.members = _Members()
@@ -119,7 +120,7 @@ class _Compilation:
     # ---- sets ------------------------------------------------------------------------
     def _add_set(self, source: str, kind: SetKind, description: str,
                  members: Callable[[], tuple[Member, ...]],
-                 member_of: PodPredicate | None = None) -> str:
+                 member_of: PodPredicate | None = None, scope: str | None = None) -> str:
         """Register a set (members computed only the first time it is asked for).
         ``member_of`` says whether a pod belongs to it: the incremental compiler patches
         the set with it when pods change."""
@@ -130,6 +131,7 @@ class _Compilation:
             self.sets[name] = IpSet(name, kind, source, description, members())
             if member_of is not None:
                 self.predicates[name] = member_of
+                self.scopes[name] = scope
         return name
 
     def pod_set(self, namespace: str, selector: LabelSelector) -> str:
@@ -137,7 +139,8 @@ class _Compilation:
             names.pod_selector_source(namespace, selector), SetKind.HASH_IP,
             f"pods: namespace: {namespace}, selector: {_selector_text(selector)}",
             lambda: self.members(self.sel.pods(namespace, selector)),
-            lambda pod, _: pod.namespace == namespace and selector.matches(pod.label_map))
+            lambda pod, _: pod.namespace == namespace and selector.matches(pod.label_map),
+            scope=namespace)
 
     def namespace_list_set(self, selector: LabelSelector) -> str | None:
         matching = self.sel.namespaces(selector)
@@ -285,7 +288,8 @@ class _Compilation:
                              f"{direction.value.lower()} default-allow: namespace {namespace}",
                              lambda: self.members(pods),
                              lambda pod, _: pod.namespace == namespace and not any(
-                                 s.matches(pod.label_map) for s in selecting))
+                                 s.matches(pod.label_map) for s in selecting),
+                             scope=namespace)
 
 
 def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
@@ -307,6 +311,8 @@ class CompileIndex:
     """What the incremental compiler needs to patch a ruleset for pod changes."""
 
     predicates: dict[str, PodPredicate]
+    scopes: dict[str, str | None]
+    """Set name → the only namespace whose pods it can hold (None: any namespace)."""
     named_ports_used: frozenset[tuple[str, Protocol]]
 
 
@@ -384,4 +390,5 @@ def _compile(state: ClusterState, options: Options) -> tuple[Ruleset, CompileInd
     chains = tuple(Chain(ch.name, dynamic.get(ch.name, ch.rules)) for ch in chains)
     ruleset = Ruleset(tuple(sorted(c.sets.values(), key=lambda s: s.name)), chains,
                       tuple(sorted(c.problems)), summaries)
-    return ruleset, CompileIndex(dict(c.predicates), frozenset(c.named_ports_used))
+    return ruleset, CompileIndex(dict(c.predicates), dict(c.scopes),
+                                 frozenset(c.named_ports_used))

@@ -22,7 +22,13 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from npc.compile.compiler import CompileIndex, Options, compile_with_index, pod_member
+from npc.compile.compiler import (
+    CompileIndex,
+    Options,
+    PodPredicate,
+    compile_with_index,
+    pod_member,
+)
 from npc.compile.ruleset import Member, PolicySummary, Ruleset
 from npc.model.objects import ClusterState, ContainerPort, LabelSelector, Pod, Protocol
 
@@ -47,8 +53,10 @@ class IncrementalCompiler:
         self._ip_owners: Counter[str] = Counter()
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._numbers: Counter[tuple[str, Protocol, int]] = Counter()
-        self._policies: tuple[PolicySummary, ...] = ()
+        self._summaries: dict[str, PolicySummary] = {}
         self._selectors: dict[str, tuple[str, LabelSelector]] = {}
+        self._set_position: dict[str, int] = {}
+        self._scoped: dict[str | None, list[tuple[str, PodPredicate]]] = {}
 
     def full(self, state: ClusterState) -> Ruleset:
         """Compile everything and remember what patching needs."""
@@ -61,7 +69,11 @@ class IncrementalCompiler:
         self._numbers = Counter(
             (cp.name, cp.protocol, cp.port) for p in state.pods if p.ipv4
             for cp in _named(p) if (cp.name, cp.protocol) in index.named_ports_used)
-        self._policies = ruleset.policies
+        self._summaries = {s.policy: s for s in ruleset.policies}
+        self._set_position = {s.name: i for i, s in enumerate(ruleset.sets)}
+        self._scoped = {}
+        for name, member_of in index.predicates.items():
+            self._scoped.setdefault(index.scopes[name], []).append((name, member_of))
         self._selectors = {p.key: (p.namespace, p.pod_selector) for p in state.policies}
         self._policies_in: dict[str, list[str]] = {}
         for p in state.policies:
@@ -74,19 +86,17 @@ class IncrementalCompiler:
         if self.ruleset is None or self._index is None:
             return None
         touched: SetDeltas = {}
-        summaries = {s.policy: s for s in self._policies}
         for change in changes:
-            if not self._patch_one(change, touched, summaries):
+            if not self._patch_one(change, touched, self._summaries):
                 self.ruleset = None  # state diverged: only a full compile is valid now
                 return None
-        by_name = {s.name: s for s in self.ruleset.sets}
+        # Only what changed is rebuilt: the cost follows the change, not the cluster.
+        sets = list(self.ruleset.sets)
         for name in touched:
-            by_name[name] = replace(by_name[name], members=tuple(self._members[name]))
-        policies = tuple(summaries[s.policy] for s in self._policies)
-        self._policies = policies
-        self.ruleset = replace(self.ruleset, sets=tuple(by_name[s.name]
-                                                        for s in self.ruleset.sets),
-                               policies=policies)
+            at = self._set_position[name]
+            sets[at] = replace(sets[at], members=tuple(self._members[name]))
+        self.ruleset = replace(self.ruleset, sets=tuple(sets),
+                               policies=tuple(self._summaries.values()))
         return self.ruleset, touched
 
     def _patch_one(self, change: PodChange, touched: SetDeltas,
@@ -109,7 +119,9 @@ class IncrementalCompiler:
         if not self._numbers_stable(old, new) or not self._targets_stable(old, new, summaries):
             return False
         labels = self._ns_labels.get
-        for name, member_of in self._index.predicates.items():
+        scopes = dict.fromkeys([*(p.namespace for p in (old, new) if p is not None), None])
+        for name, member_of in (item for scope in scopes
+                                for item in self._scoped.get(scope, ())):
             was = old is not None and member_of(old, lambda ns: labels(ns) or {})
             now = new is not None and member_of(new, lambda ns: labels(ns) or {})
             if was:
