@@ -29,6 +29,7 @@ from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Chain, InSet, Rule, Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
+from npc.dataplane.ipset_netlink import MemberChange, MemberWriter
 from npc.render import ipsets as ipset_render
 from npc.render.iptables import FINGERPRINT, render_chains
 
@@ -111,8 +112,10 @@ def _differences(expected: KernelState, actual: KernelState) -> list[str]:
 
 class IptablesBackend:
     def __init__(self, runner: Runner, *, mode: str, list_size: int = 1024,
-                 bridge: str = "weave") -> None:
+                 bridge: str = "weave", member_writer: MemberWriter | None = None) -> None:
         self.run = runner
+        self.member_writer = member_writer
+        """Writes a pod event's member changes (netlink); None: ``ipset restore``."""
         self.mode = mode
         self.list_size = list_size
         self.bridge = bridge
@@ -200,24 +203,27 @@ class IptablesBackend:
     def _sync_sets(self, ruleset: Ruleset, known: KernelState,
                    deltas: SetDeltas) -> ApplyReport:
         del ruleset  # the deltas say everything that changed
-        self._known = None
-        lines = []
-        for name, changes in sorted(deltas.items()):
+        self._known = None  # until the write succeeded: a failure re-reads the kernel
+        changes: list[MemberChange] = []
+        for name, members in sorted(deltas.items()):
             kernel_set = known.sets[name]
-            for ip, member in sorted(changes.items()):
+            for ip, member in sorted(members.items()):
                 if member is None:
-                    lines.append(f"del -exist {name} {ip}")
+                    changes.append(MemberChange(name, ip, delete=True))
                     kernel_set.members.pop(ip, None)
                 else:
-                    lines.append(ipset_render.add_line(name, member, kernel_set.has_comment))
+                    comment = (ipset_render.comment_text(member.comment)
+                               if kernel_set.has_comment else None)
+                    changes.append(MemberChange(name, member.value, comment))
                     kernel_set.members[ip] = member.comment
         report = ApplyReport(commands=0)
-        if lines:
-            try:
-                self.run(["ipset", "restore"], "\n".join(lines) + "\n")
-            except CommandError:
-                raise  # _known stays None: the next sync reads the kernel back
-            report.ipset_lines, report.commands = len(lines), 1
+        if changes:
+            if self.member_writer is not None and all("/" not in c.ip for c in changes):
+                self.member_writer(changes)
+            else:
+                self.run(["ipset", "restore"],
+                         "".join(c.as_restore_line() + "\n" for c in changes))
+            report.ipset_lines, report.commands = len(changes), 1
         self._known = known
         return report
 

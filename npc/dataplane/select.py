@@ -19,7 +19,8 @@ from typing import Protocol
 from npc.compile.compiler import Options
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.exec import CommandError, Runner
+from npc.dataplane.exec import CommandError, Runner, SubprocessRunner
+from npc.dataplane.ipset_netlink import IpsetNetlink
 from npc.dataplane.iptables import ApplyReport, IptablesBackend, detect_mode
 
 BACKENDS = ("iptables", "nftables", "auto")
@@ -63,15 +64,16 @@ def make_backend(name: str, runner: Runner, options: Options,
                  env: Mapping[str, str] | None = None) -> tuple[Backend, str]:
     """The backend and a description of it (for logs)."""
     chosen = choose(name, runner, env)
+    # In-process kernel access (libnftables, ipset netlink) for this network namespace;
+    # the commands otherwise (a runner with a prefix targets another namespace).
+    in_process = isinstance(runner, SubprocessRunner) and not runner.prefix
     if chosen == "nftables":
-        from npc.dataplane.exec import SubprocessRunner
         from npc.dataplane.nftables import LibNftables, NftablesBackend, NftCli
 
-        # In-process libnftables for this network namespace; the nft command otherwise
-        # (a runner with a prefix targets another namespace).
-        in_process = isinstance(runner, SubprocessRunner) and not runner.prefix
         nft = LibNftables() if in_process else NftCli(runner)
         return NftablesBackend(nft, options=options), "nftables (inet weave-npc)"
     mode = detect_mode(runner, None if env is None else dict(env))
-    return (IptablesBackend(runner, mode=mode, list_size=options.max_list_size),
-            f"iptables-{mode}")
+    writer = IpsetNetlink() if in_process else None
+    return (IptablesBackend(runner, mode=mode, list_size=options.max_list_size,
+                            member_writer=writer),
+            f"iptables-{mode}" + (", ipset changes over netlink" if writer else ""))

@@ -83,11 +83,15 @@ def add_line(name: str, member: Member, with_comment: bool) -> str:
     return _add(name, member.value, member.comment, with_comment, exist=True)
 
 
+def comment_text(comment: str) -> str:
+    """A member comment as ipset keeps it (no double quotes or backslashes to escape)."""
+    return comment.replace('"', "'").replace("\\", "/")
+
+
 def _add(name: str, value: str, comment: str, with_comment: bool, exist: bool = False) -> str:
     flag = " -exist" if exist else ""
     if with_comment and comment:
-        text = comment.replace('"', "'").replace("\\", "/")
-        return f'add{flag} {name} {value} comment "{text}"'
+        return f'add{flag} {name} {value} comment "{comment_text(comment)}"'
     return f"add{flag} {name} {value}"
 
 

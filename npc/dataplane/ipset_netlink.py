@@ -1,0 +1,139 @@
+"""ipset member changes straight over netlink: what a pod event writes.
+
+A pod event changes a handful of members.  Spawning ``ipset restore`` for them costs
+2-5 ms (exec, library loading, protocol handshake); sending the same changes as one batch
+of netlink messages from npc's own socket costs a fraction of a millisecond.  The
+messages go out together in one datagram and every one is acknowledged.
+
+The messages are packed here with :mod:`struct`: pyroute2's ``ipset_msg`` encodes the same
+bytes (a test checks that, message for message) but takes about 0.3 ms per message, the
+whole budget of a pod event.
+
+Semantics are those of the restore lines they replace: ``add -exist`` (an existing member
+is kept and its comment updated) and ``del -exist`` (a missing member is no error).  The
+socket belongs to the network namespace it was opened in: open it where npc runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyroute2.netlink import (
+    NETLINK_NETFILTER,
+    NLA_F_NESTED,
+    NLA_F_NET_BYTEORDER,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+)
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
+from pyroute2.netlink.nfnetlink.ipset import IPSET_CMD_ADD, IPSET_CMD_DEL
+
+from npc.dataplane.exec import CommandError
+
+IPSET_PROTOCOL = 7
+"""The ipset netlink protocol version of current kernels (6 is the oldest they accept)."""
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_NFGEN = struct.Struct("!BBH")  # nfgenmsg: family, version, resource id
+_ATTR = struct.Struct("=HH")  # nlattr: length, type
+
+# Attribute numbers of <linux/netfilter/ipset/ip_set.h>.
+_ATTR_PROTOCOL, _ATTR_SETNAME, _ATTR_DATA = 1, 2, 7
+_ATTR_IP, _ATTR_COMMENT = 1, 26  # inside DATA
+_ATTR_IPADDR_IPV4 = 1  # inside IP
+_BATCH = 256  # messages per datagram: far below the socket buffer
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """Add ``ip`` to ``set_name`` (with ``comment`` if the set keeps comments), or delete
+    it when ``delete``."""
+
+    set_name: str
+    ip: str
+    comment: str | None = None
+    delete: bool = False
+
+    def as_restore_line(self) -> str:
+        if self.delete:
+            return f"del -exist {self.set_name} {self.ip}"
+        if self.comment:
+            return f'add -exist {self.set_name} {self.ip} comment "{self.comment}"'
+        return f"add -exist {self.set_name} {self.ip}"
+
+
+MemberWriter = Callable[[Sequence[MemberChange]], None]
+"""Applies member changes to the kernel, raising :class:`CommandError` on refusal."""
+
+
+class IpsetNetlink:
+    """One NETLINK_NETFILTER socket, opened in the calling thread's network namespace."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _encode(self, change: MemberChange, seq: int) -> bytes:
+        return encode(change, seq)
+
+    def __call__(self, changes: Sequence[MemberChange]) -> None:
+        """Send every change and wait for every acknowledgement.  Raises
+        :class:`CommandError` naming the first change the kernel refused (the others are
+        applied: like ``ipset restore``, this is not a transaction)."""
+        for start in range(0, len(changes), _BATCH):
+            self._apply(changes[start:start + _BATCH])
+
+    def _apply(self, changes: Sequence[MemberChange]) -> None:
+        first = self._seq + 1
+        self._seq += len(changes)
+        self._sock.send(b"".join(self._encode(c, first + i) for i, c in enumerate(changes)))
+        pending = set(range(first, first + len(changes)))
+        refused: dict[int, int] = {}
+        while pending:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
+                if kind == NLMSG_ERROR and seq in pending:
+                    pending.discard(seq)
+                    (code,) = struct.unpack_from("=i", data, offset + _HEADER.size)
+                    if code:
+                        refused[seq] = -code
+                offset += max((length + 3) & ~3, _HEADER.size)
+        if refused:
+            seq = min(refused)
+            change, code = changes[seq - first], refused[seq]
+            raise CommandError(["ipset", "(netlink)"], code, "",
+                               f"{change.as_restore_line()}: {os.strerror(code)}"
+                               f" ({errno.errorcode.get(code, code)}); "
+                               f"{len(refused)} of {len(changes)} changes refused", None)
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes (the length excludes the padding)."""
+    return _ATTR.pack(_ATTR.size + len(payload), kind) + payload + bytes(-len(payload) % 4)
+
+
+def encode(change: MemberChange, seq: int) -> bytes:
+    """The IPSET_CMD_ADD / IPSET_CMD_DEL netlink message for ``change``."""
+    data = _attr(_ATTR_IP | NLA_F_NESTED,
+                 _attr(_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, socket.inet_aton(change.ip)))
+    if change.comment and not change.delete:
+        data += _attr(_ATTR_COMMENT, change.comment.encode() + b"\0")
+    body = (_NFGEN.pack(socket.AF_INET, 0, 0)
+            + _attr(_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
+            + _attr(_ATTR_SETNAME, change.set_name.encode() + b"\0")
+            + _attr(_ATTR_DATA | NLA_F_NESTED, data))
+    kind = (NFNL_SUBSYS_IPSET << 8) | (IPSET_CMD_DEL if change.delete else IPSET_CMD_ADD)
+    # No NLM_F_EXCL: an existing member (add) or a missing one (del) is not an error.
+    return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
