@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -71,6 +72,10 @@ class Supervisor:
 
 
 def run(settings: Settings) -> int:
+    # A thread waiting for the interpreter lock gets it within 1 ms instead of 5 ms when
+    # another thread is busy (a /metrics scrape, a watch relist): pod events are applied
+    # in a few milliseconds, so the default hand-off period would dominate them.
+    sys.setswitchinterval(0.001)
     logs.configure(settings.log_level, settings.log_format)
     log = logs.get()
     registry = CollectorRegistry()

@@ -31,7 +31,10 @@ class Settings:
     iptables_mode: str | None = None
     install_hooks: bool = False
     full_check_interval: float = 60.0
-    min_sync_interval: float = 0.005
+    min_sync_interval: float = 0.0
+    """Least time between the starts of two syncs.  0: a change is applied at once, and
+    whatever arrives during a sync is batched into the next one (a sync costs what
+    changed, so a burst needs no extra delay to coalesce)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
 
