@@ -4,17 +4,18 @@ original) left behind, and garbage collection of sets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from npc.compile import names
 from npc.compile.compiler import compile_ruleset
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.exec import SubprocessRunner
+from npc.dataplane.exec import CommandError, SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
 from npc.lab.netns import scratch_netns
 from npc.model.load import Loaded, add_object
+from npc.model.objects import ClusterState
 from npc.render.ipsets import parse_ipset_save
 from tests.test_compiler import ns, pod, policy
 
@@ -42,6 +43,10 @@ def runner() -> Iterator[Recorder]:
 
 
 def ruleset(n_pods: int, first: int = 1) -> Ruleset:
+    return compile_ruleset(cluster(n_pods, first))
+
+
+def cluster(n_pods: int, first: int = 1) -> ClusterState:
     loaded = Loaded()
     objs = [ns("x"), policy("x/p", {"podSelector": {}, "ingress": [
         {"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]})]
@@ -49,7 +54,7 @@ def ruleset(n_pods: int, first: int = 1) -> Ruleset:
              for i in range(first, first + n_pods)]
     for i, o in enumerate(objs):
         add_object(loaded, o, f"object {i}")
-    return compile_ruleset(loaded.state())
+    return loaded.state()
 
 
 def kernel_sets(runner: Recorder) -> dict[str, set[str]]:
@@ -111,3 +116,67 @@ def test_remove_all_leaves_nothing(runner: Recorder, mode: str) -> None:
     backend.remove_all()
     assert "WEAVE" not in runner([f"iptables-{mode}-save"])
     assert parse_ipset_save(runner(["ipset", "save"])) == {}
+
+
+def kernel_matches(backend: IptablesBackend, want: Ruleset) -> None:
+    actual, expected = backend.read_state(), backend.expected_state(want)
+    assert {n: s.members for n, s in actual.sets.items()} == \
+        {n: s.members for n, s in expected.sets.items()}
+    assert {n: fps for n, fps in actual.chains.items() if n in expected.chains} == \
+        expected.chains
+
+
+@pytest.mark.parametrize("mode", ["nft", "legacy"])
+def test_a_streamed_full_sync_ends_where_apply_does(runner: Recorder, mode: str) -> None:
+    """Sets stream into ``ipset restore`` while the compile runs; the kernel ends as the
+    compiled ruleset says, a repeat writes nothing, and a change writes only deltas."""
+    backend = IptablesBackend(runner, mode=mode)
+    first = cluster(300)
+    want, report = backend.sync_compiling(lambda on_set: compile_ruleset(first, None, on_set),
+                                          full_check=True)
+    assert want == compile_ruleset(first)
+    assert report.ipset_lines > 300 and report.chains_rewritten
+    kernel_matches(backend, want)
+    _, again = backend.sync_compiling(lambda on_set: compile_ruleset(first, None, on_set),
+                                      full_check=True)
+    assert not again.changed and again.drift == []
+    moved = cluster(300, first=200)  # 100 clients go, 100 come
+    want, report = backend.sync_compiling(lambda on_set: compile_ruleset(moved, None, on_set))
+    assert report.ipset_lines > 0 and report.chains_rewritten == []
+    kernel_matches(backend, want)
+
+
+def test_a_streamed_sync_frees_a_go_era_name_the_ordinary_way(runner: Recorder) -> None:
+    client_set = names.set_name("x:role=client")
+    runner(["ipset", "restore"], f"create {client_set} hash:net\n")  # we want hash:ip
+    backend = IptablesBackend(runner, mode="nft")
+    state = cluster(3)
+    want, report = backend.sync_compiling(lambda on_set: compile_ruleset(state, None, on_set))
+    assert client_set in report.sets_destroyed
+    assert parse_ipset_save(runner(["ipset", "save"]))[client_set].kind == "hash:ip"
+    kernel_matches(backend, want)
+
+
+def test_a_failing_stream_is_reported_and_trusts_nothing_after(runner: Recorder) -> None:
+    """A line the kernel refuses stops ``ipset restore``: the sync fails with that line
+    shown, and the next sync reads the kernel back and converges."""
+    from npc.compile.ruleset import IpSet, Member, SetKind
+
+    backend = IptablesBackend(runner, mode="nft")
+    state = cluster(3)
+
+    def broken(on_set: Callable[[IpSet], None] | None) -> Ruleset:
+        assert on_set is not None
+        on_set(IpSet("weave-broken", SetKind.HASH_IP, "test", "test",
+                     (Member("10.32.0.300"),)))
+        return compile_ruleset(state, None, on_set)
+
+    with pytest.raises(CommandError) as caught:
+        backend.sync_compiling(broken)
+    assert "10.32.0.300" in caught.value.describe()
+    with pytest.raises(RuntimeError):  # a compile that fails leaves no command running
+        backend.sync_compiling(lambda on_set: (_ for _ in ()).throw(RuntimeError("bug")))
+    want, report = backend.sync_compiling(lambda on_set: compile_ruleset(state, None, on_set))
+    assert report.commands >= 3  # read the kernel back (2) before writing
+    kernel_matches(backend, want)
+    assert "weave-broken" in report.sets_destroyed

@@ -58,6 +58,10 @@ from npc.model.objects import (
 PodPredicate = Callable[[Pod, Callable[[str], dict[str, str]]], bool]
 """Whether a pod belongs to a set, given a namespace → labels lookup."""
 
+SetListener = Callable[[IpSet], None]
+"""Told of each set as soon as it is complete, so that a backend can load it into the
+kernel while the compile goes on.  A list:set comes after every set it holds."""
+
 COMMENT_LIMIT = 200
 """Room for our text in a rule comment (the kernel's xt_comment limit is 256 bytes; the
 renderer appends the rule fingerprint)."""
@@ -105,9 +109,11 @@ def _selector_text(selector: LabelSelector) -> str:
 class _Compilation:
     """The work of one compile: the set registry and the rules, built up in order."""
 
-    def __init__(self, state: ClusterState, options: Options) -> None:
+    def __init__(self, state: ClusterState, options: Options,
+                 on_set: SetListener | None = None) -> None:
         self.state = state
         self.options = options
+        self.on_set = on_set
         self.sel = Selection(state)
         self.sets: dict[str, IpSet] = {}
         self._names: dict[str, str] = {}
@@ -128,7 +134,9 @@ class _Compilation:
         if name is None:
             name = self._names[source] = names.set_name(source)
         if name not in self.sets:
-            self.sets[name] = IpSet(name, kind, source, description, members())
+            ipset = self.sets[name] = IpSet(name, kind, source, description, members())
+            if self.on_set is not None:
+                self.on_set(ipset)
             if member_of is not None:
                 self.predicates[name] = member_of
                 self.scopes[name] = scope
@@ -316,18 +324,19 @@ class CompileIndex:
     named_ports_used: frozenset[tuple[str, Protocol]]
 
 
-def compile_ruleset(state: ClusterState, options: Options | None = None) -> Ruleset:
+def compile_ruleset(state: ClusterState, options: Options | None = None,
+                    on_set: SetListener | None = None) -> Ruleset:
     """Compile ``state`` into the desired kernel state.  Pure and deterministic."""
-    return compile_with_index(state, options)[0]
+    return compile_with_index(state, options, on_set)[0]
 
 
-def compile_with_index(state: ClusterState, options: Options | None = None
-                       ) -> tuple[Ruleset, CompileIndex]:
+def compile_with_index(state: ClusterState, options: Options | None = None,
+                       on_set: SetListener | None = None) -> tuple[Ruleset, CompileIndex]:
     # A compile allocates many small objects that all live on: the cyclic collector,
     # triggered by allocation counts, would only rescan the cluster state over and over
     # (a third of the time at 10k pods).  Nothing is lost: it runs again afterwards.
     with _collector_paused():
-        return _compile(state, options or Options())
+        return _compile(state, options or Options(), on_set)
 
 
 @contextmanager
@@ -341,8 +350,9 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _compile(state: ClusterState, options: Options) -> tuple[Ruleset, CompileIndex]:
-    c = _Compilation(state, options)
+def _compile(state: ClusterState, options: Options, on_set: SetListener | None
+             ) -> tuple[Ruleset, CompileIndex]:
+    c = _Compilation(state, options, on_set)
     for policy in state.policies:
         if policy.rejected:
             c.problems.append(CompileProblem(

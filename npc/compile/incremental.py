@@ -26,6 +26,7 @@ from npc.compile.compiler import (
     CompileIndex,
     Options,
     PodPredicate,
+    SetListener,
     compile_with_index,
     pod_member,
 )
@@ -58,9 +59,10 @@ class IncrementalCompiler:
         self._set_position: dict[str, int] = {}
         self._scoped: dict[str | None, list[tuple[str, PodPredicate]]] = {}
 
-    def full(self, state: ClusterState) -> Ruleset:
-        """Compile everything and remember what patching needs."""
-        ruleset, index = compile_with_index(state, self.options)
+    def full(self, state: ClusterState, on_set: SetListener | None = None) -> Ruleset:
+        """Compile everything and remember what patching needs (``on_set``: see
+        :data:`npc.compile.compiler.SetListener`)."""
+        ruleset, index = compile_with_index(state, self.options, on_set)
         self.ruleset, self._index = ruleset, index
         self._members = {s.name: list(s.members) for s in ruleset.sets
                          if s.name in index.predicates}

@@ -9,10 +9,12 @@ understand them, including, for restore files, the failing line and its neighbou
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+import tempfile
 from collections.abc import Sequence
-from typing import Protocol
+from typing import IO, Protocol
 
 
 class CommandError(Exception):
@@ -55,6 +57,95 @@ class CommandError(Exception):
 
 class Runner(Protocol):
     def __call__(self, argv: Sequence[str], input_text: str | None = None) -> str: ...
+
+
+class InputStream(Protocol):
+    """A command fed its standard input piece by piece while the caller works on."""
+
+    def write(self, text: str) -> None: ...
+
+    def close(self) -> str:
+        """End the input, wait for the command; its output, or :class:`CommandError`."""
+        ...
+
+    def abort(self) -> None:
+        """Give up: stop the command if it still runs."""
+        ...
+
+
+class _Buffered:
+    """For runners that cannot stream: the input is collected and run at the end."""
+
+    def __init__(self, runner: Runner, argv: Sequence[str]) -> None:
+        self.runner, self.argv, self.parts = runner, list(argv), list[str]()
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+    def close(self) -> str:
+        return self.runner(self.argv, "".join(self.parts))
+
+    def abort(self) -> None:
+        self.parts.clear()
+
+
+class _ProcessStream:
+    def __init__(self, full: Sequence[str], argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.parts: list[str] = []  # kept to show the failing line if the command fails
+        # Output goes to files: a pipe the command filled while we write would deadlock.
+        # Both are closed by close() or abort(), which every user calls (in a finally).
+        self.out: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.err: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=self.out,
+                                     stderr=self.err, text=True)
+        self.broken = False
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        if self.broken:
+            return
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(text)
+        except BrokenPipeError:
+            self.broken = True  # the command stopped (a failing line): close() says why
+
+    def close(self) -> str:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        self.proc.wait()
+        out, err = self._outputs()
+        if self.proc.returncode != 0:
+            raise CommandError(self.argv, self.proc.returncode, out, err, "".join(self.parts))
+        return out
+
+    def abort(self) -> None:
+        """Stop the command without finishing its input (the caller failed)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._outputs()
+
+    def _outputs(self) -> tuple[str, str]:
+        texts = []
+        for f in (self.out, self.err):
+            if f.closed:
+                texts.append("")
+                continue
+            f.seek(0)
+            texts.append(f.read())
+            f.close()
+        return texts[0], texts[1]
+
+
+def open_stream(runner: Runner, argv: Sequence[str]) -> InputStream:
+    """``argv`` started now and fed as the caller goes, when ``runner`` can do that (a
+    :class:`SubprocessRunner`); otherwise buffered and run by ``runner`` at the end."""
+    if isinstance(runner, SubprocessRunner):
+        return _ProcessStream([*runner.prefix, *argv], argv)
+    return _Buffered(runner, argv)
 
 
 class SubprocessRunner:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from npc.compile import names
+from npc.compile.compiler import SetListener
 from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import Chain, InSet, Rule, Ruleset
-from npc.dataplane.exec import CommandError, Runner
+from npc.compile.ruleset import Chain, InSet, IpSet, Rule, Ruleset
+from npc.dataplane.exec import CommandError, Runner, open_stream
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
 from npc.dataplane.ipset_netlink import MemberChange, MemberWriter
 from npc.render import ipsets as ipset_render
@@ -130,19 +132,6 @@ class IptablesBackend:
         save = self.run([self._tool("save"), "-t", "filter"])
         return KernelState(sets, chain_fingerprints(save), save)
 
-    def render_restore(self, ruleset: Ruleset, state: KernelState | None, *,
-                       install_hooks: bool) -> tuple[ipset_render.IpsetPlan, list[Chain], str]:
-        """The ipset plan, the chains to rewrite and the iptables-restore text."""
-        current_sets = state.sets if state else {}
-        plan = ipset_render.plan_ipsets(current_sets, ruleset.sets, list_size=self.list_size)
-        dirty = [chain for chain in ruleset.chains
-                 if (state.chains.get(chain.name) if state else None)
-                 != tuple(r.fingerprint for r in chain.rules)]
-        hooks = hook_restore_lines(state.save_text if state else "", self.bridge) \
-            if install_hooks else []
-        text = render_chains(dirty, hooks) if (dirty or hooks) else ""
-        return plan, dirty, text
-
     def prepare(self, *, install_hooks: bool) -> list[str]:
         """Before the first sync: create whichever of our chains is missing, empty.  With
         weaver's hooks in place, empty chains drop every new connection to a pod, so the
@@ -227,6 +216,56 @@ class IptablesBackend:
         self._known = known
         return report
 
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]:
+        """A full sync that overlaps the compile with the kernel's work: ``compile`` is
+        called with a listener that streams each set, as soon as the compiler completes
+        it, into one running ``ipset restore``; the rules follow once the compile is done.
+        The kernel ends as :meth:`sync` leaves it.  Returns the compiled ruleset too."""
+        known = self._known
+        self._known = None  # until this sync succeeds, trust nothing
+        if full_check or known is None:
+            state = self.read_state()
+            drift_from = known
+            reads = 2
+        else:
+            state, drift_from, reads = known, None, 0
+        stream = open_stream(self.run, ["ipset", "restore"])
+        streamed = 0
+        deferred = False
+
+        def on_set(ipset: IpSet) -> None:
+            nonlocal streamed, deferred
+            if deferred or ipset_render.conflicts(state.sets, [ipset]):
+                # A Go-era set of another type holds the name: the ordinary path frees it.
+                deferred = True
+                return
+            plan = ipset_render.plan_ipsets(state.sets, [ipset], list_size=self.list_size)
+            if plan.lines:
+                stream.write(plan.script)
+                streamed += len(plan.lines)
+
+        try:
+            ruleset = compile(on_set)
+        except BaseException:
+            stream.abort()
+            raise
+        stream.close()  # CommandError: _known stays None, the next sync reads the kernel
+        if deferred:
+            report = self._converge(ruleset, self.read_state(), install_hooks=install_hooks,
+                                    reads=reads + 2)
+        else:
+            after = KernelState({**state.sets, **self.expected_state(ruleset).sets},
+                                state.chains, state.save_text)
+            report = ApplyReport(commands=reads + 1, ipset_lines=streamed)
+            self._write_rules(ruleset, after, install_hooks, report)
+            self._collect_garbage(ruleset, state, report)
+        if drift_from is not None:
+            report.drift = _differences(drift_from, state)
+        self._known = self.expected_state(ruleset)
+        return ruleset, report
+
     def _converge(self, ruleset: Ruleset, state: KernelState, *, install_hooks: bool,
                   reads: int) -> ApplyReport:
         report = ApplyReport(commands=reads)
@@ -237,21 +276,35 @@ class IptablesBackend:
             report.commands += 2
             state = self.read_state()
             report.commands += 2
-        plan, dirty, text = self.render_restore(ruleset, state, install_hooks=install_hooks)
+        plan = ipset_render.plan_ipsets(state.sets, ruleset.sets, list_size=self.list_size)
         if plan.lines:
             self.run(["ipset", "restore"], plan.script)
             report.ipset_lines = len(plan.lines)
             report.commands += 1
-        if text:
+        self._write_rules(ruleset, state, install_hooks, report)
+        self._collect_garbage(ruleset, state, report)
+        return report
+
+    def _write_rules(self, ruleset: Ruleset, state: KernelState, install_hooks: bool,
+                     report: ApplyReport) -> None:
+        """Rewrite the chains whose rules differ (and the hooks, if asked)."""
+        dirty = [chain for chain in ruleset.chains
+                 if state.chains.get(chain.name) != tuple(r.fingerprint for r in chain.rules)]
+        hooks = hook_restore_lines(state.save_text, self.bridge) if install_hooks else []
+        if dirty or hooks:
+            text = render_chains(dirty, hooks)
             self.run([self._tool("restore"), "--noflush", "--wait"], text)
             report.chains_rewritten = [c.name for c in dirty]
             report.hooks_installed = install_hooks and "FORWARD" in text
             report.commands += 1
+
+    def _collect_garbage(self, ruleset: Ruleset, state: KernelState,
+                         report: ApplyReport) -> None:
+        """Destroy our sets nothing wants any more (no rule refers to them now)."""
         stale = ipset_render.garbage(state.sets, ruleset.sets)
         if stale:
             report.sets_destroyed += self._destroy(stale)
             report.commands += 1
-        return report
 
     def _release(self, ruleset: Ruleset, state: KernelState, doomed: list[str]) -> None:
         """Free the names of sets that must be recreated with another type: rewrite our
