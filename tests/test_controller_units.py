@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from npc.compile.compiler import Options
+from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
@@ -100,6 +101,12 @@ class FakeBackend:
                                "holding the xtables lock", None)
         self.applied.append((ruleset, full_check))
         return ApplyReport(chains_rewritten=["WEAVE-NPC"])
+
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]:
+        ruleset = compile(None)
+        return ruleset, self.sync(ruleset, install_hooks=install_hooks, full_check=full_check)
 
 
 class Log:

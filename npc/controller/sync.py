@@ -1,7 +1,9 @@
 """The one runner that turns the store into kernel state (level-triggered).
 
-Events only mark the store dirty.  This runner wakes up, waits a short coalescing
-interval so a burst of events becomes one sync, compiles a snapshot and applies it.
+Events only mark the store dirty.  This runner wakes up and applies what changed: pod
+changes are patched into the last ruleset (:mod:`npc.compile.incremental`) and written as
+member deltas; anything else is compiled in full while the backend loads the sets.
+Whatever arrives during a sync is batched into the next one.
 Every ``full_check_interval`` (jittered) it reads the kernel back instead of trusting its
 cache, counts what changed from outside as drift, and repairs it.  A failed kernel
 command is counted and retried with capped, jittered backoff; any other exception is a
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from npc.compile.compiler import Options
+from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import IncrementalCompiler, SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
@@ -34,6 +36,10 @@ from npc.dataplane.nftables import NftError
 class Backend(Protocol):
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport: ...
+
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]: ...
 
 
 @dataclass
@@ -156,16 +162,20 @@ class SyncRunner:
         version, changes, state = self.store.take(full=full_check or self.compiler.ruleset
                                                   is None)
         patched = self.compiler.patch(changes) if changes is not None else None
-        if patched is not None:
-            ruleset, touched = patched
-        else:
-            if state is None:
-                version, state = self.store.snapshot()
-            ruleset, touched = self.compiler.full(state), None
-            self._report_problems(ruleset)
         try:
-            report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
-                                       full_check=full_check, changed_sets=touched)
+            if patched is not None:
+                ruleset, touched = patched
+                report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
+                                           full_check=full_check, changed_sets=touched)
+            else:
+                if state is None:
+                    version, state = self.store.snapshot()
+                snapshot = state
+                # The backend loads sets while the compile goes on (see sync_compiling).
+                ruleset, report = self.backend.sync_compiling(
+                    lambda on_set: self.compiler.full(snapshot, on_set),
+                    install_hooks=self.install_hooks, full_check=full_check)
+                self._report_problems(ruleset)
         except (CommandError, NftError) as exc:
             self.status.failures_in_a_row += 1
             self.metrics.kernel_failures.inc()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from npc.compile.compiler import Options
+from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import CommandError, Runner
@@ -282,6 +282,13 @@ class NftablesBackend:
         for name in sorted(set(state.sets) - {s.name for s in want.sets}):
             cmds.append({"delete": {"set": self._t(name=name)}})
         return cmds
+
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]:
+        """Compile, then sync in one transaction (atomic: nothing is loaded early)."""
+        ruleset = compile(None)
+        return ruleset, self.sync(ruleset, install_hooks=install_hooks, full_check=full_check)
 
     def remove_all(self) -> None:
         for family in ("inet", "bridge"):

@@ -13,10 +13,10 @@ hooks into netfilter by itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from npc.compile.compiler import Options
+from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import CommandError, Runner, SubprocessRunner
@@ -29,6 +29,10 @@ BACKENDS = ("iptables", "nftables", "auto")
 class Backend(Protocol):
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport: ...
+
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]: ...
 
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport: ...
 
