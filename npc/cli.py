@@ -121,7 +121,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"npc: error: applying failed: {exc}", file=sys.stderr)
         return 2
     changed = ", ".join(report.chains_rewritten) or "none"
-    label = description.removeprefix("iptables-").split(" ")[0]
+    label = description.removeprefix("iptables-").split(",")[0].split(" ")[0]
     print(f"npc: applied ({label}): {len(ruleset.sets)} sets, "
           f"{sum(len(c.rules) for c in ruleset.chains)} rules; ipset lines written: "
           f"{report.ipset_lines}; chains rewritten: {changed}; sets destroyed: "
