@@ -6,6 +6,9 @@ so no packet ever sees half a sync.  A sync writes only what changed:
 
 * set and verdict-map **elements** are added and deleted one by one (pod churn is a
   handful of element operations, whatever the cluster size);
+* a pod event (the incremental compiler's exact set member changes) is translated into
+  those element operations directly, without building the table (:class:`_Patching`), so
+  its cost does not depend on the cluster's size;
 * a chain whose fingerprint (kept in its first rule's comment) differs is flushed and
   refilled in the same transaction; unchanged chains keep their counters;
 * chains and sets nothing wants any more are deleted last, after the map elements that
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +33,7 @@ from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
+from npc.dataplane.nft_netlink import NetlinkRefused, NftNetlink, element_commands
 from npc.render import nft as R
 
 Json = dict[str, Any]
@@ -51,18 +56,28 @@ NftRunner = Callable[[list[Json]], Json]
 
 
 class LibNftables:
-    """The libnftables seam (one handle, serialised)."""
+    """The libnftables seam (one handle, serialised).  A batch of element changes only
+    (a pod event's) skips libnftables' cache fill and goes straight over netlink, as one
+    transaction all the same (see :mod:`npc.dataplane.nft_netlink`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, netlink: bool = True) -> None:
         import nftables  # Debian's python3-nftables (a ctypes wrapper of libnftables)
 
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
+        self._netlink = NftNetlink() if netlink else None
         self._lock = threading.Lock()
 
     def __call__(self, commands: list[Json]) -> Json:
+        elements = element_commands(commands) if self._netlink is not None else None
         with self._lock:
+            if elements is not None and self._netlink is not None:
+                try:
+                    self._netlink(elements)
+                except NetlinkRefused as exc:
+                    raise NftError(f"nft failed (netlink): {exc}", commands) from None
+                return {}
             rc, out, err = self._nft.json_cmd({"nftables": commands})
         if rc != 0:
             raise NftError(f"nft failed ({rc}): {str(err).strip()}", commands)
@@ -153,6 +168,9 @@ class NftablesBackend:
         self.run = run
         self.options = options
         self._known: NftState | None = None
+        """What we believe the kernel holds: what the last successful sync wrote."""
+        self._patching: _Patching | None = None
+        """How set member changes map onto ``_known`` (valid while ``_known`` is set)."""
 
     def _t(self, **kw: Any) -> Json:
         return {"family": "inet", "table": R.TABLE, **kw}
@@ -193,8 +211,21 @@ class NftablesBackend:
 
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport:
-        del install_hooks, changed_sets  # the table is rebuilt in memory and diffed
-        known, self._known = self._known, None
+        """Converge the kernel to ``ruleset``: build the table in memory and write what
+        differs from what we last wrote (or, on a full check, from what the kernel holds).
+
+        ``changed_sets`` (from the incremental compiler: exactly these member changes, no
+        set appeared or went, no rule changed) are written as element operations without
+        building the table, so a pod event costs what it changes; a change that cannot be
+        mapped with certainty takes the full path.
+        """
+        del install_hooks  # nftables mode needs no iptables hooks
+        known = self._known
+        if changed_sets is not None and known is not None and not full_check:
+            report = self._sync_elements(known, changed_sets)
+            if report is not None:
+                return report
+        self._known, self._patching = None, None  # until this sync succeeds, trust nothing
         want = self.desired(ruleset)
         if full_check or known is None:
             state = self.read_state()
@@ -211,7 +242,50 @@ class NftablesBackend:
             report.ipset_lines = sum(1 for c in commands if any(
                 "element" in c.get(v, {}) for v in ("add", "delete")))
         self._known = expected_state(want)
+        self._patching = _Patching.build(ruleset, want)
         return report
+
+    def _sync_elements(self, known: NftState, deltas: SetDeltas) -> ApplyReport | None:
+        """Write set member changes as element operations in one transaction, updating
+        ``known`` in place; None (nothing written) when some change has no certain form."""
+        plan = self._patching.plan(known, deltas) if self._patching is not None else None
+        if plan is None:
+            return None
+        commands = self._element_commands(plan)
+        report = ApplyReport(commands=0)
+        if commands:
+            self._known = None  # if the transaction fails, the next sync reads the kernel
+            self.run(commands)
+            report.commands = 1
+            report.ipset_lines = sum(1 for c in commands if any(
+                "element" in c.get(v, {}) for v in ("add", "delete")))
+            report.chains_rewritten = [c.name for c in plan.creates]
+        assert self._patching is not None
+        self._patching.commit(known, plan, deltas)
+        self._known = known
+        return report
+
+    def _element_commands(self, plan: _ElementPlan) -> list[Json]:
+        """New group chains first (map elements jump to them), then set and map elements,
+        then the group chains no map element jumps to any more."""
+        cmds: list[Json] = []
+        for chain in plan.creates:
+            cmds.append({"add": {"chain": self._t(name=chain.name)}})
+            cmds += [{"add": {"rule": self._t(chain=chain.name, **r)}}
+                     for r in chain.rules_with_fingerprint()]
+        for verb, per_set in (("add", plan.add), ("delete", plan.delete)):
+            cmds += [{verb: {"element": self._t(name=name, elem=[
+                _elem_value(e) for e in sorted(elements)])}}
+                for name, elements in sorted(per_set.items()) if elements]
+        cmds += [{"delete": {"element": self._t(name=name, elem=sorted(keys))}}
+                 for name, keys in sorted(plan.unmap.items()) if keys]
+        cmds += [{"add": {"element": self._t(name=name, elem=[
+            [k, {"jump": {"target": chain}}] for k, chain in sorted(targets.items())])}}
+            for name, targets in sorted(plan.remap.items()) if targets]
+        for name in plan.gone:
+            cmds += [{"flush": {"chain": self._t(name=name)}},
+                     {"delete": {"chain": self._t(name=name)}}]
+        return cmds
 
     def differences(self, ruleset: Ruleset) -> list[str]:
         """What in the kernel differs from ``ruleset`` (for ``npc debug``)."""
@@ -294,6 +368,152 @@ class NftablesBackend:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
                 self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
+
+
+@dataclass
+class _ElementPlan:
+    """The element operations one batch of set member changes needs, worked out before
+    anything is written."""
+
+    add: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    delete: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    unmap: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """Dispatch map → the pods whose element goes (before ``remap`` adds it back)."""
+    remap: defaultdict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    """Dispatch map → pod → the group chain it jumps to now."""
+    moved: Counter[str] = field(default_factory=Counter)
+    """Group chain → change in the number of pods dispatched to it."""
+    keys: dict[str, tuple[R.Dispatch, frozenset[str]]] = field(default_factory=dict)
+    """Group chain a pod moved to → its dispatch and key (it may be new)."""
+    creates: list[R.NftChain] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+    def want(self, known: NftState, name: str, element: str, present: bool) -> None:
+        """``element`` is to be in nft set ``name`` or not."""
+        if present != (element in known.sets[name]):
+            (self.add if present else self.delete)[name].add(element)
+
+
+@dataclass
+class _Patching:
+    """What turns set member changes into element operations without building the table:
+    built on each full sync from the Ruleset and its table, kept in step with ``_known``
+    by every delta sync.  Each changed member costs a few dictionary lookups (and one per
+    part of each union holding it)."""
+
+    roles: R.SetRoles
+    dispatch: tuple[R.Dispatch, ...]
+    groups: dict[str, frozenset[str]]
+    """Group chain → its key (the target sets its pods are in), both directions."""
+    sizes: Counter[str]
+    """Group chain → the number of pods the dispatch maps send to it (never 0)."""
+    loose: dict[str, set[str]]
+    """Union parts without an nft set of their own (default-allow sets) → members."""
+
+    @classmethod
+    def build(cls, ruleset: Ruleset, want: R.NftTable) -> _Patching | None:
+        """None when a pod's group could depend on a set without an nft set of its own
+        (then every sync takes the full path)."""
+        roles = R.set_roles(ruleset)
+        if any(t not in roles.own for d in want.dispatch for t in d.targets):
+            return None
+        by_name = ruleset.set_by_name()
+        return cls(roles, want.dispatch,
+                   {chain: key for d in want.dispatch for chain, key in d.groups.items()},
+                   Counter(chain for m in want.maps for _, chain in m.elements),
+                   {name: {m.value for m in by_name[name].members} for name in roles.loose})
+
+    def plan(self, known: NftState, deltas: SetDeltas) -> _ElementPlan | None:
+        """The element operations taking ``known`` through ``deltas``; None if some
+        change cannot be mapped with certainty."""
+        roles = self.roles
+        if any(name in roles.blocked or (name not in roles.own and name not in self.loose)
+               for name in deltas):
+            return None
+
+        def holds(name: str, ip: str) -> bool:
+            """Whether set ``name`` holds ``ip`` after the changes."""
+            change = deltas.get(name)
+            if change is not None and ip in change:
+                return change[ip] is not None
+            own = roles.own.get(name)
+            return ip in (known.sets[own] if own is not None else self.loose[name])
+
+        plan = _ElementPlan()
+        for name, changes in deltas.items():
+            own = roles.own.get(name)
+            for ip, member in changes.items():
+                if own is not None:
+                    plan.want(known, own, ip, member is not None)
+                for union in roles.containing.get(name, ()):
+                    plan.want(known, union, ip, any(holds(p, ip) for p in roles.unions[union]))
+        for d in self.dispatch:
+            if not self._plan_dispatch(plan, d, known, deltas, holds):
+                return None
+        self._plan_chains(plan, known)
+        return plan
+
+    def _plan_dispatch(self, plan: _ElementPlan, d: R.Dispatch, known: NftState,
+                       deltas: SetDeltas, holds: Callable[[str, str], bool]) -> bool:
+        """Move each pod whose target sets changed to the group chain of its new key."""
+        touched = [name for name in deltas if name in d.targets]
+        elements = known.maps[d.map]
+        for ip in sorted({ip for name in touched for ip in deltas[name]}):
+            old = elements.get(ip)
+            if old is not None and old not in self.groups:
+                return False  # a chain this index does not know: only a rebuild can tell
+            before = self.groups[old] if old is not None else frozenset()
+            key = frozenset(t for t in before.union(touched) if holds(t, ip))
+            new = R.group_chain_name(d.prefix, key) if key else None
+            if new == old:
+                continue
+            if old is not None:
+                plan.unmap[d.map].add(ip)
+                plan.moved[old] -= 1
+            if new is not None:
+                plan.remap[d.map][ip] = new
+                plan.moved[new] += 1
+                plan.keys[new] = (d, key)
+        return True
+
+    def _plan_chains(self, plan: _ElementPlan, known: NftState) -> None:
+        """Group chains that gain their first pod are created; those that lose their last
+        one go (the full path's table would not have them either)."""
+        for chain, change in sorted(plan.moved.items()):
+            left = self.sizes[chain] + change
+            if left > 0 and chain not in known.chains:
+                d, key = plan.keys[chain]
+                plan.creates.append(d.chain(key))
+            elif left == 0 and chain in known.chains:
+                plan.gone.append(chain)
+
+    def commit(self, known: NftState, plan: _ElementPlan, deltas: SetDeltas) -> None:
+        """``plan`` was written: bring ``known`` and this index up to date."""
+        for name, elements in plan.add.items():
+            known.sets[name].update(elements)
+        for name, elements in plan.delete.items():
+            known.sets[name].difference_update(elements)
+        for name, ips in plan.unmap.items():
+            for ip in ips:
+                del known.maps[name][ip]
+        for name, targets in plan.remap.items():
+            known.maps[name].update(targets)
+        for chain in plan.creates:
+            known.chains[chain.name] = chain.fingerprint
+            self.groups[chain.name] = plan.keys[chain.name][1]
+        for name in plan.gone:
+            del known.chains[name], self.groups[name]
+        self.sizes.update(plan.moved)
+        for name in plan.moved:
+            if self.sizes[name] == 0:
+                del self.sizes[name]
+        for name in deltas.keys() & self.loose.keys():
+            members = self.loose[name]
+            for ip, member in deltas[name].items():
+                if member is None:
+                    members.discard(ip)
+                else:
+                    members.add(ip)
 
 
 def expected_state(want: R.NftTable) -> NftState:

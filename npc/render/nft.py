@@ -76,10 +76,49 @@ class NftChain:
 
 
 @dataclass(frozen=True)
+class Dispatch:
+    """One direction's dispatch as :func:`build_table` laid it out: what it takes to move a
+    pod from one group chain to another without building the table again."""
+
+    map: str
+    prefix: str
+    targets: frozenset[str]
+    """The target sets (Ruleset names) of this direction's policies that exist."""
+    bodies: dict[str, tuple[Json, ...]]
+    """Target set → the rules its policies put in every group chain that holds it."""
+    groups: dict[str, frozenset[str]]
+    """Group chain → its key: the target sets each of its pods is in."""
+
+    def chain(self, key: frozenset[str]) -> NftChain:
+        """The group chain of the pods in exactly the target sets ``key``."""
+        return NftChain(group_chain_name(self.prefix, key),
+                        tuple(r for target in sorted(key) for r in self.bodies.get(target, ())))
+
+
+@dataclass(frozen=True)
+class SetRoles:
+    """How the Ruleset's ipset-level sets become nft sets (see :func:`build_table`): what it
+    takes to turn a set's member changes into element changes."""
+
+    own: dict[str, str]
+    """hash:ip set → the nft set holding exactly its members."""
+    unions: dict[str, tuple[str, ...]]
+    """nft set → the hash:ip sets whose union it is (list:sets, merged default-allow)."""
+    containing: dict[str, tuple[str, ...]]
+    """hash:ip set → the unions it is part of."""
+    loose: frozenset[str]
+    """Union parts without an nft set of their own (the default-allow sets)."""
+    blocked: frozenset[str]
+    """Sets whose member changes have no element form known here."""
+
+
+@dataclass(frozen=True)
 class NftTable:
     sets: tuple[NftSet, ...]
     maps: tuple[NftMap, ...]
     chains: tuple[NftChain, ...]
+    dispatch: tuple[Dispatch, ...] = field(default=(), compare=False, repr=False)
+    """The layout of the two dispatch maps, for patching them pod by pod."""
 
 
 def canonical_cidr(cidr: str) -> str:
@@ -183,34 +222,44 @@ def _policy_rules(ruleset: Ruleset, chain: str, target_dir: Direction,
     return by_target
 
 
+def group_chain_name(prefix: str, key: frozenset[str]) -> str:
+    """The chain of the pods in exactly the target sets ``key``."""
+    return f"{prefix}-" + hashlib.sha1("|".join(sorted(key)).encode()).hexdigest()[:12]
+
+
 def _groups(members: dict[str, frozenset[str]], prefix: str
-            ) -> tuple[dict[frozenset[str], str], list[tuple[str, str]]]:
-    """Pods selected by the same target sets share a chain: group → chain name, and the
+            ) -> tuple[dict[str, frozenset[str]], list[tuple[str, str]]]:
+    """Pods selected by the same target sets share a chain: chain name → group, and the
     dispatch map's elements (ip → chain)."""
     by_ip: dict[str, set[str]] = defaultdict(set)
     for target, ips in members.items():
         for ip in ips:
             by_ip[ip].add(target)
-    groups: dict[frozenset[str], str] = {}
+    names_: dict[frozenset[str], str] = {}
     elements = []
     for ip in sorted(by_ip, key=ipaddress.ip_address):
         key = frozenset(by_ip[ip])
-        if key not in groups:
-            groups[key] = f"{prefix}-" + hashlib.sha1(
-                "|".join(sorted(key)).encode()).hexdigest()[:12]
-        elements.append((ip, groups[key]))
-    return groups, elements
+        if key not in names_:
+            names_[key] = group_chain_name(prefix, key)
+        elements.append((ip, names_[key]))
+    return {name: key for key, name in names_.items()}, elements
 
 
-def _group_chains(groups: dict[frozenset[str], str], rules: dict[str, list[Rule]],
-                  verdict: Json) -> list[NftChain]:
-    chains = []
-    for key, chain_name in sorted(groups.items(), key=lambda kv: kv[1]):
-        body = [_rule([*(e for m in r.matches for e in _term(m)), verdict],
-                      "; ".join(str(o) for o in r.origins))
-                for target in sorted(key) for r in rules.get(target, [])]
-        chains.append(NftChain(chain_name, tuple(body)))
-    return chains
+def _bodies(rules: dict[str, list[Rule]], verdict: Json) -> dict[str, tuple[Json, ...]]:
+    """Target set → its rules as nftables rules (shared by every group chain holding it)."""
+    return {target: tuple(_rule([*(e for m in r.matches for e in _term(m)), verdict],
+                                "; ".join(str(o) for o in r.origins)) for r in target_rules)
+            for target, target_rules in rules.items()}
+
+
+def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[str, list[Rule]],
+              verdict: Json) -> tuple[Dispatch, NftMap]:
+    """One direction's dispatch map and the layout of its group chains."""
+    prefix = direction.lower()
+    groups, elements = _groups(targets, prefix)
+    layout = Dispatch(f"{prefix}_dispatch", prefix, frozenset(targets), _bodies(rules, verdict),
+                      groups)
+    return layout, NftMap(layout.map, tuple(elements))
 
 
 def _union(sets: dict[str, IpSet], names_: list[str]) -> frozenset[str]:
@@ -255,8 +304,9 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> Nft
         return {t: frozenset(m.value for m in by_name[t].members)
                 for t in names_ if t in by_name}
 
-    in_groups, in_elements = _groups(members(targets["Ingress"]), "ingress")
-    out_groups, out_elements = _groups(members(targets["Egress"]), "egress")
+    in_layout, in_map = _dispatch("Ingress", members(targets["Ingress"]), in_rules, ACCEPT)
+    out_layout, out_map = _dispatch("Egress", members(targets["Egress"]), out_rules,
+                                    _goto("egress-passed"))
     default_sources = {s.name for s in ruleset.sets if "-default-allow:" in s.source}
     sets = _sets(ruleset, default_sources)
     sets += [NftSet("ingress_default_allow", False, _default_allow(ruleset, "ingress"),
@@ -264,12 +314,37 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> Nft
              NftSet("egress_default_allow", False, _default_allow(ruleset, "egress"),
                     "pods no egress policy selects")]
     chains = _static_chains(allow_mcast, any_egress)
-    chains += _group_chains(in_groups, in_rules, ACCEPT)
-    chains += _group_chains(out_groups, out_rules, _goto("egress-passed"))
-    maps = [NftMap("ingress_dispatch", tuple(in_elements)),
-            NftMap("egress_dispatch", tuple(out_elements))]
-    return NftTable(tuple(sorted(sets, key=lambda s: s.name)), tuple(maps),
-                    tuple(sorted(chains, key=lambda c: c.name)))
+    chains += [layout.chain(key) for layout in (in_layout, out_layout)
+               for key in layout.groups.values()]
+    return NftTable(tuple(sorted(sets, key=lambda s: s.name)), (in_map, out_map),
+                    tuple(sorted(chains, key=lambda c: c.name)), (in_layout, out_layout))
+
+
+def set_roles(ruleset: Ruleset) -> SetRoles:
+    """The part each of the Ruleset's sets plays in :func:`build_table`'s nft sets."""
+    default_allow = {s.name for s in ruleset.sets if "-default-allow:" in s.source}
+    own = {s.name: set_name(s.name) for s in ruleset.sets
+           if s.kind is SetKind.HASH_IP and s.name not in default_allow}
+    unions = {f"{kind}_default_allow": tuple(s.name for s in ruleset.sets
+                                              if s.source.startswith(f"{kind}-default-allow:"))
+              for kind in ("ingress", "egress")}
+    blocked = default_allow - {part for parts in unions.values() for part in parts}
+    blocked |= {s.name for s in ruleset.sets if s.name in default_allow
+                and s.kind is not SetKind.HASH_IP}
+    for s in ruleset.sets:
+        if s.kind is SetKind.LIST_SET:
+            parts = tuple(m.value for m in s.members)
+            if all(part in own for part in parts):
+                unions[set_name(s.name)] = parts
+            else:  # a union of sets patched nowhere else: leave it to a full sync
+                blocked.update(parts)
+    containing: dict[str, list[str]] = defaultdict(list)
+    for union, parts in unions.items():
+        for part in parts:
+            containing[part].append(union)
+    loose = {part for parts in unions.values() for part in parts if part not in own}
+    return SetRoles(own, unions, {k: tuple(v) for k, v in containing.items()},
+                    frozenset(loose), frozenset(blocked))
 
 
 def _static_chains(allow_mcast: bool, any_egress: bool) -> list[NftChain]:
