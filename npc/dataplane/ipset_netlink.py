@@ -19,29 +19,18 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pyroute2.netlink import (
-    NETLINK_NETFILTER,
-    NLA_F_NESTED,
-    NLA_F_NET_BYTEORDER,
-    NLM_F_ACK,
-    NLM_F_REQUEST,
-    NLMSG_ERROR,
-)
+from pyroute2.netlink import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
 from pyroute2.netlink.nfnetlink.ipset import IPSET_CMD_ADD, IPSET_CMD_DEL
 
 from npc.dataplane.exec import CommandError
+from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
 
 IPSET_PROTOCOL = 7
 """The ipset netlink protocol version of current kernels (6 is the oldest they accept)."""
-
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
-_NFGEN = struct.Struct("!BBH")  # nfgenmsg: family, version, resource id
-_ATTR = struct.Struct("=HH")  # nlattr: length, type
 
 # Attribute numbers of <linux/netfilter/ipset/ip_set.h>.
 _ATTR_PROTOCOL, _ATTR_SETNAME, _ATTR_DATA = 1, 2, 7
@@ -76,8 +65,7 @@ class IpsetNetlink:
     """One NETLINK_NETFILTER socket, opened in the calling thread's network namespace."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self._sock.bind((0, 0))
+        self._sock = open_socket()
         self._seq = 0
 
     def close(self) -> None:
@@ -97,19 +85,7 @@ class IpsetNetlink:
         first = self._seq + 1
         self._seq += len(changes)
         self._sock.send(b"".join(self._encode(c, first + i) for i, c in enumerate(changes)))
-        pending = set(range(first, first + len(changes)))
-        refused: dict[int, int] = {}
-        while pending:
-            data = self._sock.recv(65536)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-                if kind == NLMSG_ERROR and seq in pending:
-                    pending.discard(seq)
-                    (code,) = struct.unpack_from("=i", data, offset + _HEADER.size)
-                    if code:
-                        refused[seq] = -code
-                offset += max((length + 3) & ~3, _HEADER.size)
+        refused = read_acks(self._sock, range(first, first + len(changes)))
         if refused:
             seq = min(refused)
             change, code = changes[seq - first], refused[seq]
@@ -119,21 +95,15 @@ class IpsetNetlink:
                                f"{len(refused)} of {len(changes)} changes refused", None)
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes (the length excludes the padding)."""
-    return _ATTR.pack(_ATTR.size + len(payload), kind) + payload + bytes(-len(payload) % 4)
-
-
 def encode(change: MemberChange, seq: int) -> bytes:
     """The IPSET_CMD_ADD / IPSET_CMD_DEL netlink message for ``change``."""
-    data = _attr(_ATTR_IP | NLA_F_NESTED,
-                 _attr(_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, socket.inet_aton(change.ip)))
+    data = attr(_ATTR_IP | NLA_F_NESTED,
+                attr(_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, socket.inet_aton(change.ip)))
     if change.comment and not change.delete:
-        data += _attr(_ATTR_COMMENT, change.comment.encode() + b"\0")
-    body = (_NFGEN.pack(socket.AF_INET, 0, 0)
-            + _attr(_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
-            + _attr(_ATTR_SETNAME, change.set_name.encode() + b"\0")
-            + _attr(_ATTR_DATA | NLA_F_NESTED, data))
+        data += attr(_ATTR_COMMENT, text(change.comment))
+    attrs = (attr(_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
+             + attr(_ATTR_SETNAME, text(change.set_name))
+             + attr(_ATTR_DATA | NLA_F_NESTED, data))
     kind = (NFNL_SUBSYS_IPSET << 8) | (IPSET_CMD_DEL if change.delete else IPSET_CMD_ADD)
     # No NLM_F_EXCL: an existing member (add) or a missing one (del) is not an error.
-    return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    return message(kind, NLM_F_REQUEST | NLM_F_ACK, seq, socket.AF_INET, 0, attrs)

@@ -26,19 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink import (
-    NETLINK_NETFILTER,
-    NLA_F_NESTED,
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_REQUEST,
-    NLMSG_ERROR,
-)
+from pyroute2.netlink import NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
-_NFGEN = struct.Struct("!BBH")  # nfgenmsg: family, version, resource id
-_ATTR = struct.Struct("=HH")  # nlattr: length, type
+from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.
 _BATCH_BEGIN, _BATCH_END = 0x10, 0x11
@@ -49,7 +40,6 @@ _DATA_VALUE, _DATA_VERDICT = 1, 2  # NFTA_DATA_*
 _VERDICT_CODE, _VERDICT_CHAIN = 1, 2  # NFTA_VERDICT_*
 _NFT_JUMP = -3
 _FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
-_SOL_NETLINK, _NETLINK_CAP_ACK = 270, 10
 MAX_ELEMENTS = 512
 """Larger batches go through libnftables (one datagram must hold the whole batch)."""
 
@@ -120,44 +110,30 @@ def _ipv4(text: str) -> bool:
     return True
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes (the length excludes the padding)."""
-    return _ATTR.pack(_ATTR.size + len(payload), kind) + payload + bytes(-len(payload) % 4)
-
-
-def _text(value: str) -> bytes:
-    return value.encode() + b"\0"
-
-
-def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: bytes) -> bytes:
-    body = _NFGEN.pack(family, 0, res_id) + attrs
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
-
-
 def encode(command: ElementCommand, seq: int) -> bytes:
     """The NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message for ``command``."""
     elements = b""
     for i, (key, chain) in enumerate(command.elements, start=1):
-        elem = _attr(_ELEM_KEY | NLA_F_NESTED, _attr(_DATA_VALUE, socket.inet_aton(key)))
+        elem = attr(_ELEM_KEY | NLA_F_NESTED, attr(_DATA_VALUE, socket.inet_aton(key)))
         if chain is not None:
-            verdict = (_attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
-                       + _attr(_VERDICT_CHAIN, _text(chain)))
-            elem += _attr(_ELEM_DATA | NLA_F_NESTED, _attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
+            verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
+                       + attr(_VERDICT_CHAIN, text(chain)))
+            elem += attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
         # The list's members are numbered as libnftnl numbers them (the kernel ignores it).
-        elements += _attr(i | NLA_F_NESTED, elem)
-    attrs = (_attr(_LIST_TABLE, _text(command.table)) + _attr(_LIST_SET, _text(command.name))
-             + _attr(_LIST_ELEMENTS | NLA_F_NESTED, elements))
+        elements += attr(i | NLA_F_NESTED, elem)
+    attrs = (attr(_LIST_TABLE, text(command.table)) + attr(_LIST_SET, text(command.name))
+             + attr(_LIST_ELEMENTS | NLA_F_NESTED, elements))
     kind = (NFNL_SUBSYS_NFTABLES << 8) | (_DELSETELEM if command.delete else _NEWSETELEM)
     # NLM_F_CREATE without NLM_F_EXCL: ``add element`` (an existing element is no error).
     flags = NLM_F_REQUEST | NLM_F_ACK | (0 if command.delete else NLM_F_CREATE)
-    return _message(kind, flags, seq, _FAMILIES[command.family], 0, attrs)
+    return message(kind, flags, seq, _FAMILIES[command.family], 0, attrs)
 
 
 def encode_batch(commands: Sequence[ElementCommand], first: int) -> bytes:
     """One transaction: BATCH_BEGIN (sequence ``first``), the commands, BATCH_END."""
-    begin = _message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
+    begin = message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
                      NFNL_SUBSYS_NFTABLES, b"")
-    end = _message(_BATCH_END, NLM_F_REQUEST, first + len(commands) + 1, socket.AF_UNSPEC,
+    end = message(_BATCH_END, NLM_F_REQUEST, first + len(commands) + 1, socket.AF_UNSPEC,
                    NFNL_SUBSYS_NFTABLES, b"")
     return begin + b"".join(encode(c, first + 1 + i) for i, c in enumerate(commands)) + end
 
@@ -166,11 +142,7 @@ class NftNetlink:
     """One NETLINK_NETFILTER socket, opened in the calling thread's network namespace."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        # Acknowledgements without a copy of the request: each stays a few dozen bytes.
-        self._sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
-        self._sock.bind((0, 0))
-        self._sock.settimeout(timeout)
+        self._sock = open_socket(timeout)
         self._seq = 0
 
     def close(self) -> None:
@@ -183,7 +155,8 @@ class NftNetlink:
         self._seq = (self._seq + len(commands) + 2) % 0x7FFF0000
         try:
             self._sock.send(encode_batch(commands, first))
-            refused = self._acks(range(first + 1, first + 1 + len(commands)))
+            refused = read_acks(self._sock, range(first + 1, first + 1 + len(commands)),
+                                also=first)
         except OSError as exc:  # includes the socket timeout
             raise NetlinkRefused(f"netlink: {exc}", exc.errno or errno.EIO) from None
         if refused:
@@ -193,23 +166,3 @@ class NftNetlink:
             raise NetlinkRefused(
                 f"{verb} element {command.family} {command.table} {command.name}: "
                 f"{os.strerror(code)} ({errno.errorcode.get(code, code)})", code)
-
-    def _acks(self, sequences: range) -> dict[int, int]:
-        """Read acknowledgements until every message of ``sequences`` has one (the kernel
-        acknowledges each, also when the batch is aborted); sequence → errno refused."""
-        pending = set(sequences)
-        refused: dict[int, int] = {}
-        while pending:
-            data = self._sock.recv(65536)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-                if kind == NLMSG_ERROR and (seq in pending or seq == sequences.start - 1):
-                    (code,) = struct.unpack_from("=i", data, offset + _HEADER.size)
-                    if seq not in pending:  # BATCH_BEGIN itself was refused
-                        return {sequences.start: -code or errno.EIO}
-                    pending.discard(seq)
-                    if code:
-                        refused[seq] = -code
-                offset += max((length + 3) & ~3, _HEADER.size)
-        return refused
