@@ -10,7 +10,10 @@ is built for lookups instead of walks:
   never a walk over the rules of unrelated policies;
 * the pods no policy isolates are one set per direction (``*_default_allow``);
 * selector sets become ``ipv4_addr`` sets (a namespace-selector list:set becomes the union
-  of its members), except sets become interval sets.
+  of its members), except sets become interval sets;
+* whether any egress policy exists (if none, egress is not filtered at all) is one element
+  of ``egress_open``, looked up with a constant key, not a different rule: so the chains
+  never depend on it, and turning it over is an element change like a pod's.
 
 nftables has no ``physdev`` match, and in the ``inet`` family a bridged packet's in/out
 interface is the bridge itself.  So a two-rule ``bridge weave-npc`` table marks packets that
@@ -227,6 +230,11 @@ def group_chain_name(prefix: str, key: frozenset[str]) -> str:
     return f"{prefix}-" + hashlib.sha1("|".join(sorted(key)).encode()).hexdigest()[:12]
 
 
+def _ipv4_order(ip: str) -> tuple[int, ...]:
+    """Pod addresses (IPv4) in numeric order, cheaper than parsing each one."""
+    return tuple(map(int, ip.split(".")))
+
+
 def _groups(members: dict[str, frozenset[str]], prefix: str
             ) -> tuple[dict[str, frozenset[str]], list[tuple[str, str]]]:
     """Pods selected by the same target sets share a chain: chain name → group, and the
@@ -237,7 +245,7 @@ def _groups(members: dict[str, frozenset[str]], prefix: str
             by_ip[ip].add(target)
     names_: dict[frozenset[str], str] = {}
     elements = []
-    for ip in sorted(by_ip, key=ipaddress.ip_address):
+    for ip in sorted(by_ip, key=_ipv4_order):
         key = frozenset(by_ip[ip])
         if key not in names_:
             names_[key] = group_chain_name(prefix, key)
@@ -271,11 +279,29 @@ def _default_allow(ruleset: Ruleset, kind: str) -> frozenset[str]:
     return frozenset(m.value for s in sets for m in s.members)
 
 
+def is_default_allow(s: IpSet) -> bool:
+    """Whether ``s`` is a default-allow set (merged into ``*_default_allow``)."""
+    return "-default-allow:" in s.source
+
+
+def address_set(s: IpSet) -> NftSet | None:
+    """The nft set of ``s`` if it is one of plain addresses that stands alone (as
+    :func:`build_table` lays it out); None for the others."""
+    if s.kind is not SetKind.HASH_IP or is_default_allow(s):
+        return None
+    return NftSet(set_name(s.name), False, frozenset(m.value for m in s.members),
+                  s.description[:COMMENT_LIMIT])
+
+
 def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
     by_name = ruleset.set_by_name()
     out = []
     for s in ruleset.sets:
         if s.name in skip:
+            continue
+        alone = address_set(s)
+        if alone is not None:
+            out.append(alone)
             continue
         if s.kind is SetKind.LIST_SET:
             elements = _union(by_name, [m.value for m in s.members])
@@ -307,13 +333,17 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> Nft
     in_layout, in_map = _dispatch("Ingress", members(targets["Ingress"]), in_rules, ACCEPT)
     out_layout, out_map = _dispatch("Egress", members(targets["Egress"]), out_rules,
                                     _goto("egress-passed"))
-    default_sources = {s.name for s in ruleset.sets if "-default-allow:" in s.source}
+    default_sources = {s.name for s in ruleset.sets if is_default_allow(s)}
     sets = _sets(ruleset, default_sources)
     sets += [NftSet("ingress_default_allow", False, _default_allow(ruleset, "ingress"),
                     "pods no ingress policy selects"),
              NftSet("egress_default_allow", False, _default_allow(ruleset, "egress"),
                     "pods no egress policy selects")]
-    chains = _static_chains(allow_mcast, any_egress)
+    # The key ``ip saddr & 0.0.0.0`` is 0.0.0.0 for every packet: egress_open holds it
+    # exactly when no egress policy exists anywhere.
+    sets.append(NftSet(EGRESS_OPEN, False, frozenset() if any_egress else OPEN,
+                       "0.0.0.0 when no egress policy exists anywhere"))
+    chains = _static_chains(allow_mcast)
     chains += [layout.chain(key) for layout in (in_layout, out_layout)
                for key in layout.groups.values()]
     return NftTable(tuple(sorted(sets, key=lambda s: s.name)), (in_map, out_map),
@@ -322,7 +352,7 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> Nft
 
 def set_roles(ruleset: Ruleset) -> SetRoles:
     """The part each of the Ruleset's sets plays in :func:`build_table`'s nft sets."""
-    default_allow = {s.name for s in ruleset.sets if "-default-allow:" in s.source}
+    default_allow = {s.name for s in ruleset.sets if is_default_allow(s)}
     own = {s.name: set_name(s.name) for s in ruleset.sets
            if s.kind is SetKind.HASH_IP and s.name not in default_allow}
     unions = {f"{kind}_default_allow": tuple(s.name for s in ruleset.sets
@@ -347,7 +377,11 @@ def set_roles(ruleset: Ruleset) -> SetRoles:
                     frozenset(loose), frozenset(blocked))
 
 
-def _static_chains(allow_mcast: bool, any_egress: bool) -> list[NftChain]:
+EGRESS_OPEN = "egress_open"
+OPEN = frozenset({"0.0.0.0"})
+
+
+def _static_chains(allow_mcast: bool) -> list[NftChain]:
     weave = "weave"
     mcast = _match(_payload("ip", "daddr"), _addr_value(names.MULTICAST_CIDR))
     ipv4_only = _match({"meta": {"key": "nfproto"}}, "ipv4", "!=")
@@ -370,8 +404,9 @@ def _static_chains(allow_mcast: bool, any_egress: bool) -> list[NftChain]:
         _rule([_ct("new"), {"vmap": {"key": _payload("ip", "saddr"),
                                      "data": "@egress_dispatch"}}],
               "egress policy rules of the source pod"),
-        *(_log_drop() if any_egress else [_rule([_goto("egress-passed")],
-                                                "no egress policy anywhere")]),
+        _rule([_match({"&": [_payload("ip", "saddr"), "0.0.0.0"]}, f"@{EGRESS_OPEN}"),
+               _goto("egress-passed")], "no egress policy anywhere"),
+        *_log_drop(),
     ]
     passed = [_rule([oif, _goto("ingress")], "to pods: ingress next"),
               _rule([ACCEPT], "leaving the pod network")]
