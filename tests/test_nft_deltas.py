@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,15 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink import NLA_F_NESTED
 
-from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.compiler import Options, SetListener, compile_ruleset
 from npc.compile.incremental import IncrementalCompiler, PodChange, SetDeltas
-from npc.compile.ruleset import Member, Ruleset
+from npc.compile.ruleset import IpSet, Member, Ruleset
 from npc.dataplane import nft_netlink as NL
 from npc.dataplane.nftables import (
     LibNftables,
     NftablesBackend,
     NftError,
     NftState,
+    SetFill,
     _differences,
     expected_state,
 )
@@ -49,7 +51,14 @@ class NetnsNft:
         with in_netns(fd):
             self.nft = LibNftables()
         self.batches: list[list[Json]] = []
+        self.fills: list[list[SetFill]] = []
         self.fail_next = False
+
+    def fill(self, sets: list[SetFill]) -> None:
+        """The production fill (over netlink), recorded."""
+        self.fills.append(sets)
+        with in_netns(self.fd):
+            self.nft.fill(sets)
 
     def __call__(self, commands: list[Json]) -> Json:
         if not (len(commands) == 1 and "list" in commands[0]):
@@ -464,12 +473,13 @@ def test_a_refused_netlink_batch_changes_nothing(nft_ns: NetnsNft) -> None:
 
 
 def test_a_large_element_batch_over_netlink(nft_ns: NetnsNft) -> None:
-    """Up to the netlink path's limit, in one transaction: set and map elements, read back
-    as written, then deleted again."""
+    """Thousands of set and map elements in one transaction over netlink, read back as
+    written, then deleted again."""
     backend = fresh_backend(nft_ns)
     backend.sync(compile_ruleset(web_cluster([])), full_check=True)
     chain = next(iter(known(backend).maps["ingress_dispatch"].values()))
-    ips = [f"10.40.{i // 256}.{i % 256}" for i in range(NL.MAX_ELEMENTS // 2)]
+    # Several messages per command, and a datagram beyond the default socket buffer.
+    ips = [f"10.40.{i // 256}.{i % 256}" for i in range(6000)]
     t = {"family": "inet", "table": "weave-npc"}
     add: list[Json] = [
         {"add": {"element": {**t, "name": "egress_default_allow", "elem": ips}}},
@@ -486,3 +496,186 @@ def test_a_large_element_batch_over_netlink(nft_ns: NetnsNft) -> None:
                                               **dict.fromkeys(ips, chain)}
     nft_ns(remove)
     assert backend.read_state() == before
+
+
+# ---- new sets filled over netlink before the transaction that uses them ---------------------
+def big_cluster() -> ClusterState:
+    """Enough pods that one set spans several fill messages and transactions."""
+    from tests.test_compiler import ns, pod, policy, state
+
+    count = NL.FILL_ELEMENTS + NL.FILL_PER_MESSAGE + 7
+    pods = [pod(f"x/p{i}", f"10.33.{i // 250}.{i % 250 + 1}",
+                {"app": "db" if i % 10 == 0 else "web"}) for i in range(count)]
+    return state(ns("x"), ns("y", team="a"), *pods,
+                 policy("x/web", {"podSelector": {"matchLabels": {"app": "web"}},
+                                  "ingress": [{"from": [{"podSelector": {"matchLabels": {
+                                      "app": "db"}}}]}]}),
+                 policy("x/db", {"podSelector": {"matchLabels": {"app": "db"}},
+                                 "policyTypes": ["Ingress", "Egress"],
+                                 "egress": [{"to": [{"ipBlock": {
+                                     "cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}]}]}))
+
+
+def hooked(batch: list[Json]) -> bool:
+    """Whether ``batch`` creates a base chain (one the kernel runs packets through)."""
+    return any("hook" in c.get("add", {}).get("chain", {}) for c in batch)
+
+
+def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: NetnsNft) -> None:
+    """A full sync with a fill: what nothing reaches yet is staged (new sets declared,
+    chains and rules in batches), new address sets filled over netlink (in several
+    messages and transactions when large), then one transaction makes it live; the kernel
+    ends as the single transaction would leave it."""
+    ruleset = compile_ruleset(big_cluster(), Options())
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend.remove_all()
+    nft_ns.batches.clear()
+    nft_ns.fills.clear()
+    report = backend.sync(ruleset, full_check=True)
+    assert backend.read_state() == full_state(ruleset)
+    assert report.ipset_lines > 0
+
+    [fills] = nft_ns.fills
+    filled = {name for name, _ in fills}
+    assert max(len(elements) for _, elements in fills) > NL.FILL_ELEMENTS
+    *staged, final = nft_ns.batches
+    assert hooked(final) and not any(hooked(b) for b in staged)
+    declared = {c["add"]["set"]["name"] for b in staged for c in b if "set" in c["add"]}
+    assert filled <= declared
+    assert not any("element" in c.get("add", {}) and c["add"]["element"]["name"] in filled
+                   for b in nft_ns.batches for c in b)
+    assert any("rule" in c["add"] for b in staged for c in b)
+    # Interval sets (ipBlocks) and the dispatch maps are not filled over netlink.
+    interval = {s.name for s in R.build_table(ruleset, allow_mcast=True, any_egress=True).sets
+                if s.interval}
+    assert interval and not interval & filled
+
+    # A repeat writes nothing; the same sync without a fill leaves the same kernel.
+    again = backend.sync(ruleset, full_check=True)
+    assert again.ipset_lines == 0 and not again.chains_rewritten
+    plain = NftablesBackend(nft_ns, options=Options())
+    plain.remove_all()
+    plain.sync(ruleset, full_check=True)
+    assert plain.read_state() == full_state(ruleset)
+
+
+def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNft) -> None:
+    """npc run's first sync: prepare() left the fail-closed table (empty sets, no egress
+    policy); the sync with egress policies stages the rest, and the transaction that
+    makes it live holds element changes only (so it goes over netlink: whether egress
+    is filtered at all is an element of egress_open, not a different chain)."""
+    ruleset = compile_ruleset(big_cluster(), Options())
+    assert any("Egress" in p.directions for p in ruleset.policies)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend.remove_all()
+    backend.prepare(install_hooks=False)
+    assert backend.read_state().sets["egress_open"] == {"0.0.0.0"}
+    nft_ns.batches.clear()
+    backend.sync(ruleset)
+    final = nft_ns.batches[-1]
+    assert NL.element_commands(final) is not None, final
+    assert {"delete": {"element": {"family": "inet", "table": "weave-npc",
+                                   "name": "egress_open", "elem": ["0.0.0.0"]}}} in final
+    assert sum(len(c["add"]["element"]["elem"]) for c in final if "add" in c) > NL.FILL_ELEMENTS
+    assert backend.read_state() == full_state(ruleset)
+
+
+def test_a_failed_transaction_after_the_fill_is_repaired_by_the_next_sync(
+        nft_ns: NetnsNft) -> None:
+    """Everything is staged and filled but the transaction making it live fails: nothing
+    the kernel runs packets through refers to it, and the next sync (reading the kernel
+    back) completes the table."""
+    ruleset = compile_ruleset(web_cluster([]), Options())
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend.remove_all()
+    nft_ns.fills.clear()
+    real = nft_ns.__call__
+
+    def failing(commands: list[Json]) -> Json:
+        if hooked(commands):
+            raise NftError("nft failed (1): injected", commands)
+        return real(commands)
+
+    backend.run = failing
+    with pytest.raises(NftError, match="injected"):
+        backend.sync(ruleset, full_check=True)
+    half = backend.read_state()
+    assert half.chains and not {"forward", "input"} & set(half.chains)
+    for name, elements in nft_ns.fills[0]:
+        assert half.sets[name] == set(elements)
+    backend.run = real
+    backend.sync(ruleset)
+    assert backend.read_state() == full_state(ruleset)
+    assert backend.differences(ruleset) == []
+
+
+def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
+    """sync_compiling: each new address set is created and filled while the compile
+    goes on; the kernel ends as a plain sync leaves it, and a repeat writes nothing."""
+    state = big_cluster()
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend.remove_all()
+    nft_ns.batches.clear()
+    nft_ns.fills.clear()
+    offered: list[str] = []
+
+    def compile_(on_set: SetListener | None) -> Ruleset:
+        def spy(ipset: IpSet) -> None:
+            offered.append(ipset.name)
+            assert on_set is not None
+            on_set(ipset)
+        return compile_ruleset(state, Options(), spy)
+
+    ruleset, report = backend.sync_compiling(compile_, full_check=True)
+    assert backend.read_state() == full_state(ruleset)
+    loaded = {name for batch in nft_ns.fills for name, _ in batch}
+    address_sets = {s.name for s in (R.address_set(i) for i in ruleset.sets) if s}
+    assert offered and address_sets <= loaded
+    # The loader took every address set; the sync's own fill only the merged ones.
+    assert {name for name, _ in nft_ns.fills[-1]} == {
+        "ingress_default_allow", "egress_default_allow", "egress_open"}
+    assert report.ipset_lines >= len(loaded)
+    again = backend.sync(ruleset, full_check=True)
+    assert again.ipset_lines == 0 and not again.chains_rewritten
+
+
+def test_a_failing_loader_or_compile_leaves_the_next_sync_to_repair(
+        nft_ns: NetnsNft) -> None:
+    state = big_cluster()
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend.remove_all()
+
+    def refuse(sets: list[SetFill]) -> None:
+        raise NftError("nft failed (netlink fill): injected")
+
+    backend.fill = refuse
+    with pytest.raises(NftError, match="injected"):
+        backend.sync_compiling(lambda on_set: compile_ruleset(state, Options(), on_set))
+    backend.fill = nft_ns.fill
+
+    def broken(on_set: SetListener | None) -> Ruleset:
+        compile_ruleset(state, Options(), on_set)
+        raise RuntimeError("compile failed")
+
+    with pytest.raises(RuntimeError, match="compile failed"):
+        backend.sync_compiling(broken)
+    assert not any(t.name == "nft-set-loader" for t in threading.enumerate())
+    ruleset, _ = backend.sync_compiling(lambda on_set: compile_ruleset(state, Options(),
+                                                                       on_set))
+    assert backend.read_state() == full_state(ruleset)
+    assert backend.differences(ruleset) == []
+
+
+def test_a_refused_fill_names_the_set(nft_ns: NetnsNft) -> None:
+    with in_netns(nft_ns.fd):
+        nft_ns.nft([{"add": {"table": {"family": "inet", "name": "weave-npc"}}}])
+        with pytest.raises(NftError, match="add element inet weave-npc nosuchset: No such"):
+            nft_ns.nft.fill([("nosuchset", ["10.1.2.3"])])
+        nft_ns.nft([{"delete": {"table": {"family": "inet", "name": "weave-npc"}}}])
+
+
+@given(st.lists(st.ip_addresses(v=4).map(str), max_size=40, unique=True))
+def test_address_messages_equal_element_messages(addresses: list[str]) -> None:
+    assert NL.encode_addresses("weave-npc", "s", addresses, 9) == NL.encode(
+        NL.ElementCommand(False, "inet", "weave-npc", "s",
+                          tuple((a, None) for a in addresses)), 9)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,16 @@ _DATA_VALUE, _DATA_VERDICT = 1, 2  # NFTA_DATA_*
 _VERDICT_CODE, _VERDICT_CHAIN = 1, 2  # NFTA_VERDICT_*
 _NFT_JUMP = -3
 _FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
-MAX_ELEMENTS = 512
-"""Larger batches go through libnftables (one datagram must hold the whole batch)."""
+MAX_ELEMENTS = 200_000
+"""Larger batches go through libnftables.  One datagram holds the whole transaction (the
+socket's send buffer is raised to fit, as libnftables does): ~45 bytes a map element."""
+_SO_SNDBUFFORCE = 32
+_LIST_BYTES = 60_000
+"""An element list is one attribute (at most 64 KiB): longer lists take more messages."""
+FILL_ELEMENTS, FILL_PER_MESSAGE = 6144, 2048
+"""Elements per transaction and per message when filling sets nothing refers to yet: a
+message's element list is one attribute (at most 64 KiB, 16 bytes an address), and a
+transaction one datagram (~100 KB here, inside the default socket buffer)."""
 
 
 class NetlinkRefused(Exception):
@@ -110,32 +119,84 @@ def _ipv4(text: str) -> bool:
     return True
 
 
-def encode(command: ElementCommand, seq: int) -> bytes:
-    """The NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message for ``command``."""
-    elements = b""
-    for i, (key, chain) in enumerate(command.elements, start=1):
-        elem = attr(_ELEM_KEY | NLA_F_NESTED, attr(_DATA_VALUE, socket.inet_aton(key)))
-        if chain is not None:
-            verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
-                       + attr(_VERDICT_CHAIN, text(chain)))
-            elem += attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
-        # The list's members are numbered as libnftnl numbers them (the kernel ignores it).
-        elements += attr(i | NLA_F_NESTED, elem)
-    attrs = (attr(_LIST_TABLE, text(command.table)) + attr(_LIST_SET, text(command.name))
+_PLAIN = struct.Struct("=HHHHHH")
+"""A set element that is one address: list item, key and value headers, then the
+address (16 bytes, no padding)."""
+_PLAIN_HEADS = tuple(_PLAIN.pack(_PLAIN.size + 4, i | NLA_F_NESTED, _PLAIN.size,
+                                 _ELEM_KEY | NLA_F_NESTED, 8, _DATA_VALUE)
+                     for i in range(1, FILL_PER_MESSAGE + 1))
+"""The headers of the first elements of a list, as libnftnl numbers them (the kernel
+ignores the number)."""
+
+
+def _message_for(delete: bool, family: str, table: str, name: str, elements: bytes,
+                 seq: int) -> bytes:
+    attrs = (attr(_LIST_TABLE, text(table)) + attr(_LIST_SET, text(name))
              + attr(_LIST_ELEMENTS | NLA_F_NESTED, elements))
-    kind = (NFNL_SUBSYS_NFTABLES << 8) | (_DELSETELEM if command.delete else _NEWSETELEM)
+    kind = (NFNL_SUBSYS_NFTABLES << 8) | (_DELSETELEM if delete else _NEWSETELEM)
     # NLM_F_CREATE without NLM_F_EXCL: ``add element`` (an existing element is no error).
-    flags = NLM_F_REQUEST | NLM_F_ACK | (0 if command.delete else NLM_F_CREATE)
-    return message(kind, flags, seq, _FAMILIES[command.family], 0, attrs)
+    flags = NLM_F_REQUEST | NLM_F_ACK | (0 if delete else NLM_F_CREATE)
+    return message(kind, flags, seq, _FAMILIES[family], 0, attrs)
+
+
+def _encode_element(i: int, key: str, chain: str | None) -> bytes:
+    """Element ``i`` of a list: its key and, for a map, the chain it jumps to."""
+    if chain is None and i <= FILL_PER_MESSAGE:
+        return _PLAIN_HEADS[i - 1] + socket.inet_aton(key)
+    inner = attr(_ELEM_KEY | NLA_F_NESTED, attr(_DATA_VALUE, socket.inet_aton(key)))
+    if chain is not None:
+        verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
+                   + attr(_VERDICT_CHAIN, text(chain)))
+        inner += attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
+    return attr(i | NLA_F_NESTED, inner)
+
+
+def _encoded_elements(command: ElementCommand) -> list[bytes]:
+    """``command``'s element list, cut into the payloads of as many messages as it needs;
+    each list is numbered from 1, as libnftnl numbers it (the kernel ignores the number,
+    and an element's size does not depend on it)."""
+    lists: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for key, chain in command.elements:
+        elem = _encode_element(len(parts) + 1, key, chain)
+        if parts and size + len(elem) > _LIST_BYTES:
+            lists.append(b"".join(parts))
+            parts, size = [], 0
+            elem = _encode_element(1, key, chain)
+        parts.append(elem)
+        size += len(elem)
+    return [*lists, b"".join(parts)]
+
+
+def encode(command: ElementCommand, seq: int) -> bytes:
+    """The NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message for ``command`` (whose element
+    list must fit one message)."""
+    [elements] = _encoded_elements(command)
+    return _message_for(command.delete, command.family, command.table, command.name,
+                        elements, seq)
+
+
+def encode_addresses(table: str, name: str, addresses: Sequence[str], seq: int) -> bytes:
+    """Add ``addresses`` (at most :data:`FILL_PER_MESSAGE`) to set ``name`` of ``inet
+    table``: the same message as :func:`encode`'s, built without a loop in Python."""
+    elements = b"".join(itertools.chain.from_iterable(
+        zip(_PLAIN_HEADS, map(socket.inet_aton, addresses), strict=False)))
+    return _message_for(False, "inet", table, name, elements, seq)
+
+
+def _batch(messages: Sequence[bytes], first: int) -> bytes:
+    """One transaction: BATCH_BEGIN (sequence ``first``), ``messages``, BATCH_END."""
+    begin = message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
+                    NFNL_SUBSYS_NFTABLES, b"")
+    end = message(_BATCH_END, NLM_F_REQUEST, first + len(messages) + 1, socket.AF_UNSPEC,
+                  NFNL_SUBSYS_NFTABLES, b"")
+    return begin + b"".join(messages) + end
 
 
 def encode_batch(commands: Sequence[ElementCommand], first: int) -> bytes:
     """One transaction: BATCH_BEGIN (sequence ``first``), the commands, BATCH_END."""
-    begin = message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
-                     NFNL_SUBSYS_NFTABLES, b"")
-    end = message(_BATCH_END, NLM_F_REQUEST, first + len(commands) + 1, socket.AF_UNSPEC,
-                   NFNL_SUBSYS_NFTABLES, b"")
-    return begin + b"".join(encode(c, first + 1 + i) for i, c in enumerate(commands)) + end
+    return _batch([encode(c, first + 1 + i) for i, c in enumerate(commands)], first)
 
 
 class NftNetlink:
@@ -144,6 +205,9 @@ class NftNetlink:
     def __init__(self, timeout: float = 10.0) -> None:
         self._sock = open_socket(timeout)
         self._seq = 0
+        self._room = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+        """The largest datagram the socket's send buffer takes (the kernel doubles what
+        is asked and keeps room for its bookkeeping)."""
 
     def close(self) -> None:
         self._sock.close()
@@ -151,18 +215,69 @@ class NftNetlink:
     def __call__(self, commands: Sequence[ElementCommand]) -> None:
         """Commit ``commands`` as one transaction and wait for every acknowledgement.
         Raises :class:`NetlinkRefused` naming the first command the kernel refused."""
+        messages = [(c, elements) for c in commands for elements in _encoded_elements(c)]
+        first = self._next(len(messages))
+        self._commit(_batch([_message_for(c.delete, c.family, c.table, c.name, elements,
+                                          first + 1 + i)
+                             for i, (c, elements) in enumerate(messages)], first),
+                     first, [f"{'delete' if c.delete else 'add'} element {c.family} {c.table} "
+                             f"{c.name}" for c, _ in messages])
+
+    def fill(self, table: str, sets: Iterable[tuple[str, Collection[str]]]) -> None:
+        """Add each set's addresses (``inet`` sets of ``table``), in as many transactions
+        as their number takes.  Only for sets no rule refers to yet: nothing sees them
+        half filled, so the fill need not be one transaction (the transaction with the
+        rules that use them comes after)."""
+        chunks: list[tuple[str, Sequence[str]]] = []
+        room = FILL_ELEMENTS
+        for name, addresses in sets:
+            listed = list(addresses)
+            start = 0
+            while start < len(listed):
+                part = listed[start:start + min(room, FILL_PER_MESSAGE)]
+                chunks.append((name, part))
+                start += len(part)
+                room -= len(part)
+                if room == 0:
+                    self._fill_batch(table, chunks)
+                    chunks, room = [], FILL_ELEMENTS
+        if chunks:
+            self._fill_batch(table, chunks)
+
+    def _fill_batch(self, table: str, chunks: Sequence[tuple[str, Sequence[str]]]) -> None:
+        first = self._next(len(chunks))
+        self._commit(_batch([encode_addresses(table, name, part, first + 1 + i)
+                             for i, (name, part) in enumerate(chunks)], first),
+                     first, [f"add element inet {table} {name}" for name, _ in chunks])
+
+    def _next(self, count: int) -> int:
+        """The sequence number of the next batch of ``count`` messages (its BATCH_BEGIN's;
+        the messages follow it)."""
+        if self._seq > 0x7FFF0000:
+            self._seq = 0
         first = self._seq + 1
-        self._seq = (self._seq + len(commands) + 2) % 0x7FFF0000
+        self._seq += count + 2
+        return first
+
+    def _commit(self, batch: bytes, first: int, described: Sequence[str]) -> None:
+        """Send one transaction (BATCH_BEGIN numbered ``first``, then the messages
+        ``described``) and wait for every acknowledgement."""
+        if len(batch) > self._room:
+            # One datagram is one transaction: make room for it (CAP_NET_ADMIN may exceed
+            # the system's limit, as libnftables does; without it, the send says so).
+            self._room = 2 * len(batch)
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, self._room)
+            except PermissionError:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._room)
         try:
-            self._sock.send(encode_batch(commands, first))
-            refused = read_acks(self._sock, range(first + 1, first + 1 + len(commands)),
+            self._sock.send(batch)
+            refused = read_acks(self._sock, range(first + 1, first + 1 + len(described)),
                                 also=first)
         except OSError as exc:  # includes the socket timeout
             raise NetlinkRefused(f"netlink: {exc}", exc.errno or errno.EIO) from None
         if refused:
             seq = min(refused)
-            command, code = commands[seq - first - 1], refused[seq]
-            verb = "delete" if command.delete else "add"
-            raise NetlinkRefused(
-                f"{verb} element {command.family} {command.table} {command.name}: "
-                f"{os.strerror(code)} ({errno.errorcode.get(code, code)})", code)
+            code = refused[seq]
+            raise NetlinkRefused(f"{described[seq - first - 1]}: {os.strerror(code)} "
+                                 f"({errno.errorcode.get(code, code)})", code)

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import Ruleset
+from npc.compile.ruleset import IpSet, Ruleset
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nft_netlink import NetlinkRefused, NftNetlink, element_commands
@@ -51,6 +52,12 @@ class NftError(Exception):
         return str(self)
 
 
+STAGE_BATCH = 256
+"""Commands per transaction when staging what nothing reaches yet (dependencies come
+first in a sync's commands, so any cut is valid): libnftables' transient heap grows with
+the size of a transaction, and glibc keeps its peak."""
+SetFill = tuple[str, Collection[str]]
+"""A new set of ``inet weave-npc`` and the addresses it is to hold."""
 NftRunner = Callable[[list[Json]], Json]
 """Runs one JSON batch, returns the parsed JSON output (for list commands)."""
 
@@ -82,6 +89,22 @@ class LibNftables:
         if rc != 0:
             raise NftError(f"nft failed ({rc}): {str(err).strip()}", commands)
         return out if isinstance(out, dict) else {}
+
+    @property
+    def fills(self) -> bool:
+        """Whether :meth:`fill` writes over netlink (otherwise it is not to be used)."""
+        return self._netlink is not None
+
+    def fill(self, sets: list[SetFill]) -> None:
+        """Fill new, still unreferenced sets over netlink, bypassing libnftables: its
+        parse tree of tens of thousands of elements would cost tens of megabytes of C
+        heap that glibc keeps for the life of the process."""
+        assert self._netlink is not None
+        with self._lock:
+            try:
+                self._netlink.fill(R.TABLE, sets)
+            except NetlinkRefused as exc:
+                raise NftError(f"nft failed (netlink fill): {exc}") from None
 
 
 class NftCli:
@@ -164,9 +187,15 @@ def parse_table(listing: Json) -> NftState:
 
 
 class NftablesBackend:
-    def __init__(self, run: NftRunner, *, options: Options) -> None:
+    def __init__(self, run: NftRunner, *, options: Options,
+                 fill: Callable[[list[SetFill]], None] | None = None) -> None:
         self.run = run
         self.options = options
+        if fill is None and isinstance(run, LibNftables) and run.fills:
+            fill = run.fill
+        self.fill = fill
+        """Fills new sets before the transaction that puts them to use (see
+        :meth:`_declare_and_fill`); without it their elements are in that transaction."""
         self._known: NftState | None = None
         """What we believe the kernel holds: what the last successful sync wrote."""
         self._patching: _Patching | None = None
@@ -226,24 +255,114 @@ class NftablesBackend:
             if report is not None:
                 return report
         self._known, self._patching = None, None  # until this sync succeeds, trust nothing
-        want = self.desired(ruleset)
+        state, report = self._starting_state(known, full_check)
+        return self._converge(ruleset, state, report)
+
+    def _starting_state(self, known: NftState | None, full_check: bool
+                        ) -> tuple[NftState, ApplyReport]:
+        """What a full sync starts from: what we last wrote, or (first, or checking) what
+        the kernel holds, with the differences between the two as drift."""
         if full_check or known is None:
             state = self.read_state()
             drift = _differences(known, state) if known is not None else []
-        else:
-            state, drift = known, []
-        commands = self.commands(want, state)
-        report = ApplyReport(commands=2 if (full_check or known is None) else 0, drift=drift)
+            return state, ApplyReport(commands=2, drift=drift)
+        return known, ApplyReport(commands=0)
+
+    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
+                       install_hooks: bool = False, full_check: bool = False
+                       ) -> tuple[Ruleset, ApplyReport]:
+        """A full sync that overlaps the compile with the kernel's work: each new address
+        set the compiler completes is created and filled by a thread of its own (see
+        :class:`_SetLoader`) while the compile goes on; nothing refers to those sets
+        until the final transaction, so the switch stays atomic.  The kernel ends as
+        :meth:`sync` leaves it.  Returns the compiled ruleset too."""
+        del install_hooks  # nftables mode needs no iptables hooks
+        if self.fill is None:  # no netlink: one transaction, as sync
+            ruleset = compile(None)
+            return ruleset, self.sync(ruleset, full_check=full_check)
+        known, self._known, self._patching = self._known, None, None
+        state, report = self._starting_state(known, full_check)
+        loader = _SetLoader(self, set(state.sets))
+        try:
+            ruleset = compile(loader.offer)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the compile's error is the one to tell
+                loader.finish()
+            raise
+        loaded = loader.finish()  # raises what the loader met: the next sync reads back
+        report.commands += loader.transactions
+        report.ipset_lines += len(loaded)
+        state = NftState({**state.sets, **loaded}, state.maps, state.chains, state.bridge_ok)
+        return ruleset, self._converge(ruleset, state, report)
+
+    def _converge(self, ruleset: Ruleset, state: NftState, report: ApplyReport
+                  ) -> ApplyReport:
+        """Write what takes the kernel from ``state`` to ``ruleset``'s table."""
+        want = self.desired(ruleset)
+        fills: list[SetFill] | None = [] if self.fill is not None else None
+        commands = self.commands(want, state, fills)
+        written: list[Json] = []
+        if fills:
+            staged, commands = self._declare_and_fill(commands, fills)
+            report.commands += 2
+            report.ipset_lines += sum(1 for _, elements in fills if elements)
+            written += staged
         if commands:
             self.run(commands)
             report.commands += 1
-            report.chains_rewritten = sorted({c["add"]["rule"]["chain"] for c in commands
-                                              if "add" in c and "rule" in c["add"]})
-            report.ipset_lines = sum(1 for c in commands if any(
-                "element" in c.get(v, {}) for v in ("add", "delete")))
+            written += commands
+        report.chains_rewritten = sorted({c["add"]["rule"]["chain"] for c in written
+                                          if "rule" in c.get("add", {})})
+        report.ipset_lines += sum(1 for c in written if any(
+            "element" in c.get(v, {}) for v in ("add", "delete")))
         self._known = expected_state(want)
         self._patching = _Patching.build(ruleset, want)
         return report
+
+    def _declare_and_fill(self, commands: list[Json], fills: list[SetFill]
+                          ) -> tuple[list[Json], list[Json]]:
+        """Write first what ``commands`` adds that nothing reaches yet: new sets, maps and
+        regular chains with their rules (only base chains, hooked into the kernel, and the
+        elements of maps they use can make them live).  The structure goes in
+        transactions of :data:`STAGE_BATCH` commands, then the new sets of ``fills`` and
+        the new maps' elements go over netlink.  Returns what was staged and the rest of
+        ``commands``: the one transaction that puts everything to use, so the switch
+        stays atomic.  If it fails, what was staged is left complete and unused, and the
+        next sync (reading the kernel back) keeps or deletes it.
+
+        This keeps libnftables' peak small: its transient heap (which glibc keeps) grows
+        with the size of a transaction, by tens of megabytes for one holding everything;
+        elements written over netlink cost it nothing."""
+        def added(kind: str) -> set[str]:
+            return {c["add"][kind]["name"] for c in commands if kind in c.get("add", {})
+                    and c["add"][kind].get("family") == "inet" and "hook" not in c["add"][kind]}
+
+        new_sets, new_chains = added("set") | added("map"), added("chain")
+        staged: list[Json] = []
+        rest: list[Json] = []
+        for c in commands:
+            add = c.get("add", {})
+            what: Json = next(iter(add.values()), {})
+            unreached = what.get("family") == "inet" and (
+                "table" in add
+                or (("set" in add or "map" in add or "element" in add) and what["name"] in new_sets)
+                or ("chain" in add and what["name"] in new_chains)
+                or ("rule" in add and what["chain"] in new_chains))
+            (staged if unreached else rest).append(c)
+        new_maps = added("map")
+        structure = [c for c in staged if "element" not in c["add"]
+                     or c["add"]["element"]["name"] not in new_maps]
+        for start in range(0, len(structure), STAGE_BATCH):
+            self.run(structure[start:start + STAGE_BATCH])
+        assert self.fill is not None
+        self.fill(fills)
+        # The new maps' elements jump to chains that exist now: one element-only
+        # transaction, which libnftables' seam sends over netlink.
+        elements = [c for c in staged if "element" in c["add"]
+                    and c["add"]["element"]["name"] in new_maps]
+        if elements:
+            self.run(elements)
+        return staged, rest
 
     def _sync_elements(self, known: NftState, deltas: SetDeltas) -> ApplyReport | None:
         """Write set member changes as element operations in one transaction, updating
@@ -291,25 +410,36 @@ class NftablesBackend:
         """What in the kernel differs from ``ruleset`` (for ``npc debug``)."""
         return _differences(expected_state(self.desired(ruleset)), self.read_state())
 
-    def commands(self, want: R.NftTable, state: NftState) -> list[Json]:
-        """One transaction taking the kernel from ``state`` to ``want``."""
+    def commands(self, want: R.NftTable, state: NftState,
+                 fills: list[SetFill] | None = None) -> list[Json]:
+        """One transaction taking the kernel from ``state`` to ``want``.  Given ``fills``,
+        the elements of new sets of plain addresses go there instead (see
+        :meth:`_declare_and_fill`)."""
         cmds: list[Json] = []
         if not state.bridge_ok:
             cmds += R.bridge_table_commands(self.options.bridge_port)
         cmds.append({"add": {"table": {"family": "inet", "name": R.TABLE}}})
-        cmds += self._set_commands(want, state)
+        cmds += self._set_commands(want, state, fills)
         cmds += self._map_and_chain_commands(want, state)
         return [] if cmds == [{"add": {"table": {"family": "inet", "name": R.TABLE}}}] else cmds
 
-    def _set_commands(self, want: R.NftTable, state: NftState) -> list[Json]:
+    def set_spec(self, s: R.NftSet) -> Json:
+        """What ``add set`` takes to create ``s`` (empty)."""
+        spec = self._t(name=s.name, type="ipv4_addr", comment=s.comment)
+        if s.interval:
+            spec["flags"] = ["interval"]
+        return spec
+
+    def _set_commands(self, want: R.NftTable, state: NftState,
+                      fills: list[SetFill] | None) -> list[Json]:
         cmds: list[Json] = []
         for s in want.sets:
             have = state.sets.get(s.name)
             if have is None:
-                spec = self._t(name=s.name, type="ipv4_addr", comment=s.comment)
-                if s.interval:
-                    spec["flags"] = ["interval"]
-                cmds.append({"add": {"set": spec}})
+                cmds.append({"add": {"set": self.set_spec(s)}})
+                if fills is not None and not s.interval:
+                    fills.append((s.name, s.elements))
+                    continue
                 have = set()
             adds, dels = sorted(s.elements - have), sorted(have - s.elements)
             if adds:
@@ -357,17 +487,71 @@ class NftablesBackend:
             cmds.append({"delete": {"set": self._t(name=name)}})
         return cmds
 
-    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
-                       ) -> tuple[Ruleset, ApplyReport]:
-        """Compile, then sync in one transaction (atomic: nothing is loaded early)."""
-        ruleset = compile(None)
-        return ruleset, self.sync(ruleset, install_hooks=install_hooks, full_check=full_check)
-
     def remove_all(self) -> None:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
                 self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
+
+
+class _SetLoader:
+    """Creates and fills new address sets in a thread of its own while the compile goes
+    on: the compile thread offers each set as the compiler completes it; the loader
+    takes whatever has queued up, creates those sets in one transaction and fills them
+    over netlink (libnftables and the socket release the GIL, so the kernel's work runs
+    beside the compile).  Sets the kernel already has are left to the final transaction
+    (their changes must be atomic with the rules').  The thread inherits the syncing
+    thread's network namespace."""
+
+    def __init__(self, backend: NftablesBackend, existing: set[str]) -> None:
+        self._backend = backend
+        self._existing = existing
+        self._queue: queue.SimpleQueue[R.NftSet | None] = queue.SimpleQueue()
+        self.loaded: dict[str, set[str]] = {}
+        """Set → the addresses it was filled with, once created and filled."""
+        self.transactions = 0
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._work, name="nft-set-loader", daemon=True)
+        self._thread.start()
+
+    def offer(self, ipset: IpSet) -> None:
+        nft_set = R.address_set(ipset)
+        if nft_set is not None and nft_set.name not in self._existing and self.error is None:
+            self._queue.put(nft_set)
+
+    def finish(self) -> dict[str, set[str]]:
+        """Wait until every offered set is loaded; raise what the loader met, if anything
+        (then the sets loaded so far are complete but unused)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.loaded
+
+    def _work(self) -> None:
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            done = None in batch
+            sets = [s for s in batch if s is not None]
+            if not sets or self.error is not None:
+                continue
+            try:
+                self._load(sets)
+            except Exception as exc:  # handed to the syncing thread by finish()
+                self.error = exc
+
+    def _load(self, sets: list[R.NftSet]) -> None:
+        backend = self._backend
+        assert backend.fill is not None
+        backend.run([{"add": {"table": {"family": "inet", "name": R.TABLE}}},
+                     *({"add": {"set": backend.set_spec(s)}} for s in sets)])
+        backend.fill([(s.name, s.elements) for s in sets])
+        self.transactions += 2
+        for s in sets:
+            self.loaded[s.name] = set(s.elements)
 
 
 @dataclass
