@@ -503,7 +503,7 @@ def big_cluster() -> ClusterState:
     """Enough pods that one set spans several fill messages and transactions."""
     from tests.test_compiler import ns, pod, policy, state
 
-    count = NL.FILL_ELEMENTS + NL.FILL_PER_MESSAGE + 7
+    count = 2 * NL.FILL_BYTES // 16 + 7
     pods = [pod(f"x/p{i}", f"10.33.{i // 250}.{i % 250 + 1}",
                 {"app": "db" if i % 10 == 0 else "web"}) for i in range(count)]
     return state(ns("x"), ns("y", team="a"), *pods,
@@ -537,10 +537,11 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
 
     [fills] = nft_ns.fills
     filled = {name for name, _ in fills}
-    assert max(len(elements) for _, elements in fills) > NL.FILL_ELEMENTS
+    assert max(len(elements) for _, elements in fills) * 16 > NL.FILL_BYTES
     *staged, final = nft_ns.batches
     assert hooked(final) and not any(hooked(b) for b in staged)
-    declared = {c["add"]["set"]["name"] for b in staged for c in b if "set" in c["add"]}
+    declared = {c["add"][kind]["name"] for b in staged for c in b
+                for kind in ("set", "map") if kind in c["add"]}
     assert filled <= declared
     assert not any("element" in c.get("add", {}) and c["add"]["element"]["name"] in filled
                    for b in nft_ns.batches for c in b)
@@ -559,7 +560,9 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
     assert plain.read_state() == full_state(ruleset)
 
 
-def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNft) -> None:
+@pytest.mark.parametrize("streamed", [False, True], ids=["sync", "sync_compiling"])
+def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNft,
+                                                                 streamed: bool) -> None:
     """npc run's first sync: prepare() left the fail-closed table (empty sets, no egress
     policy); the sync with egress policies stages the rest, and the transaction that
     makes it live holds element changes only (so it goes over netlink: whether egress
@@ -571,12 +574,16 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
     backend.prepare(install_hooks=False)
     assert backend.read_state().sets["egress_open"] == {"0.0.0.0"}
     nft_ns.batches.clear()
-    backend.sync(ruleset)
+    if streamed:  # every address set loads beside the compile: the rest is staged still
+        backend.sync_compiling(lambda on_set: compile_ruleset(big_cluster(), Options(),
+                                                              on_set))
+    else:
+        backend.sync(ruleset)
     final = nft_ns.batches[-1]
     assert NL.element_commands(final) is not None, final
     assert {"delete": {"element": {"family": "inet", "table": "weave-npc",
                                    "name": "egress_open", "elem": ["0.0.0.0"]}}} in final
-    assert sum(len(c["add"]["element"]["elem"]) for c in final if "add" in c) > NL.FILL_ELEMENTS
+    assert sum(len(c["add"]["element"]["elem"]) for c in final if "add" in c) > 5000
     assert backend.read_state() == full_state(ruleset)
 
 
@@ -602,7 +609,10 @@ def test_a_failed_transaction_after_the_fill_is_repaired_by_the_next_sync(
     half = backend.read_state()
     assert half.chains and not {"forward", "input"} & set(half.chains)
     for name, elements in nft_ns.fills[0]:
-        assert half.sets[name] == set(elements)
+        if isinstance(elements, dict):  # a map, filled after its chains were made
+            assert half.maps[name] == elements
+        else:
+            assert half.sets[name] == set(elements)
     backend.run = real
     backend.sync(ruleset)
     assert backend.read_state() == full_state(ruleset)
@@ -629,12 +639,15 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
     ruleset, report = backend.sync_compiling(compile_, full_check=True)
     assert backend.read_state() == full_state(ruleset)
     loaded = {name for batch in nft_ns.fills for name, _ in batch}
-    address_sets = {s.name for s in (R.address_set(i) for i in ruleset.sets) if s}
+    by_name = ruleset.set_by_name()
+    address_sets = {s.name for s in (R.address_set(i, by_name) for i in ruleset.sets) if s}
     assert offered and address_sets <= loaded
-    # The loader took every address set; the sync's own fill only the merged ones.
+    # The loader took every address set; the sync's own fill only the merged ones and
+    # the (new) dispatch maps.
     assert {name for name, _ in nft_ns.fills[-1]} == {
-        "ingress_default_allow", "egress_default_allow", "egress_open"}
-    assert report.ipset_lines >= len(loaded)
+        "ingress_default_allow", "egress_default_allow", "egress_open",
+        "ingress_dispatch", "egress_dispatch"}
+    assert report.ipset_lines >= len(address_sets)
     again = backend.sync(ruleset, full_check=True)
     assert again.ipset_lines == 0 and not again.chains_rewritten
 

@@ -18,12 +18,12 @@ network namespace it was opened in.
 from __future__ import annotations
 
 import errno
-import ipaddress
+import functools
 import itertools
 import os
 import socket
 import struct
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +47,10 @@ socket's send buffer is raised to fit, as libnftables does): ~45 bytes a map ele
 _SO_SNDBUFFORCE = 32
 _LIST_BYTES = 60_000
 """An element list is one attribute (at most 64 KiB): longer lists take more messages."""
-FILL_ELEMENTS, FILL_PER_MESSAGE = 6144, 2048
-"""Elements per transaction and per message when filling sets nothing refers to yet: a
-message's element list is one attribute (at most 64 KiB, 16 bytes an address), and a
-transaction one datagram (~100 KB here, inside the default socket buffer)."""
+FILL_BYTES, FILL_PER_MESSAGE = 96_000, 2048
+"""Filling sets nothing refers to yet: a transaction holds about this many bytes of
+elements (16 bytes an address, ~45 a map element), a message at most this many
+addresses (its element list is one attribute, at most 64 KiB)."""
 
 
 class NetlinkRefused(Exception):
@@ -88,33 +88,43 @@ def element_commands(commands: Sequence[dict[str, Any]]) -> list[ElementCommand]
         if (not isinstance(spec, dict) or set(spec) != {"family", "table", "name", "elem"}
                 or spec["family"] not in _FAMILIES or not isinstance(spec["elem"], list)):
             return None
-        elements = [_element(e, verb == "delete") for e in spec["elem"]]
-        if any(e is None for e in elements):
-            return None
+        delete = verb == "delete"
+        elements: list[tuple[str, str | None]] = []
+        for value in spec["elem"]:
+            element = _element(value, delete)
+            if element is None:
+                return None
+            elements.append(element)
         total += len(elements)
-        out.append(ElementCommand(verb == "delete", spec["family"], str(spec["table"]),
-                                  str(spec["name"]), tuple(e for e in elements if e)))
+        out.append(ElementCommand(delete, spec["family"], str(spec["table"]),
+                                  str(spec["name"]), tuple(elements)))
     return out if out and total <= MAX_ELEMENTS else None
 
 
 def _element(value: Any, delete: bool) -> tuple[str, str | None] | None:
-    """A set element (an IPv4 address) or, to add, a map element jumping to a chain."""
-    if isinstance(value, str):
+    """A set element (an IPv4 address) or, to add, a map element jumping to a chain.
+    (Called for every element of a batch: exact type checks, no copies.)"""
+    if type(value) is str:
         return (value, None) if _ipv4(value) else None
-    if delete or not isinstance(value, list) or len(value) != 2:
+    if delete or type(value) is not list or len(value) != 2:
         return None
     key, data = value
-    jump = data.get("jump") if isinstance(data, dict) and list(data) == ["jump"] else None
-    if not (isinstance(key, str) and _ipv4(key) and isinstance(jump, dict)
-            and list(jump) == ["target"] and isinstance(jump["target"], str)):
+    if type(key) is not str or type(data) is not dict or len(data) != 1:
         return None
-    return key, jump["target"]
+    jump = data.get("jump")
+    if type(jump) is not dict or len(jump) != 1:
+        return None
+    target = jump.get("target")
+    if type(target) is not str or not _ipv4(key):
+        return None
+    return key, target
 
 
 def _ipv4(text: str) -> bool:
+    """Whether ``text`` is an IPv4 address in dotted-quad form (inet_pton is strict)."""
     try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, text)
+    except OSError:
         return False
     return True
 
@@ -139,16 +149,25 @@ def _message_for(delete: bool, family: str, table: str, name: str, elements: byt
     return message(kind, flags, seq, _FAMILIES[family], 0, attrs)
 
 
+@functools.lru_cache(maxsize=4096)
+def _jump(chain: str) -> bytes:
+    """An element's data: a jump to ``chain`` (the same for every pod of a group)."""
+    verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
+               + attr(_VERDICT_CHAIN, text(chain)))
+    return attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
+
+
+_KEY = struct.Struct("=HHHH")  # the key attribute and its value's header
+_ATTR_HEAD = struct.Struct("=HH")
+
+
 def _encode_element(i: int, key: str, chain: str | None) -> bytes:
     """Element ``i`` of a list: its key and, for a map, the chain it jumps to."""
     if chain is None and i <= FILL_PER_MESSAGE:
         return _PLAIN_HEADS[i - 1] + socket.inet_aton(key)
-    inner = attr(_ELEM_KEY | NLA_F_NESTED, attr(_DATA_VALUE, socket.inet_aton(key)))
-    if chain is not None:
-        verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
-                   + attr(_VERDICT_CHAIN, text(chain)))
-        inner += attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
-    return attr(i | NLA_F_NESTED, inner)
+    inner = (_KEY.pack(12, _ELEM_KEY | NLA_F_NESTED, 8, _DATA_VALUE) + socket.inet_aton(key)
+             + (_jump(chain) if chain is not None else b""))
+    return _ATTR_HEAD.pack(4 + len(inner), i | NLA_F_NESTED) + inner
 
 
 def _encoded_elements(command: ElementCommand) -> list[bytes]:
@@ -177,12 +196,17 @@ def encode(command: ElementCommand, seq: int) -> bytes:
                         elements, seq)
 
 
+def _address_list(addresses: Sequence[str]) -> bytes:
+    """The element list of ``addresses`` (at most :data:`FILL_PER_MESSAGE`), built
+    without a loop in Python."""
+    return b"".join(itertools.chain.from_iterable(
+        zip(_PLAIN_HEADS, map(socket.inet_aton, addresses), strict=False)))
+
+
 def encode_addresses(table: str, name: str, addresses: Sequence[str], seq: int) -> bytes:
     """Add ``addresses`` (at most :data:`FILL_PER_MESSAGE`) to set ``name`` of ``inet
-    table``: the same message as :func:`encode`'s, built without a loop in Python."""
-    elements = b"".join(itertools.chain.from_iterable(
-        zip(_PLAIN_HEADS, map(socket.inet_aton, addresses), strict=False)))
-    return _message_for(False, "inet", table, name, elements, seq)
+    table``: the same message as :func:`encode`'s."""
+    return _message_for(False, "inet", table, name, _address_list(addresses), seq)
 
 
 def _batch(messages: Sequence[bytes], first: int) -> bytes:
@@ -223,32 +247,37 @@ class NftNetlink:
                      first, [f"{'delete' if c.delete else 'add'} element {c.family} {c.table} "
                              f"{c.name}" for c, _ in messages])
 
-    def fill(self, table: str, sets: Iterable[tuple[str, Collection[str]]]) -> None:
-        """Add each set's addresses (``inet`` sets of ``table``), in as many transactions
-        as their number takes.  Only for sets no rule refers to yet: nothing sees them
-        half filled, so the fill need not be one transaction (the transaction with the
-        rules that use them comes after)."""
-        chunks: list[tuple[str, Sequence[str]]] = []
-        room = FILL_ELEMENTS
-        for name, addresses in sets:
-            listed = list(addresses)
-            start = 0
-            while start < len(listed):
-                part = listed[start:start + min(room, FILL_PER_MESSAGE)]
-                chunks.append((name, part))
-                start += len(part)
-                room -= len(part)
-                if room == 0:
-                    self._fill_batch(table, chunks)
-                    chunks, room = [], FILL_ELEMENTS
-        if chunks:
-            self._fill_batch(table, chunks)
+    def fill(self, table: str,
+             sets: Iterable[tuple[str, Collection[str] | Mapping[str, str]]]) -> None:
+        """Add each set's addresses, or each verdict map's address → chain jumps (``inet``
+        sets and maps of ``table``), in as many transactions as their size takes.  Only
+        for sets and maps no rule refers to yet: nothing sees them half filled, so the
+        fill need not be one transaction (the one with the rules that use them comes
+        after)."""
+        lists: list[tuple[str, bytes]] = []
+        size = 0
+        for name, elements in sets:
+            if isinstance(elements, Mapping):
+                payloads = _encoded_elements(ElementCommand(
+                    False, "inet", table, name, tuple(elements.items())))
+            else:
+                listed = list(elements)
+                payloads = [_address_list(listed[i:i + FILL_PER_MESSAGE])
+                            for i in range(0, len(listed), FILL_PER_MESSAGE)]
+            for payload in payloads:
+                lists.append((name, payload))
+                size += len(payload)
+                if size >= FILL_BYTES:
+                    self._fill_batch(table, lists)
+                    lists, size = [], 0
+        if lists:
+            self._fill_batch(table, lists)
 
-    def _fill_batch(self, table: str, chunks: Sequence[tuple[str, Sequence[str]]]) -> None:
-        first = self._next(len(chunks))
-        self._commit(_batch([encode_addresses(table, name, part, first + 1 + i)
-                             for i, (name, part) in enumerate(chunks)], first),
-                     first, [f"add element inet {table} {name}" for name, _ in chunks])
+    def _fill_batch(self, table: str, lists: Sequence[tuple[str, bytes]]) -> None:
+        first = self._next(len(lists))
+        self._commit(_batch([_message_for(False, "inet", table, name, payload, first + 1 + i)
+                             for i, (name, payload) in enumerate(lists)], first),
+                     first, [f"add element inet {table} {name}" for name, _ in lists])
 
     def _next(self, count: int) -> int:
         """The sequence number of the next batch of ``count`` messages (its BATCH_BEGIN's;

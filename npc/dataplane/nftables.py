@@ -25,13 +25,13 @@ import json
 import queue
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import IpSet, Ruleset
+from npc.compile.ruleset import IpSet, Ruleset, SetKind
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nft_netlink import NetlinkRefused, NftNetlink, element_commands
@@ -56,8 +56,9 @@ STAGE_BATCH = 256
 """Commands per transaction when staging what nothing reaches yet (dependencies come
 first in a sync's commands, so any cut is valid): libnftables' transient heap grows with
 the size of a transaction, and glibc keeps its peak."""
-SetFill = tuple[str, Collection[str]]
-"""A new set of ``inet weave-npc`` and the addresses it is to hold."""
+SetFill = tuple[str, Collection[str] | Mapping[str, str]]
+"""A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
+and the chain each address jumps to."""
 NftRunner = Callable[[list[Json]], Json]
 """Runs one JSON batch, returns the parsed JSON output (for list commands)."""
 
@@ -96,9 +97,9 @@ class LibNftables:
         return self._netlink is not None
 
     def fill(self, sets: list[SetFill]) -> None:
-        """Fill new, still unreferenced sets over netlink, bypassing libnftables: its
-        parse tree of tens of thousands of elements would cost tens of megabytes of C
-        heap that glibc keeps for the life of the process."""
+        """Fill new, still unreferenced sets and maps over netlink, bypassing libnftables:
+        its parse tree of tens of thousands of elements would cost tens of megabytes of
+        C heap that glibc keeps for the life of the process."""
         assert self._netlink is not None
         with self._lock:
             try:
@@ -302,9 +303,9 @@ class NftablesBackend:
         fills: list[SetFill] | None = [] if self.fill is not None else None
         commands = self.commands(want, state, fills)
         written: list[Json] = []
-        if fills:
+        if fills is not None:
             staged, commands = self._declare_and_fill(commands, fills)
-            report.commands += 2
+            report.commands += -(-len(staged) // STAGE_BATCH) + bool(fills)
             report.ipset_lines += sum(1 for _, elements in fills if elements)
             written += staged
         if commands:
@@ -349,19 +350,11 @@ class NftablesBackend:
                 or ("chain" in add and what["name"] in new_chains)
                 or ("rule" in add and what["chain"] in new_chains))
             (staged if unreached else rest).append(c)
-        new_maps = added("map")
-        structure = [c for c in staged if "element" not in c["add"]
-                     or c["add"]["element"]["name"] not in new_maps]
-        for start in range(0, len(structure), STAGE_BATCH):
-            self.run(structure[start:start + STAGE_BATCH])
+        for start in range(0, len(staged), STAGE_BATCH):
+            self.run(staged[start:start + STAGE_BATCH])
         assert self.fill is not None
-        self.fill(fills)
-        # The new maps' elements jump to chains that exist now: one element-only
-        # transaction, which libnftables' seam sends over netlink.
-        elements = [c for c in staged if "element" in c["add"]
-                    and c["add"]["element"]["name"] in new_maps]
-        if elements:
-            self.run(elements)
+        if fills:
+            self.fill(fills)  # after the chains: new maps' elements jump to them
         return staged, rest
 
     def _sync_elements(self, known: NftState, deltas: SetDeltas) -> ApplyReport | None:
@@ -413,14 +406,14 @@ class NftablesBackend:
     def commands(self, want: R.NftTable, state: NftState,
                  fills: list[SetFill] | None = None) -> list[Json]:
         """One transaction taking the kernel from ``state`` to ``want``.  Given ``fills``,
-        the elements of new sets of plain addresses go there instead (see
-        :meth:`_declare_and_fill`)."""
+        the elements of new sets of plain addresses and of new maps go there instead
+        (see :meth:`_declare_and_fill`)."""
         cmds: list[Json] = []
         if not state.bridge_ok:
             cmds += R.bridge_table_commands(self.options.bridge_port)
         cmds.append({"add": {"table": {"family": "inet", "name": R.TABLE}}})
         cmds += self._set_commands(want, state, fills)
-        cmds += self._map_and_chain_commands(want, state)
+        cmds += self._map_and_chain_commands(want, state, fills)
         return [] if cmds == [{"add": {"table": {"family": "inet", "name": R.TABLE}}}] else cmds
 
     def set_spec(self, s: R.NftSet) -> Json:
@@ -450,7 +443,8 @@ class NftablesBackend:
                     _elem_value(e) for e in dels])}})
         return cmds
 
-    def _map_and_chain_commands(self, want: R.NftTable, state: NftState) -> list[Json]:
+    def _map_and_chain_commands(self, want: R.NftTable, state: NftState,
+                                fills: list[SetFill] | None) -> list[Json]:
         cmds: list[Json] = []
         wanted_chains = {c.name for c in want.chains}
         for c in want.chains:  # chains first: map elements and rules jump to them
@@ -465,6 +459,9 @@ class NftablesBackend:
             if have is None:
                 cmds.append({"add": {"map": self._t(name=m.name, type="ipv4_addr",
                                                     map="verdict")}})
+                if fills is not None:
+                    fills.append((m.name, dict(m.elements)))
+                    continue
                 have = {}
             wanted = dict(m.elements)
             stale = sorted(k for k, v in have.items() if wanted.get(k) != v)
@@ -506,6 +503,7 @@ class _SetLoader:
         self._backend = backend
         self._existing = existing
         self._queue: queue.SimpleQueue[R.NftSet | None] = queue.SimpleQueue()
+        self._seen: dict[str, IpSet] = {}
         self.loaded: dict[str, set[str]] = {}
         """Set → the addresses it was filled with, once created and filled."""
         self.transactions = 0
@@ -514,7 +512,11 @@ class _SetLoader:
         self._thread.start()
 
     def offer(self, ipset: IpSet) -> None:
-        nft_set = R.address_set(ipset)
+        self._seen[ipset.name] = ipset
+        if ipset.kind is SetKind.LIST_SET and any(
+                m.value not in self._seen for m in ipset.members):
+            return  # not as the compiler promises: leave it to the final transaction
+        nft_set = R.address_set(ipset, self._seen)
         if nft_set is not None and nft_set.name not in self._existing and self.error is None:
             self._queue.put(nft_set)
 

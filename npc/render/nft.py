@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,7 +271,7 @@ def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[st
     return layout, NftMap(layout.map, tuple(elements))
 
 
-def _union(sets: dict[str, IpSet], names_: list[str]) -> frozenset[str]:
+def _union(sets: Mapping[str, IpSet], names_: list[str]) -> frozenset[str]:
     return frozenset(m.value for n in names_ for m in sets[n].members)
 
 
@@ -284,13 +285,17 @@ def is_default_allow(s: IpSet) -> bool:
     return "-default-allow:" in s.source
 
 
-def address_set(s: IpSet) -> NftSet | None:
-    """The nft set of ``s`` if it is one of plain addresses that stands alone (as
-    :func:`build_table` lays it out); None for the others."""
-    if s.kind is not SetKind.HASH_IP or is_default_allow(s):
+def address_set(s: IpSet, sets: Mapping[str, IpSet]) -> NftSet | None:
+    """The nft set of ``s`` if it is one of plain addresses that stands alone, as
+    :func:`build_table` lays it out: a hash:ip set, or a list:set as the union of its
+    members (which ``sets`` holds); None for the others (interval and merged sets)."""
+    if is_default_allow(s) or s.kind is SetKind.HASH_NET:
         return None
-    return NftSet(set_name(s.name), False, frozenset(m.value for m in s.members),
-                  s.description[:COMMENT_LIMIT])
+    if s.kind is SetKind.LIST_SET:
+        elements = _union(sets, [m.value for m in s.members])
+    else:
+        elements = frozenset(m.value for m in s.members)
+    return NftSet(set_name(s.name), False, elements, s.description[:COMMENT_LIMIT])
 
 
 def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
@@ -299,20 +304,14 @@ def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
     for s in ruleset.sets:
         if s.name in skip:
             continue
-        alone = address_set(s)
+        alone = address_set(s, by_name)
         if alone is not None:
             out.append(alone)
             continue
-        if s.kind is SetKind.LIST_SET:
-            elements = _union(by_name, [m.value for m in s.members])
-        elif s.kind is SetKind.HASH_NET:
-            # Interval sets refuse overlapping elements: store the merged form.
-            nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(m.value)
-                                                for m in s.members)
-            elements = frozenset(canonical_cidr(str(n)) for n in nets)
-        else:
-            elements = frozenset(m.value for m in s.members)
-        out.append(NftSet(set_name(s.name), s.kind is SetKind.HASH_NET, elements,
+        # Interval sets refuse overlapping elements: store the merged form.
+        nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(m.value) for m in s.members)
+        out.append(NftSet(set_name(s.name), True,
+                          frozenset(canonical_cidr(str(n)) for n in nets),
                           s.description[:COMMENT_LIMIT]))
     return out
 
