@@ -662,8 +662,11 @@ def test_a_failing_loader_or_compile_leaves_the_next_sync_to_repair(
         raise NftError("nft failed (netlink fill): injected")
 
     backend.fill = refuse
-    with pytest.raises(NftError, match="injected"):
+    with pytest.raises(NftError, match="injected"):  # in the loader
         backend.sync_compiling(lambda on_set: compile_ruleset(state, Options(), on_set))
+    with pytest.raises(NftError, match="injected"):  # beside the staged rules
+        backend.sync(compile_ruleset(state, Options()))
+    assert not any(t.name == "nft-fill" for t in threading.enumerate())
     backend.fill = nft_ns.fill
 
     def broken(on_set: SetListener | None) -> Ruleset:

@@ -44,7 +44,9 @@ _FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
 MAX_ELEMENTS = 200_000
 """Larger batches go through libnftables.  One datagram holds the whole transaction (the
 socket's send buffer is raised to fit, as libnftables does): ~45 bytes a map element."""
-_SO_SNDBUFFORCE = 32
+_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33
+_ACK_ROOM = 2048
+"""What one queued acknowledgement costs the receive buffer (its buffer, not its bytes)."""
 _LIST_BYTES = 60_000
 """An element list is one attribute (at most 64 KiB): longer lists take more messages."""
 FILL_BYTES, FILL_PER_MESSAGE = 96_000, 2048
@@ -232,6 +234,8 @@ class NftNetlink:
         self._room = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
         """The largest datagram the socket's send buffer takes (the kernel doubles what
         is asked and keeps room for its bookkeeping)."""
+        self._ack_room = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        """Room in the receive buffer for acknowledgements (counted at their cost)."""
 
     def close(self) -> None:
         self._sock.close()
@@ -288,17 +292,26 @@ class NftNetlink:
         self._seq += count + 2
         return first
 
+    def _grow(self, option: int, forced: int, size: int) -> None:
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except PermissionError:
+            self._sock.setsockopt(socket.SOL_SOCKET, option, size)
+
     def _commit(self, batch: bytes, first: int, described: Sequence[str]) -> None:
         """Send one transaction (BATCH_BEGIN numbered ``first``, then the messages
         ``described``) and wait for every acknowledgement."""
+        # One datagram is one transaction: make room for it, and for the acknowledgements
+        # the kernel queues while it handles the batch, before we read any (CAP_NET_ADMIN
+        # may exceed the system's limits, as libnftables does; without it, the send or
+        # the read says so).
         if len(batch) > self._room:
-            # One datagram is one transaction: make room for it (CAP_NET_ADMIN may exceed
-            # the system's limit, as libnftables does; without it, the send says so).
             self._room = 2 * len(batch)
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, self._room)
-            except PermissionError:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._room)
+            self._grow(socket.SO_SNDBUF, _SO_SNDBUFFORCE, self._room)
+        acks = _ACK_ROOM * (len(described) + 1)
+        if acks > self._ack_room:
+            self._ack_room = 2 * acks
+            self._grow(socket.SO_RCVBUF, _SO_RCVBUFFORCE, self._ack_room)
         try:
             self._sock.send(batch)
             refused = read_acks(self._sock, range(first + 1, first + 1 + len(described)),

@@ -64,8 +64,9 @@ NftRunner = Callable[[list[Json]], Json]
 
 
 class LibNftables:
-    """The libnftables seam (one handle, serialised).  A batch of element changes only
-    (a pod event's) skips libnftables' cache fill and goes straight over netlink, as one
+    """The libnftables seam: one handle and one netlink socket, each serialised on its
+    own (a fill may go on while libnftables works).  A batch of element changes only (a
+    pod event's) skips libnftables' cache fill and goes straight over netlink, as one
     transaction all the same (see :mod:`npc.dataplane.nft_netlink`)."""
 
     def __init__(self, *, netlink: bool = True) -> None:
@@ -76,16 +77,18 @@ class LibNftables:
         self._nft.set_handle_output(False)
         self._netlink = NftNetlink() if netlink else None
         self._lock = threading.Lock()
+        self._netlink_lock = threading.Lock()
 
     def __call__(self, commands: list[Json]) -> Json:
         elements = element_commands(commands) if self._netlink is not None else None
-        with self._lock:
-            if elements is not None and self._netlink is not None:
+        if elements is not None and self._netlink is not None:
+            with self._netlink_lock:
                 try:
                     self._netlink(elements)
                 except NetlinkRefused as exc:
                     raise NftError(f"nft failed (netlink): {exc}", commands) from None
-                return {}
+            return {}
+        with self._lock:
             rc, out, err = self._nft.json_cmd({"nftables": commands})
         if rc != 0:
             raise NftError(f"nft failed ({rc}): {str(err).strip()}", commands)
@@ -101,7 +104,7 @@ class LibNftables:
         its parse tree of tens of thousands of elements would cost tens of megabytes of
         C heap that glibc keeps for the life of the process."""
         assert self._netlink is not None
-        with self._lock:
+        with self._netlink_lock:
             try:
                 self._netlink.fill(R.TABLE, sets)
             except NetlinkRefused as exc:
@@ -286,6 +289,7 @@ class NftablesBackend:
         loader = _SetLoader(self, set(state.sets))
         try:
             ruleset = compile(loader.offer)
+            want = self.desired(ruleset)  # while the loader finishes its last sets
         except BaseException:
             with contextlib.suppress(Exception):  # the compile's error is the one to tell
                 loader.finish()
@@ -294,12 +298,13 @@ class NftablesBackend:
         report.commands += loader.transactions
         report.ipset_lines += len(loaded)
         state = NftState({**state.sets, **loaded}, state.maps, state.chains, state.bridge_ok)
-        return ruleset, self._converge(ruleset, state, report)
+        return ruleset, self._converge(ruleset, state, report, want)
 
-    def _converge(self, ruleset: Ruleset, state: NftState, report: ApplyReport
-                  ) -> ApplyReport:
-        """Write what takes the kernel from ``state`` to ``ruleset``'s table."""
-        want = self.desired(ruleset)
+    def _converge(self, ruleset: Ruleset, state: NftState, report: ApplyReport,
+                  want: R.NftTable | None = None) -> ApplyReport:
+        """Write what takes the kernel from ``state`` to ``ruleset``'s table (``want``,
+        if already built)."""
+        want = want if want is not None else self.desired(ruleset)
         fills: list[SetFill] | None = [] if self.fill is not None else None
         commands = self.commands(want, state, fills)
         written: list[Json] = []
@@ -350,12 +355,27 @@ class NftablesBackend:
                 or ("chain" in add and what["name"] in new_chains)
                 or ("rule" in add and what["chain"] in new_chains))
             (staged if unreached else rest).append(c)
-        for start in range(0, len(staged), STAGE_BATCH):
-            self.run(staged[start:start + STAGE_BATCH])
-        assert self.fill is not None
-        if fills:
-            self.fill(fills)  # after the chains: new maps' elements jump to them
+        # Sets, chains and maps come before any rule: once they are in, the fill (the
+        # kernel's work, over netlink) goes on beside the rules (libnftables' work).
+        declared = next((i for i, c in enumerate(staged) if "rule" in c["add"]), len(staged))
+        filling = _Background(self._fill_all, fills)
+        try:
+            for start in range(0, len(staged), STAGE_BATCH):
+                self.run(staged[start:start + STAGE_BATCH])
+                if start + STAGE_BATCH >= declared:
+                    filling.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the staging's error is the one to tell
+                filling.join()
+            raise
+        filling.start()
+        filling.join()  # raises what the fill met
         return staged, rest
+
+    def _fill_all(self, fills: list[SetFill]) -> None:
+        if fills:
+            assert self.fill is not None
+            self.fill(fills)
 
     def _sync_elements(self, known: NftState, deltas: SetDeltas) -> ApplyReport | None:
         """Write set member changes as element operations in one transaction, updating
@@ -488,6 +508,33 @@ class NftablesBackend:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
                 self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
+
+
+class _Background:
+    """``work(arg)`` in a thread of its own, started once (it inherits the starting
+    thread's network namespace); join() raises what it raised."""
+
+    def __init__(self, work: Callable[[Any], None], arg: Any) -> None:
+        self._work, self._arg = work, arg
+        self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="nft-fill", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._work(self._arg)
+        except Exception as exc:  # handed to the joining thread
+            self._error = exc
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _SetLoader:
