@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -85,9 +85,10 @@ class Spy(NftablesBackend):
 
     builds = 0
 
-    def desired(self, ruleset: Ruleset) -> R.NftTable:
+    def desired(self, ruleset: Ruleset, built: Mapping[str, R.NftSet] | None = None
+                ) -> R.NftTable:
         self.builds += 1
-        return super().desired(ruleset)
+        return super().desired(ruleset, built)
 
 
 def fresh_backend(run: NetnsNft) -> Spy:

@@ -221,10 +221,11 @@ class NftablesBackend:
             state.bridge_ok = False
         return state
 
-    def desired(self, ruleset: Ruleset) -> R.NftTable:
+    def desired(self, ruleset: Ruleset, built: Mapping[str, R.NftSet] | None = None
+                ) -> R.NftTable:
         any_egress = any("Egress" in p.directions for p in ruleset.policies)
         return R.build_table(ruleset, allow_mcast=self.options.allow_mcast,
-                             any_egress=any_egress)
+                             any_egress=any_egress, built=built)
 
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
         return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
@@ -289,7 +290,8 @@ class NftablesBackend:
         loader = _SetLoader(self, set(state.sets))
         try:
             ruleset = compile(loader.offer)
-            want = self.desired(ruleset)  # while the loader finishes its last sets
+            # While the loader finishes its last sets; reusing the sets it was offered.
+            want = self.desired(ruleset, loader.built)
         except BaseException:
             with contextlib.suppress(Exception):  # the compile's error is the one to tell
                 loader.finish()
@@ -551,6 +553,8 @@ class _SetLoader:
         self._existing = existing
         self._queue: queue.SimpleQueue[R.NftSet | None] = queue.SimpleQueue()
         self._seen: dict[str, IpSet] = {}
+        self.built: dict[str, R.NftSet] = {}
+        """Ruleset set name → the address set made of it (loaded or already there)."""
         self.loaded: dict[str, set[str]] = {}
         """Set → the addresses it was filled with, once created and filled."""
         self.transactions = 0
@@ -564,7 +568,10 @@ class _SetLoader:
                 m.value not in self._seen for m in ipset.members):
             return  # not as the compiler promises: leave it to the final transaction
         nft_set = R.address_set(ipset, self._seen)
-        if nft_set is not None and nft_set.name not in self._existing and self.error is None:
+        if nft_set is None:
+            return
+        self.built[ipset.name] = nft_set
+        if nft_set.name not in self._existing and self.error is None:
             self._queue.put(nft_set)
 
     def finish(self) -> dict[str, set[str]]:

@@ -298,13 +298,13 @@ def address_set(s: IpSet, sets: Mapping[str, IpSet]) -> NftSet | None:
     return NftSet(set_name(s.name), False, elements, s.description[:COMMENT_LIMIT])
 
 
-def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
+def _sets(ruleset: Ruleset, skip: set[str], built: Mapping[str, NftSet]) -> list[NftSet]:
     by_name = ruleset.set_by_name()
     out = []
     for s in ruleset.sets:
         if s.name in skip:
             continue
-        alone = address_set(s, by_name)
+        alone = built.get(s.name) or address_set(s, by_name)
         if alone is not None:
             out.append(alone)
             continue
@@ -316,7 +316,10 @@ def _sets(ruleset: Ruleset, skip: set[str]) -> list[NftSet]:
     return out
 
 
-def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> NftTable:
+def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
+                built: Mapping[str, NftSet] | None = None) -> NftTable:
+    """The table for ``ruleset``; ``built`` holds address sets already made from its
+    sets (by :func:`address_set`, keyed by the Ruleset's set name), to be reused."""
     targets = _targets(ruleset)
     by_name = ruleset.set_by_name()
     in_rules = _policy_rules(ruleset, names.INGRESS_CHAIN, Direction.DST, targets["Ingress"])
@@ -333,7 +336,7 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool) -> Nft
     out_layout, out_map = _dispatch("Egress", members(targets["Egress"]), out_rules,
                                     _goto("egress-passed"))
     default_sources = {s.name for s in ruleset.sets if is_default_allow(s)}
-    sets = _sets(ruleset, default_sources)
+    sets = _sets(ruleset, default_sources, built or {})
     sets += [NftSet("ingress_default_allow", False, _default_allow(ruleset, "ingress"),
                     "pods no ingress policy selects"),
              NftSet("egress_default_allow", False, _default_allow(ruleset, "egress"),
