@@ -159,21 +159,23 @@ class IncrementalCompiler:
         namespaces = {p.namespace for p in (old, new) if p is not None}
         for key in (k for ns in sorted(namespaces) for k in self._policies_in.get(ns, ())):
             namespace, selector = self._selectors[key]
+            leaving = (old is not None and old.namespace == namespace
+                       and selector.matches(old.label_map))
+            joining = (new is not None and new.namespace == namespace
+                       and selector.matches(new.label_map))
+            if leaving == joining and (not leaving or (old and old.key) == (new and new.key)):
+                continue  # the same pods: most pod events change no policy's targets
             summary = summaries[key]
-            targets = list(summary.targets)
-            for pod, joining in ((old, False), (new, True)):
-                if pod is None or pod.namespace != namespace:
-                    continue
-                if selector.matches(pod.label_map):
-                    if joining:
-                        targets.append(pod.key)
-                    else:
-                        targets.remove(pod.key)
-            if len(targets) != len(summary.targets) or targets != list(summary.targets):
-                if (not targets) != (not summary.targets):
-                    return False
-                summaries[key] = replace(summary, targets=tuple(sorted(targets,
-                                                                       key=_pod_order)))
+            targets = list(summary.targets)  # in _pod_order, as the full compile sorts
+            if leaving:
+                assert old is not None
+                targets.remove(old.key)
+            if joining:
+                assert new is not None
+                bisect.insort(targets, new.key, key=_pod_order)
+            if (not targets) != (not summary.targets):
+                return False
+            summaries[key] = replace(summary, targets=tuple(targets))
         return True
 
 
