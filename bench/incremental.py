@@ -1,10 +1,11 @@
 """Incremental latency: from a write to the API server to npc's kernel reflecting it.
 
-For each backend and size: pods created, relabelled and deleted; policies created and
-deleted — one at a time, each timed until ``/status`` reports the kernel applied that
-resourceVersion (a sync completes only after its kernel transaction returned).  Prints
-p50/p99 per event kind, the p99 ratio between sizes, and npc's peak RSS.  The last line
-of output is one JSON object with the figures and the targets.
+For each backend and size: pods created, relabelled and deleted (``--events`` of each);
+policies created and deleted (``--policy-events`` of each) — one at a time, each timed
+until ``/status`` reports the kernel applied that resourceVersion (a sync completes only
+after its kernel transaction returned).  Prints p50/p99 per event kind, the p99 ratio
+between sizes, and npc's peak RSS.  The last line of output is one JSON object with the
+figures and the targets.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def timed(run: Running, write: Any, kind: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def events(run: Running, pods: int, count: int) -> dict[str, list[float]]:
+def events(run: Running, pods: int, count: int, policy_count: int
+           ) -> dict[str, list[float]]:
     api = run.api
     m = max(1, pods // 100)
     out: dict[str, list[float]] = {k: [] for k in ("pod-create", "pod-relabel", "pod-delete",
@@ -55,6 +57,7 @@ def events(run: Running, pods: int, count: int) -> dict[str, list[float]]:
             "Pod", f"ns{i % m}", f"new{k}", {"app": f"a{(k + 7) % 20}", "tier": "t0"}), "pods"))
         out["pod-delete"].append(timed(run, lambda k=k, i=i: api.delete(
             "Pod", f"ns{i % m}", f"new{k}"), "pods"))
+    for k in range(policy_count):
         pol = policy(10_000 + k, m)
         pol["metadata"]["name"] = f"bench-{k}"
         out["policy-create"].append(timed(run, lambda p=pol: api.create("NetworkPolicy", p),
@@ -69,18 +72,21 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000:100,10000:1000")
     parser.add_argument("--backends", default="iptables,nftables")
-    parser.add_argument("--events", type=int, default=40)
+    parser.add_argument("--events", type=int, default=200,
+                        help="pod events of each kind (a p99 needs a few hundred)")
+    parser.add_argument("--policy-events", type=int, default=40,
+                        help="policy events of each kind (each is a full compile)")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
-        args.sizes, args.events = "200:20", 3
+        args.sizes, args.events, args.policy_events = "200:20", 3, 3
     results: list[dict[str, Any]] = []
     print(f"{'backend':9} {'pods':>6} {'event':14} {'p50 ms':>8} {'p99 ms':>8}")
     for backend in args.backends.split(","):
         for size in args.sizes.split(","):
             pods, policies = (int(x) for x in size.split(":"))
             with running(pods, policies, backend) as run:
-                lat = events(run, pods, args.events)
+                lat = events(run, pods, args.events, args.policy_events)
                 rss = run.peak_rss_mb()
             for kind, values in lat.items():
                 r = {"bench": "incremental", "backend": backend, "pods": pods,
