@@ -220,11 +220,6 @@ def _batch(messages: Sequence[bytes], first: int) -> bytes:
     return begin + b"".join(messages) + end
 
 
-def encode_batch(commands: Sequence[ElementCommand], first: int) -> bytes:
-    """One transaction: BATCH_BEGIN (sequence ``first``), the commands, BATCH_END."""
-    return _batch([encode(c, first + 1 + i) for i, c in enumerate(commands)], first)
-
-
 class NftNetlink:
     """One NETLINK_NETFILTER socket, opened in the calling thread's network namespace."""
 
