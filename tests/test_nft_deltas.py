@@ -27,6 +27,7 @@ from npc.dataplane.nftables import (
     NftablesBackend,
     NftError,
     NftState,
+    Patch,
     SetFill,
     _differences,
     expected_state,
@@ -53,6 +54,7 @@ class NetnsNft:
         self.batches: list[list[Json]] = []
         self.fills: list[list[SetFill]] = []
         self.fail_next = False
+        self.patches = 0
 
     def fill(self, sets: list[SetFill]) -> None:
         """The production fill (over netlink), recorded."""
@@ -62,12 +64,41 @@ class NetnsNft:
 
     def __call__(self, commands: list[Json]) -> Json:
         if not (len(commands) == 1 and "list" in commands[0]):
-            self.batches.append(commands)
-            if self.fail_next:
-                self.fail_next = False
-                raise NftError("nft failed (1): injected", commands)
+            self._record(commands)
         with in_netns(self.fd):
             return self.nft(commands)
+
+    def patch(self, patch: Patch) -> None:
+        """The production pod-event transaction (over netlink), recorded as its JSON
+        equivalent; :attr:`patches` counts them."""
+        self.patches += 1
+        self._record(as_commands(patch))
+        with in_netns(self.fd):
+            self.nft.patch(patch)
+
+    def _record(self, commands: list[Json]) -> None:
+        self.batches.append(commands)
+        if self.fail_next:
+            self.fail_next = False
+            raise NftError("nft failed (1): injected", commands)
+
+
+def as_commands(patch: Patch) -> list[Json]:
+    """What a netlink patch does, as libnftables JSON commands."""
+    creates, elements, removes = patch
+    t = {"family": "inet", "table": R.TABLE}
+    out: list[Json] = []
+    for chain in creates:
+        out.append({"add": {"chain": {**t, "name": chain.name}}})
+        out += [{"add": {"rule": {**t, "chain": chain.name, "expr": [
+            {"jump": {"target": target}}], **({"comment": comment} if comment else {})}}}
+            for target, comment in chain.rules]
+    out += [{"delete" if c.delete else "add": {"element": {**t, "name": c.name, "elem": [
+        key if chain is None else [key, {"jump": {"target": chain}}]
+        for key, chain in c.elements]}}} for c in elements]
+    out += [{"flush": {"chain": {**t, "name": name}}} for name in removes]
+    out += [{"delete": {"chain": {**t, "name": name}}} for name in removes]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +122,10 @@ class Spy(NftablesBackend):
         return super().desired(ruleset, built)
 
 
-def fresh_backend(run: NetnsNft) -> Spy:
-    backend = Spy(run, options=Options())
+def fresh_backend(run: NetnsNft, *, netlink: bool = True) -> Spy:
+    """The backend as production builds it (pod events over netlink), or as it runs
+    through the ``nft`` command (every transaction JSON)."""
+    backend = Spy(run, options=Options(), patch=run.patch if netlink else None)
     backend.remove_all()  # whatever an earlier example left
     run.batches.clear()
     return backend
@@ -233,13 +266,16 @@ def written(batch: list[Json], unions: set[str]) -> Counter[str]:
 
 
 # ---- the property ------------------------------------------------------------------------
-def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft) -> None:
+@pytest.mark.parametrize("netlink", [True, False], ids=["netlink", "json"])
+def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool) -> None:
     """After every batch of pod changes synced through the delta path, what the backend
     believes the kernel holds is exactly what a full sync of the full compile would leave,
-    and the kernel agrees.  Across the run, every kind of change must have been taken."""
+    and the kernel agrees.  Across the run, every kind of change must have been taken;
+    in production (``netlink``) each as one netlink transaction, libnftables untouched."""
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=200 if netlink else 60, deadline=None,
+              suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         state = data.draw(cluster_states(PODS, max_policies=3, non_participants=True))
@@ -247,7 +283,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft) -> None:
             state = with_overlapping_policies(state)
         options = Options()
         inc = IncrementalCompiler(options)
-        backend = fresh_backend(nft_ns)
+        backend = fresh_backend(nft_ns, netlink=netlink)
         backend.sync(inc.full(state), full_check=True)
         pods = {p.key: p for p in state.pods}
         for batch in data.draw(change_batches(state)):
@@ -264,7 +300,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft) -> None:
             ruleset, touched = patched if patched is not None else (inc.full(current), None)
             if touched is not None and previous is not None and data.draw(st.booleans()):
                 touched = exact_deltas(previous, ruleset)
-            builds, batches = backend.builds, len(nft_ns.batches)
+            builds, batches, patches = backend.builds, len(nft_ns.batches), nft_ns.patches
             assert backend._patching is not None
             unions = {u for u, parts in backend._patching.roles.unions.items()
                       if not u.endswith("_default_allow")}
@@ -274,6 +310,8 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft) -> None:
             assert _differences(want, backend.read_state()) == []
             if touched is not None and backend.builds == builds:
                 seen["delta syncs"] += 1
+                assert nft_ns.patches - patches == (len(nft_ns.batches) - batches
+                                                    if netlink else 0)
                 for b in nft_ns.batches[batches:]:
                     seen.update(written(b, unions))
             elif touched is not None:
@@ -497,6 +535,44 @@ def test_a_large_element_batch_over_netlink(nft_ns: NetnsNft) -> None:
                                               **dict.fromkeys(ips, chain)}
     nft_ns(remove)
     assert backend.read_state() == before
+
+
+def test_jump_chains_over_netlink_are_what_libnftables_writes(nft_ns: NetnsNft) -> None:
+    """A pod's new group chain goes over netlink: the kernel then holds what libnftables
+    writes for the same commands (rules, order, comment), and the removal of chains that
+    jump to each other, in any order, goes in one transaction; a refused one changes
+    nothing and names what the kernel refused."""
+    backend = fresh_backend(nft_ns)
+    backend.sync(compile_ruleset(web_cluster([])), full_check=True)
+    t = {"family": "inet", "table": R.TABLE}
+    nft_ns([{"add": {"chain": {**t, "name": name}}} for name in ("t1", "t2")])
+    rules = (("t1", "#0123456789ab first"), ("t2", ""), ("t1", ""))
+    nft_ns.patch(([NL.JumpChain("g-netlink", rules)], [], []))
+    nft_ns([{"add": {"chain": {**t, "name": "g-json"}}},
+            *({"add": {"rule": {**t, "chain": "g-json", "expr": [{"jump": {"target": target}}],
+                                **({"comment": comment} if comment else {})}}}
+              for target, comment in rules)])
+
+    def chains() -> dict[str, list[Json]]:
+        listing = nft_ns([{"list": {"table": {"family": "inet", "name": R.TABLE}}}])
+        out: dict[str, list[Json]] = {item["chain"]["name"]: [] for item in listing["nftables"]
+                                      if "chain" in item}
+        for item in listing["nftables"]:
+            if "rule" in item:
+                out[item["rule"]["chain"]].append({k: v for k, v in item["rule"].items()
+                                                   if k not in ("chain", "handle")})
+        return out
+
+    before = chains()
+    assert before["g-netlink"] == before["g-json"] and len(before["g-json"]) == 3
+    assert backend.read_state().chains["g-netlink"] == "0123456789ab"
+    with pytest.raises(NftError, match="flush chain inet weave-npc nowhere: No such file"):
+        nft_ns.patch(([], [], ["t1", "g-json", "g-netlink", "nowhere"]))
+    assert chains() == before
+    nft_ns.patch(([], [], ["t1", "g-json", "g-netlink"]))
+    after = chains()
+    assert {"t1", "g-json", "g-netlink"}.isdisjoint(after) and after["t2"] == []
+    assert after == {k: v for k, v in before.items() if k not in ("t1", "g-json", "g-netlink")}
 
 
 # ---- new sets filled over netlink before the transaction that uses them ---------------------

@@ -1,4 +1,5 @@
-"""nf_tables element changes straight over netlink: what a pod event writes.
+"""nf_tables element changes (and chains of plain jumps) straight over netlink: what a
+pod event writes.
 
 libnftables (1.0.6, Debian 12) fills its cache before it evaluates any batch: for an
 element command it dumps every table, chain and set of the host and the elements of
@@ -10,9 +11,11 @@ libnftables) and costs a fraction of a millisecond.
 
 Only what this module encodes exactly is taken (see :func:`element_commands`): element
 commands on ``inet`` sets keyed by IPv4 addresses, map elements whose value jumps to a
-chain.  Anything else goes through libnftables.  The messages are packed with
-:mod:`struct`; a test checks them against pyroute2's encoder.  The socket belongs to the
-network namespace it was opened in.
+chain, and regular chains whose rules are each one jump (:class:`JumpChain`, a pod's new
+group chain) with the comment nft would store.  Anything else goes through libnftables.
+The messages are packed with :mod:`struct`; tests check them against pyroute2's encoder
+and what libnftables makes of the same commands.  The socket belongs to the network
+namespace it was opened in.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.
 _BATCH_BEGIN, _BATCH_END = 0x10, 0x11
+_NEWCHAIN, _DELCHAIN, _NEWRULE, _DELRULE = 3, 5, 6, 8
 _NEWSETELEM, _DELSETELEM = 12, 14
+_CHAIN_TABLE, _CHAIN_NAME = 1, 3  # NFTA_CHAIN_*
+_RULE_TABLE, _RULE_CHAIN, _RULE_EXPRESSIONS, _RULE_USERDATA = 1, 2, 4, 7  # NFTA_RULE_*
+_LIST_ELEM = 1  # NFTA_LIST_ELEM
+_EXPR_NAME, _EXPR_DATA = 1, 2  # NFTA_EXPR_*
+_IMMEDIATE_DREG, _IMMEDIATE_DATA = 1, 2  # NFTA_IMMEDIATE_*
+_REG_VERDICT = 0
+_UDATA_RULE_COMMENT = 0  # libnftnl's NFTNL_UDATA_RULE_COMMENT: how nft stores a comment
+_NLM_F_APPEND = 0x800
 _LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3  # NFTA_SET_ELEM_LIST_*
 _ELEM_KEY, _ELEM_DATA = 1, 2  # NFTA_SET_ELEM_*
 _DATA_VALUE, _DATA_VERDICT = 1, 2  # NFTA_DATA_*
@@ -74,6 +86,19 @@ class ElementCommand:
     elements: tuple[tuple[str, str | None], ...]
 
 
+@dataclass(frozen=True)
+class JumpChain:
+    """A new regular chain whose rules each jump to a chain: (chain, rule comment)."""
+
+    name: str
+    rules: tuple[tuple[str, str], ...]
+
+
+Message = tuple[int, int, str, bytes, str]
+"""One message of a transaction: nf_tables message type, flags, family, attributes and
+what it does (to name it if the kernel refuses it)."""
+
+
 def element_commands(commands: Sequence[dict[str, Any]]) -> list[ElementCommand] | None:
     """``commands`` (libnftables JSON) as element commands; None if any is something
     else, or holds an element this module does not encode."""
@@ -107,7 +132,7 @@ def _element(value: Any, delete: bool) -> tuple[str, str | None] | None:
     """A set element (an IPv4 address) or, to add, a map element jumping to a chain.
     (Called for every element of a batch: exact type checks, no copies.)"""
     if type(value) is str:
-        return (value, None) if _ipv4(value) else None
+        return (value, None) if is_ipv4(value) else None
     if delete or type(value) is not list or len(value) != 2:
         return None
     key, data = value
@@ -117,12 +142,12 @@ def _element(value: Any, delete: bool) -> tuple[str, str | None] | None:
     if type(jump) is not dict or len(jump) != 1:
         return None
     target = jump.get("target")
-    if type(target) is not str or not _ipv4(key):
+    if type(target) is not str or not is_ipv4(key):
         return None
     return key, target
 
 
-def _ipv4(text: str) -> bool:
+def is_ipv4(text: str) -> bool:
     """Whether ``text`` is an IPv4 address in dotted-quad form (inet_pton is strict)."""
     try:
         socket.inet_pton(socket.AF_INET, text)
@@ -141,22 +166,66 @@ _PLAIN_HEADS = tuple(_PLAIN.pack(_PLAIN.size + 4, i | NLA_F_NESTED, _PLAIN.size,
 ignores the number)."""
 
 
-def _message_for(delete: bool, family: str, table: str, name: str, elements: bytes,
-                 seq: int) -> bytes:
+def _elements_message(delete: bool, family: str, table: str, name: str, elements: bytes
+                      ) -> Message:
     attrs = (attr(_LIST_TABLE, text(table)) + attr(_LIST_SET, text(name))
              + attr(_LIST_ELEMENTS | NLA_F_NESTED, elements))
-    kind = (NFNL_SUBSYS_NFTABLES << 8) | (_DELSETELEM if delete else _NEWSETELEM)
     # NLM_F_CREATE without NLM_F_EXCL: ``add element`` (an existing element is no error).
-    flags = NLM_F_REQUEST | NLM_F_ACK | (0 if delete else NLM_F_CREATE)
-    return message(kind, flags, seq, _FAMILIES[family], 0, attrs)
+    return (_DELSETELEM if delete else _NEWSETELEM, 0 if delete else NLM_F_CREATE, family,
+            attrs, f"{'delete' if delete else 'add'} element {family} {table} {name}")
+
+
+def _element_messages(command: ElementCommand) -> list[Message]:
+    return [_elements_message(command.delete, command.family, command.table, command.name,
+                              elements) for elements in _encoded_elements(command)]
+
+
+def _comment(text_: str) -> bytes:
+    """A rule's user data holding ``text_`` as nft's comment (a type-length-value)."""
+    value = text_.encode()[:254] + b"\0"
+    return bytes((_UDATA_RULE_COMMENT, len(value))) + value
+
+
+def chain_messages(table: str, chain: JumpChain) -> list[Message]:
+    """Create ``chain`` in ``inet table`` (``add chain``, then ``add rule`` for each jump)."""
+    head = attr(_CHAIN_TABLE, text(table)) + attr(_CHAIN_NAME, text(chain.name))
+    out: list[Message] = [(_NEWCHAIN, NLM_F_CREATE, "inet", head,
+                           f"add chain inet {table} {chain.name}")]
+    where = attr(_RULE_TABLE, text(table)) + attr(_RULE_CHAIN, text(chain.name))
+    for target, comment in chain.rules:
+        immediate = (attr(_IMMEDIATE_DREG, struct.pack("!I", _REG_VERDICT))
+                     + attr(_IMMEDIATE_DATA | NLA_F_NESTED, _verdict(target)))
+        expr = attr(_LIST_ELEM | NLA_F_NESTED, attr(_EXPR_NAME, text("immediate"))
+                    + attr(_EXPR_DATA | NLA_F_NESTED, immediate))
+        attrs = where + attr(_RULE_EXPRESSIONS | NLA_F_NESTED, expr)
+        if comment:
+            attrs += attr(_RULE_USERDATA, _comment(comment))
+        out.append((_NEWRULE, NLM_F_CREATE | _NLM_F_APPEND, "inet", attrs,
+                    f"add rule inet {table} {chain.name} jump {target}"))
+    return out
+
+
+def removal_messages(table: str, chains: Sequence[str]) -> list[Message]:
+    """Remove regular chains ``chains`` of ``inet table``: every one flushed (a rule
+    message without a handle), then every one deleted, since a jump holds its target."""
+    flushes: list[Message] = [
+        (_DELRULE, 0, "inet", attr(_RULE_TABLE, text(table)) + attr(_RULE_CHAIN, text(name)),
+         f"flush chain inet {table} {name}") for name in chains]
+    return flushes + [
+        (_DELCHAIN, 0, "inet", attr(_CHAIN_TABLE, text(table)) + attr(_CHAIN_NAME, text(name)),
+         f"delete chain inet {table} {name}") for name in chains]
+
+
+def _verdict(chain: str) -> bytes:
+    """Data that is a jump to ``chain``."""
+    return attr(_DATA_VERDICT | NLA_F_NESTED, attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
+                + attr(_VERDICT_CHAIN, text(chain)))
 
 
 @functools.lru_cache(maxsize=4096)
 def _jump(chain: str) -> bytes:
     """An element's data: a jump to ``chain`` (the same for every pod of a group)."""
-    verdict = (attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
-               + attr(_VERDICT_CHAIN, text(chain)))
-    return attr(_ELEM_DATA | NLA_F_NESTED, attr(_DATA_VERDICT | NLA_F_NESTED, verdict))
+    return attr(_ELEM_DATA | NLA_F_NESTED, _verdict(chain))
 
 
 _KEY = struct.Struct("=HHHH")  # the key attribute and its value's header
@@ -194,8 +263,8 @@ def encode(command: ElementCommand, seq: int) -> bytes:
     """The NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message for ``command`` (whose element
     list must fit one message)."""
     [elements] = _encoded_elements(command)
-    return _message_for(command.delete, command.family, command.table, command.name,
-                        elements, seq)
+    return _numbered(_elements_message(command.delete, command.family, command.table,
+                                       command.name, elements), seq)
 
 
 def _address_list(addresses: Sequence[str]) -> bytes:
@@ -208,16 +277,23 @@ def _address_list(addresses: Sequence[str]) -> bytes:
 def encode_addresses(table: str, name: str, addresses: Sequence[str], seq: int) -> bytes:
     """Add ``addresses`` (at most :data:`FILL_PER_MESSAGE`) to set ``name`` of ``inet
     table``: the same message as :func:`encode`'s."""
-    return _message_for(False, "inet", table, name, _address_list(addresses), seq)
+    return _numbered(_elements_message(False, "inet", table, name, _address_list(addresses)),
+                     seq)
 
 
-def _batch(messages: Sequence[bytes], first: int) -> bytes:
+def _numbered(m: Message, seq: int) -> bytes:
+    kind, flags, family, attrs, _ = m
+    return message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq,
+                   _FAMILIES[family], 0, attrs)
+
+
+def _batch(messages: Sequence[Message], first: int) -> bytes:
     """One transaction: BATCH_BEGIN (sequence ``first``), ``messages``, BATCH_END."""
     begin = message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
                     NFNL_SUBSYS_NFTABLES, b"")
     end = message(_BATCH_END, NLM_F_REQUEST, first + len(messages) + 1, socket.AF_UNSPEC,
                   NFNL_SUBSYS_NFTABLES, b"")
-    return begin + b"".join(messages) + end
+    return begin + b"".join(_numbered(m, first + 1 + i) for i, m in enumerate(messages)) + end
 
 
 class NftNetlink:
@@ -238,13 +314,22 @@ class NftNetlink:
     def __call__(self, commands: Sequence[ElementCommand]) -> None:
         """Commit ``commands`` as one transaction and wait for every acknowledgement.
         Raises :class:`NetlinkRefused` naming the first command the kernel refused."""
-        messages = [(c, elements) for c in commands for elements in _encoded_elements(c)]
-        first = self._next(len(messages))
-        self._commit(_batch([_message_for(c.delete, c.family, c.table, c.name, elements,
-                                          first + 1 + i)
-                             for i, (c, elements) in enumerate(messages)], first),
-                     first, [f"{'delete' if c.delete else 'add'} element {c.family} {c.table} "
-                             f"{c.name}" for c, _ in messages])
+        self.transaction([m for c in commands for m in _element_messages(c)])
+
+    def patch(self, table: str, creates: Sequence[JumpChain],
+              elements: Sequence[ElementCommand], removes: Sequence[str]) -> None:
+        """One transaction: create the chains ``creates`` of ``inet table``, then apply
+        the element commands, then remove the chains ``removes`` (a pod event's)."""
+        self.transaction([*(m for c in creates for m in chain_messages(table, c)),
+                          *(m for c in elements for m in _element_messages(c)),
+                          *removal_messages(table, removes)])
+
+    def transaction(self, messages: Sequence[Message]) -> None:
+        """Commit ``messages`` as one transaction and wait for every acknowledgement.
+        Raises :class:`NetlinkRefused` naming the first message the kernel refused."""
+        if messages:
+            first = self._next(len(messages))
+            self._commit(_batch(messages, first), first, [m[4] for m in messages])
 
     def fill(self, table: str,
              sets: Iterable[tuple[str, Collection[str] | Mapping[str, str]]]) -> None:
@@ -273,10 +358,8 @@ class NftNetlink:
             self._fill_batch(table, lists)
 
     def _fill_batch(self, table: str, lists: Sequence[tuple[str, bytes]]) -> None:
-        first = self._next(len(lists))
-        self._commit(_batch([_message_for(False, "inet", table, name, payload, first + 1 + i)
-                             for i, (name, payload) in enumerate(lists)], first),
-                     first, [f"add element inet {table} {name}" for name, _ in lists])
+        self.transaction([_elements_message(False, "inet", table, name, payload)
+                          for name, payload in lists])
 
     def _next(self, count: int) -> int:
         """The sequence number of the next batch of ``count`` messages (its BATCH_BEGIN's;

@@ -25,7 +25,7 @@ import json
 import queue
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,14 @@ from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import IpSet, Ruleset, SetKind
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
-from npc.dataplane.nft_netlink import NetlinkRefused, NftNetlink, element_commands
+from npc.dataplane.nft_netlink import (
+    ElementCommand,
+    JumpChain,
+    NetlinkRefused,
+    NftNetlink,
+    element_commands,
+    is_ipv4,
+)
 from npc.render import nft as R
 
 Json = dict[str, Any]
@@ -59,6 +66,9 @@ the size of a transaction, and glibc keeps its peak."""
 SetFill = tuple[str, Collection[str] | Mapping[str, str]]
 """A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
 and the chain each address jumps to."""
+Patch = tuple[list[JumpChain], list[ElementCommand], list[str]]
+"""A pod event's writes, for netlink: chains to create, element commands, chains to
+remove (see :meth:`NftNetlink.patch`)."""
 NftRunner = Callable[[list[Json]], Json]
 """Runs one JSON batch, returns the parsed JSON output (for list commands)."""
 
@@ -109,6 +119,17 @@ class LibNftables:
                 self._netlink.fill(R.TABLE, sets)
             except NetlinkRefused as exc:
                 raise NftError(f"nft failed (netlink fill): {exc}") from None
+
+    def patch(self, patch: Patch) -> None:
+        """A pod event's transaction over netlink: new group chains, element changes,
+        emptied group chains (libnftables would first refill its cache of the whole
+        table, a cost that grows with the cluster)."""
+        assert self._netlink is not None
+        with self._netlink_lock:
+            try:
+                self._netlink.patch(R.TABLE, *patch)
+            except NetlinkRefused as exc:
+                raise NftError(f"nft failed (netlink): {exc}") from None
 
 
 class NftCli:
@@ -192,14 +213,18 @@ def parse_table(listing: Json) -> NftState:
 
 class NftablesBackend:
     def __init__(self, run: NftRunner, *, options: Options,
-                 fill: Callable[[list[SetFill]], None] | None = None) -> None:
+                 fill: Callable[[list[SetFill]], None] | None = None,
+                 patch: Callable[[Patch], None] | None = None) -> None:
         self.run = run
         self.options = options
-        if fill is None and isinstance(run, LibNftables) and run.fills:
-            fill = run.fill
+        if isinstance(run, LibNftables) and run.fills:
+            fill, patch = fill or run.fill, patch or run.patch
         self.fill = fill
         """Fills new sets before the transaction that puts them to use (see
         :meth:`_declare_and_fill`); without it their elements are in that transaction."""
+        self.patch = patch
+        """Writes a pod event's transaction (see :meth:`_sync_elements`); without it, that
+        goes through ``run`` as JSON."""
         self._known: NftState | None = None
         """What we believe the kernel holds: what the last successful sync wrote."""
         self._patching: _Patching | None = None
@@ -385,19 +410,47 @@ class NftablesBackend:
         plan = self._patching.plan(known, deltas) if self._patching is not None else None
         if plan is None:
             return None
-        commands = self._element_commands(plan)
+        patch = self._netlink_patch(plan) if self.patch is not None else None
+        commands = self._element_commands(plan) if patch is None else []
         report = ApplyReport(commands=0)
-        if commands:
+        if (patch is not None and any(patch)) or commands:
             self._known = None  # if the transaction fails, the next sync reads the kernel
-            self.run(commands)
+            if patch is not None:
+                assert self.patch is not None
+                self.patch(patch)
+                report.ipset_lines = len(patch[1])
+            else:
+                self.run(commands)
+                report.ipset_lines = sum(1 for c in commands if any(
+                    "element" in c.get(v, {}) for v in ("add", "delete")))
             report.commands = 1
-            report.ipset_lines = sum(1 for c in commands if any(
-                "element" in c.get(v, {}) for v in ("add", "delete")))
             report.chains_rewritten = [c.name for c in plan.creates]
         assert self._patching is not None
         self._patching.commit(known, plan, deltas)
         self._known = known
         return report
+
+    def _netlink_patch(self, plan: _ElementPlan) -> Patch | None:
+        """``plan`` as :meth:`_element_commands` orders it, for netlink; None if an
+        element is not an IPv4 address (netlink here encodes no other)."""
+        def command(delete: bool, name: str, elements: Sequence[tuple[str, str | None]]
+                    ) -> ElementCommand:
+            return ElementCommand(delete, "inet", R.TABLE, name, tuple(elements))
+
+        changes = ((False, plan.add), (True, plan.delete), (True, plan.unmap))
+        elements = [command(delete, name, [(e, None) for e in sorted(members)])
+                    for delete, per_set in changes
+                    for name, members in sorted(per_set.items()) if members]
+        elements += [command(False, name, sorted(targets.items()))
+                     for name, targets in sorted(plan.remap.items()) if targets]
+        if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
+            return None
+        creates = []
+        for chain in plan.creates:
+            rules = chain.rules_with_fingerprint()
+            creates.append(JumpChain(chain.name, tuple(
+                (r["expr"][0]["jump"]["target"], r.get("comment", "")) for r in rules)))
+        return creates, elements, list(plan.gone)
 
     def _element_commands(self, plan: _ElementPlan) -> list[Json]:
         """New group chains first (map elements jump to them), then set and map elements,
@@ -416,10 +469,7 @@ class NftablesBackend:
         cmds += [{"add": {"element": self._t(name=name, elem=[
             [k, {"jump": {"target": chain}}] for k, chain in sorted(targets.items())])}}
             for name, targets in sorted(plan.remap.items()) if targets]
-        for name in plan.gone:
-            cmds += [{"flush": {"chain": self._t(name=name)}},
-                     {"delete": {"chain": self._t(name=name)}}]
-        return cmds
+        return cmds + _chain_removals(plan.gone, self._t)
 
     def differences(self, ruleset: Ruleset) -> list[str]:
         """What in the kernel differs from ``ruleset`` (for ``npc debug``)."""
@@ -499,9 +549,7 @@ class NftablesBackend:
                     cmds.append({"flush": {"chain": self._t(name=c.name)}})
                 cmds += [{"add": {"rule": self._t(chain=c.name, **r)}}
                          for r in c.rules_with_fingerprint()]
-        for name in sorted(set(state.chains) - wanted_chains):
-            cmds += [{"flush": {"chain": self._t(name=name)}},
-                     {"delete": {"chain": self._t(name=name)}}]
+        cmds += _chain_removals(sorted(set(state.chains) - wanted_chains), self._t)
         for name in sorted(set(state.sets) - {s.name for s in want.sets}):
             cmds.append({"delete": {"set": self._t(name=name)}})
         return cmds
@@ -754,6 +802,13 @@ class _Patching:
                     members.discard(ip)
                 else:
                     members.add(ip)
+
+
+def _chain_removals(names: Sequence[str], spec: Callable[..., Json]) -> list[Json]:
+    """Remove chains ``names``: all flushed before any is deleted, since a group chain's
+    jumps hold the target chains (a chain something jumps to cannot go)."""
+    return ([{"flush": {"chain": spec(name=name)}} for name in names]
+            + [{"delete": {"chain": spec(name=name)}} for name in names])
 
 
 def expected_state(want: R.NftTable) -> NftState:

@@ -4,10 +4,13 @@ The semantics are those of the iptables layout (see :mod:`npc.compile.layout`); 
 is built for lookups instead of walks:
 
 * every pod a policy isolates is a key of a **verdict map** (``ingress_dispatch`` by
-  destination, ``egress_dispatch`` by source) whose value jumps to the chain of exactly the
-  policies that select it (pods selected by the same set of policies share one chain), so
-  a new connection costs one hash lookup plus the rules of the policies that concern it —
-  never a walk over the rules of unrelated policies;
+  destination, ``egress_dispatch`` by source) whose value jumps to the **group chain** of
+  exactly the target sets it is in (pods selected by the same policies share one); a group
+  chain only jumps to the **target chain** of each of its target sets, which holds the
+  rules of the policies selecting that set.  So a new connection costs one hash lookup
+  plus the rules of the policies that concern it — never a walk over the rules of
+  unrelated policies — and a pod that needs a new group costs a chain of plain jumps
+  (written over netlink, see :mod:`npc.dataplane.nft_netlink`), whatever its policies;
 * the pods no policy isolates are one set per direction (``*_default_allow``);
 * selector sets become ``ipv4_addr`` sets (a namespace-selector list:set becomes the union
   of its members), except sets become interval sets;
@@ -19,7 +22,7 @@ nftables has no ``physdev`` match, and in the ``inet`` family a bridged packet's
 interface is the bridge itself.  So a two-rule ``bridge weave-npc`` table marks packets that
 enter from (``FROM_ROUTER``) or leave through (``TO_ROUTER``) the router's bridge port,
 and the ``inet`` chains read the mark: the same bypass as iptables' ``physdev`` rules.
-Rule order never matters inside a group chain: every policy rule is an allow.
+Rule order never matters inside a group or target chain: every policy rule is an allow.
 """
 
 from __future__ import annotations
@@ -87,16 +90,16 @@ class Dispatch:
     map: str
     prefix: str
     targets: frozenset[str]
-    """The target sets (Ruleset names) of this direction's policies that exist."""
-    bodies: dict[str, tuple[Json, ...]]
-    """Target set → the rules its policies put in every group chain that holds it."""
+    """The target sets (Ruleset names) of this direction's policies that exist; each has
+    its target chain."""
     groups: dict[str, frozenset[str]]
     """Group chain → its key: the target sets each of its pods is in."""
 
     def chain(self, key: frozenset[str]) -> NftChain:
-        """The group chain of the pods in exactly the target sets ``key``."""
+        """The group chain of the pods in exactly the target sets ``key``: a jump to the
+        target chain of each (its name tells its content)."""
         return NftChain(group_chain_name(self.prefix, key),
-                        tuple(r for target in sorted(key) for r in self.bodies.get(target, ())))
+                        tuple(jump_rule(target_chain_name(self.prefix, t)) for t in sorted(key)))
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,17 @@ def group_chain_name(prefix: str, key: frozenset[str]) -> str:
     return f"{prefix}-" + hashlib.sha1("|".join(sorted(key)).encode()).hexdigest()[:12]
 
 
+def target_chain_name(prefix: str, target: str) -> str:
+    """The chain of the rules of the policies selecting target set ``target`` (whose nft
+    set, when it has one, is named the same after the prefix)."""
+    return f"{prefix}-{set_name(target)}"
+
+
+def jump_rule(chain: str) -> Json:
+    """A group chain's rule: a plain jump (no counter: the target chain's rules count)."""
+    return {"expr": [{"jump": {"target": chain}}]}
+
+
 def _ipv4_order(ip: str) -> tuple[int, ...]:
     """Pod addresses (IPv4) in numeric order, cheaper than parsing each one."""
     return tuple(map(int, ip.split(".")))
@@ -255,20 +269,22 @@ def _groups(members: dict[str, frozenset[str]], prefix: str
 
 
 def _bodies(rules: dict[str, list[Rule]], verdict: Json) -> dict[str, tuple[Json, ...]]:
-    """Target set → its rules as nftables rules (shared by every group chain holding it)."""
+    """Target set → its rules as nftables rules: its target chain."""
     return {target: tuple(_rule([*(e for m in r.matches for e in _term(m)), verdict],
                                 "; ".join(str(o) for o in r.origins)) for r in target_rules)
             for target, target_rules in rules.items()}
 
 
 def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[str, list[Rule]],
-              verdict: Json) -> tuple[Dispatch, NftMap]:
-    """One direction's dispatch map and the layout of its group chains."""
+              verdict: Json) -> tuple[Dispatch, NftMap, list[NftChain]]:
+    """One direction's dispatch map, the layout of its group chains and its target
+    chains."""
     prefix = direction.lower()
     groups, elements = _groups(targets, prefix)
-    layout = Dispatch(f"{prefix}_dispatch", prefix, frozenset(targets), _bodies(rules, verdict),
-                      groups)
-    return layout, NftMap(layout.map, tuple(elements))
+    layout = Dispatch(f"{prefix}_dispatch", prefix, frozenset(targets), groups)
+    bodies = _bodies(rules, verdict)
+    chains = [NftChain(target_chain_name(prefix, t), bodies.get(t, ())) for t in targets]
+    return layout, NftMap(layout.map, tuple(elements)), chains
 
 
 def _union(sets: Mapping[str, IpSet], names_: list[str]) -> frozenset[str]:
@@ -332,9 +348,10 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
         return {t: frozenset(m.value for m in by_name[t].members)
                 for t in names_ if t in by_name}
 
-    in_layout, in_map = _dispatch("Ingress", members(targets["Ingress"]), in_rules, ACCEPT)
-    out_layout, out_map = _dispatch("Egress", members(targets["Egress"]), out_rules,
-                                    _goto("egress-passed"))
+    in_layout, in_map, in_chains = _dispatch("Ingress", members(targets["Ingress"]), in_rules,
+                                             ACCEPT)
+    out_layout, out_map, out_chains = _dispatch("Egress", members(targets["Egress"]), out_rules,
+                                                _goto("egress-passed"))
     default_sources = {s.name for s in ruleset.sets if is_default_allow(s)}
     sets = _sets(ruleset, default_sources, built or {})
     sets += [NftSet("ingress_default_allow", False, _default_allow(ruleset, "ingress"),
@@ -345,7 +362,7 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
     # exactly when no egress policy exists anywhere.
     sets.append(NftSet(EGRESS_OPEN, False, frozenset() if any_egress else OPEN,
                        "0.0.0.0 when no egress policy exists anywhere"))
-    chains = _static_chains(allow_mcast)
+    chains = _static_chains(allow_mcast) + in_chains + out_chains
     chains += [layout.chain(key) for layout in (in_layout, out_layout)
                for key in layout.groups.values()]
     return NftTable(tuple(sorted(sets, key=lambda s: s.name)), (in_map, out_map),
