@@ -598,19 +598,38 @@ def hooked(batch: list[Json]) -> bool:
     return any("hook" in c.get("add", {}).get("chain", {}) for c in batch)
 
 
-def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: NetnsNft) -> None:
+@pytest.mark.parametrize("netlink_chains", [True, False], ids=["netlink", "libnftables"])
+def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: NetnsNft,
+                                                                    netlink_chains: bool) -> None:
     """A full sync with a fill: what nothing reaches yet is staged (new sets declared,
     chains and rules in batches), new address sets filled over netlink (in several
     messages and transactions when large), then one transaction makes it live; the kernel
-    ends as the single transaction would leave it."""
+    ends as the single transaction would leave it.  In production (``netlink_chains``)
+    the new chains, and the group chains' jumps, are one netlink transaction."""
     ruleset = compile_ruleset(big_cluster(), Options())
-    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill,
+                              patch=nft_ns.patch if netlink_chains else None)
     backend.remove_all()
     nft_ns.batches.clear()
     nft_ns.fills.clear()
+    nft_ns.patches = 0
     report = backend.sync(ruleset, full_check=True)
     assert backend.read_state() == full_state(ruleset)
     assert report.ipset_lines > 0
+    chains = [c for b in nft_ns.batches for c in b if "chain" in c.get("add", {})
+              and "hook" not in c["add"]["chain"]]
+    assert chains
+    if netlink_chains:  # recorded as the batch it stands for
+        assert nft_ns.patches == 1
+        [patched] = [b for b in nft_ns.batches if any("chain" in c["add"] for c in b)
+                     and not hooked(b)]
+        assert all(c in patched for c in chains)
+        groups = {c["add"]["rule"]["chain"] for c in patched if "rule" in c["add"]}
+        assert groups and all(name.count("-") == 1 for name in groups)  # group chains
+        assert not any(c.get("add", {}).get("rule", {}).get("chain") in groups
+                       for b in nft_ns.batches if b is not patched for c in b)
+    else:
+        assert nft_ns.patches == 0
 
     [fills] = nft_ns.fills
     filled = {name for name, _ in fills}
@@ -646,7 +665,7 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
     is filtered at all is an element of egress_open, not a different chain)."""
     ruleset = compile_ruleset(big_cluster(), Options())
     assert any("Egress" in p.directions for p in ruleset.policies)
-    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
     backend.prepare(install_hooks=False)
     assert backend.read_state().sets["egress_open"] == {"0.0.0.0"}
@@ -670,7 +689,7 @@ def test_a_failed_transaction_after_the_fill_is_repaired_by_the_next_sync(
     the kernel runs packets through refers to it, and the next sync (reading the kernel
     back) completes the table."""
     ruleset = compile_ruleset(web_cluster([]), Options())
-    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
     nft_ns.fills.clear()
     real = nft_ns.__call__
@@ -700,7 +719,7 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
     """sync_compiling: each new address set is created and filled while the compile
     goes on; the kernel ends as a plain sync leaves it, and a repeat writes nothing."""
     state = big_cluster()
-    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
     nft_ns.batches.clear()
     nft_ns.fills.clear()
@@ -732,11 +751,14 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
 def test_a_failing_loader_or_compile_leaves_the_next_sync_to_repair(
         nft_ns: NetnsNft) -> None:
     state = big_cluster()
-    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill)
+    backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
 
     def refuse(sets: list[SetFill]) -> None:
         raise NftError("nft failed (netlink fill): injected")
+
+    def refuse_chains(patch: Patch) -> None:
+        raise NftError("nft failed (netlink): chains injected")
 
     backend.fill = refuse
     with pytest.raises(NftError, match="injected"):  # in the loader
@@ -744,7 +766,11 @@ def test_a_failing_loader_or_compile_leaves_the_next_sync_to_repair(
     with pytest.raises(NftError, match="injected"):  # beside the staged rules
         backend.sync(compile_ruleset(state, Options()))
     assert not any(t.name == "nft-fill" for t in threading.enumerate())
-    backend.fill = nft_ns.fill
+    backend.fill, backend.patch = nft_ns.fill, refuse_chains
+    backend.remove_all()  # the failed syncs made the chains already
+    with pytest.raises(NftError, match="chains injected"):  # the staged chains
+        backend.sync(compile_ruleset(state, Options()))
+    backend.patch = nft_ns.patch
 
     def broken(on_set: SetListener | None) -> Ruleset:
         compile_ruleset(state, Options(), on_set)

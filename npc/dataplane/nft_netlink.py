@@ -186,11 +186,20 @@ def _comment(text_: str) -> bytes:
     return bytes((_UDATA_RULE_COMMENT, len(value))) + value
 
 
-def chain_messages(table: str, chain: JumpChain) -> list[Message]:
-    """Create ``chain`` in ``inet table`` (``add chain``, then ``add rule`` for each jump)."""
-    head = attr(_CHAIN_TABLE, text(table)) + attr(_CHAIN_NAME, text(chain.name))
-    out: list[Message] = [(_NEWCHAIN, NLM_F_CREATE, "inet", head,
-                           f"add chain inet {table} {chain.name}")]
+def chain_messages(table: str, chains: Sequence[JumpChain]) -> list[Message]:
+    """Create ``chains`` in ``inet table``: every chain (``add chain``) before any rule
+    (``add rule`` for each jump), since a jump needs its target."""
+    out: list[Message] = [
+        (_NEWCHAIN, NLM_F_CREATE, "inet",
+         attr(_CHAIN_TABLE, text(table)) + attr(_CHAIN_NAME, text(chain.name)),
+         f"add chain inet {table} {chain.name}") for chain in chains]
+    for chain in chains:
+        out += _jump_messages(table, chain)
+    return out
+
+
+def _jump_messages(table: str, chain: JumpChain) -> list[Message]:
+    out: list[Message] = []
     where = attr(_RULE_TABLE, text(table)) + attr(_RULE_CHAIN, text(chain.name))
     for target, comment in chain.rules:
         immediate = (attr(_IMMEDIATE_DREG, struct.pack("!I", _REG_VERDICT))
@@ -320,7 +329,7 @@ class NftNetlink:
               elements: Sequence[ElementCommand], removes: Sequence[str]) -> None:
         """One transaction: create the chains ``creates`` of ``inet table``, then apply
         the element commands, then remove the chains ``removes`` (a pod event's)."""
-        self.transaction([*(m for c in creates for m in chain_messages(table, c)),
+        self.transaction([*chain_messages(table, creates),
                           *(m for c in elements for m in _element_messages(c)),
                           *removal_messages(table, removes)])
 

@@ -382,15 +382,25 @@ class NftablesBackend:
                 or ("chain" in add and what["name"] in new_chains)
                 or ("rule" in add and what["chain"] in new_chains))
             (staged if unreached else rest).append(c)
-        # Sets, chains and maps come before any rule: once they are in, the fill (the
-        # kernel's work, over netlink) goes on beside the rules (libnftables' work).
-        declared = next((i for i, c in enumerate(staged) if "rule" in c["add"]), len(staged))
+        # Sets and maps, then chains, come before any rule: once they are in, the fill
+        # (the kernel's work, over netlink) goes on beside the rules (libnftables' work).
+        declarations = [c for c in staged if not {"chain", "rule"} & c["add"].keys()]
+        structure = [c for c in staged if {"chain", "rule"} & c["add"].keys()]
+        jumps, structure = (_jump_chains(structure) if self.patch is not None
+                            else ([], structure))
+        chains = next((i for i, c in enumerate(structure) if "rule" in c["add"]),
+                      len(structure))
         filling = _Background(self._fill_all, fills)
         try:
-            for start in range(0, len(staged), STAGE_BATCH):
-                self.run(staged[start:start + STAGE_BATCH])
-                if start + STAGE_BATCH >= declared:
+            for start in range(0, len(declarations), STAGE_BATCH):
+                self.run(declarations[start:start + STAGE_BATCH])
+            if jumps:
+                assert self.patch is not None
+                self.patch((jumps, [], []))
+            for start in range(0, len(structure), STAGE_BATCH):
+                if start >= chains:
                     filling.start()
+                self.run(structure[start:start + STAGE_BATCH])
         except BaseException:
             with contextlib.suppress(Exception):  # the staging's error is the one to tell
                 filling.join()
@@ -445,21 +455,20 @@ class NftablesBackend:
                      for name, targets in sorted(plan.remap.items()) if targets]
         if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
             return None
-        creates = []
-        for chain in plan.creates:
-            rules = chain.rules_with_fingerprint()
-            creates.append(JumpChain(chain.name, tuple(
-                (r["expr"][0]["jump"]["target"], r.get("comment", "")) for r in rules)))
+        creates, rest = _jump_chains(self._chain_commands(plan.creates))
+        assert not rest  # group chains only jump
         return creates, elements, list(plan.gone)
+
+    def _chain_commands(self, chains: list[R.NftChain]) -> list[Json]:
+        """Create the regular chains ``chains`` with their rules."""
+        cmds: list[Json] = [{"add": {"chain": self._t(name=c.name)}} for c in chains]
+        return cmds + [{"add": {"rule": self._t(chain=c.name, **r)}} for c in chains
+                       for r in c.rules_with_fingerprint()]
 
     def _element_commands(self, plan: _ElementPlan) -> list[Json]:
         """New group chains first (map elements jump to them), then set and map elements,
         then the group chains no map element jumps to any more."""
-        cmds: list[Json] = []
-        for chain in plan.creates:
-            cmds.append({"add": {"chain": self._t(name=chain.name)}})
-            cmds += [{"add": {"rule": self._t(chain=chain.name, **r)}}
-                     for r in chain.rules_with_fingerprint()]
+        cmds = self._chain_commands(plan.creates)
         for verb, per_set in (("add", plan.add), ("delete", plan.delete)):
             cmds += [{verb: {"element": self._t(name=name, elem=[
                 _elem_value(e) for e in sorted(elements)])}}
@@ -558,6 +567,32 @@ class NftablesBackend:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
                 self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
+
+
+def _jump_chains(commands: list[Json]) -> tuple[list[JumpChain], list[Json]]:
+    """The new chains that ``commands`` adds (``add chain``, then ``add rule``), for
+    netlink: every chain, and the rules of those whose rules are each a plain jump (the
+    group chains); the rest of ``commands`` (the other chains' rules) for libnftables."""
+    rules: dict[str, list[Json]] = {c["add"]["chain"]["name"]: [] for c in commands
+                                    if "chain" in c["add"]}
+    for c in commands:
+        if "rule" in c["add"]:
+            rules[c["add"]["rule"]["chain"]].append(c["add"]["rule"])
+    jumps = {name: [_jump(r) for r in chain_rules] for name, chain_rules in rules.items()}
+    plain = {name for name, targets in jumps.items() if None not in targets}
+    out = [JumpChain(name, tuple(t for t in jumps[name] if t is not None) if name in plain
+                     else ()) for name in rules]
+    return out, [c for c in commands if "rule" in c["add"]
+                 and c["add"]["rule"]["chain"] not in plain]
+
+
+def _jump(rule: Json) -> tuple[str, str] | None:
+    """(chain jumped to, comment) if ``rule`` (an ``add rule`` spec) is a plain jump."""
+    expr = rule.get("expr")
+    if (rule.keys() <= {"family", "table", "chain", "expr", "comment"} and type(expr) is list
+            and len(expr) == 1 and expr[0].keys() == {"jump"}):
+        return expr[0]["jump"]["target"], rule.get("comment", "")
+    return None
 
 
 class _Background:
