@@ -10,8 +10,9 @@ Match terms are small frozen values; a renderer (iptables or nftables) translate
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from npc.model.objects import Protocol
@@ -163,14 +164,14 @@ class Rule:
     verdict: Verdict
     comment: str
     origins: tuple[Origin, ...] = ()
-    fingerprint: str = field(default="", compare=False)
 
-    def __post_init__(self) -> None:
-        # The fingerprint identifies the rule's effect (matches and verdict) and is stored
-        # in the kernel rule's comment: reading comments back tells, without parsing the
-        # kernel's normalised rule text, whether a chain holds exactly the rules we want.
-        digest = hashlib.sha1(repr((self.matches, self.verdict)).encode()).hexdigest()[:10]
-        object.__setattr__(self, "fingerprint", digest)
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Identifies the rule's effect (matches and verdict); stored in the kernel rule's
+        comment, so reading comments back tells, without parsing the kernel's normalised
+        rule text, whether a chain holds exactly the rules we want.  Computed when first
+        asked for (the nftables backend never asks)."""
+        return hashlib.sha1(repr((self.matches, self.verdict)).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
