@@ -334,22 +334,32 @@ class NftablesBackend:
         want = want if want is not None else self.desired(ruleset)
         fills: list[SetFill] | None = [] if self.fill is not None else None
         commands = self.commands(want, state, fills)
+        # What the next delta sync needs, worked out while libnftables and the kernel work.
+        kept: list[tuple[NftState, _Patching | None]] = []
+        keeping = _Background(lambda _: kept.append(
+            (expected_state(want), _Patching.build(ruleset, want))), None, "nft-bookkeeping")
+        keeping.start()
         written: list[Json] = []
-        if fills is not None:
-            staged, commands = self._declare_and_fill(commands, fills)
-            report.commands += -(-len(staged) // STAGE_BATCH) + bool(fills)
-            report.ipset_lines += sum(1 for _, elements in fills if elements)
-            written += staged
-        if commands:
-            self.run(commands)
-            report.commands += 1
-            written += commands
+        try:
+            if fills is not None:
+                staged, commands = self._declare_and_fill(commands, fills)
+                report.commands += -(-len(staged) // STAGE_BATCH) + bool(fills)
+                report.ipset_lines += sum(1 for _, elements in fills if elements)
+                written += staged
+            if commands:
+                self.run(commands)
+                report.commands += 1
+                written += commands
+        except BaseException:
+            with contextlib.suppress(Exception):  # the writing's error is the one to tell
+                keeping.join()
+            raise
+        keeping.join()
         report.chains_rewritten = sorted({c["add"]["rule"]["chain"] for c in written
                                           if "rule" in c.get("add", {})})
         report.ipset_lines += sum(1 for c in written if any(
             "element" in c.get(v, {}) for v in ("add", "delete")))
-        self._known = expected_state(want)
-        self._patching = _Patching.build(ruleset, want)
+        [(self._known, self._patching)] = kept
         return report
 
     def _declare_and_fill(self, commands: list[Json], fills: list[SetFill]
@@ -599,14 +609,14 @@ class _Background:
     """``work(arg)`` in a thread of its own, started once (it inherits the starting
     thread's network namespace); join() raises what it raised."""
 
-    def __init__(self, work: Callable[[Any], None], arg: Any) -> None:
-        self._work, self._arg = work, arg
+    def __init__(self, work: Callable[[Any], None], arg: Any, name: str = "nft-fill") -> None:
+        self._work, self._arg, self._name = work, arg, name
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="nft-fill", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
