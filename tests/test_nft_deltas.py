@@ -17,11 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink import NLA_F_NESTED
+from pyroute2.netlink.nfnetlink.nftsocket import nft_rule_msg
 
 from npc.compile.compiler import Options, SetListener, compile_ruleset
 from npc.compile.incremental import IncrementalCompiler, PodChange, SetDeltas
 from npc.compile.ruleset import IpSet, Member, Ruleset
 from npc.dataplane import nft_netlink as NL
+from npc.dataplane.nfnetlink import attr
+from npc.dataplane.nft_expr import verdict
 from npc.dataplane.nftables import (
     LibNftables,
     NftablesBackend,
@@ -83,6 +86,24 @@ class NetnsNft:
             raise NftError("nft failed (1): injected", commands)
 
 
+def decoded(expressions: bytes) -> list[Json]:
+    """A rule's netlink expressions, decoded by pyroute2 (not by our encoder): a plain
+    jump as libnftables JSON says it, anything else as (name, attributes) pairs."""
+    message = nft_rule_msg(NL._numbered((NL._NEWRULE, 0, "inet", attr(
+        NL._RULE_EXPRESSIONS | NLA_F_NESTED, expressions), ""), 1))
+    message.decode()
+    out: list[Json] = []
+    for expression in message.get_attr("NFTA_RULE_EXPRESSIONS"):
+        name, data = expression.get_attr("NFTA_EXPR_NAME"), expression.get_attr("NFTA_EXPR_DATA")
+        verdict_ = data.get_attr("NFTA_IMMEDIATE_DATA") if name == "immediate" else None
+        jump = verdict_.get_attr("NFTA_DATA_VERDICT") if verdict_ is not None else None
+        if jump is not None and jump.get_attr("NFTA_VERDICT_CODE") == "NFT_JUMP":
+            out.append({"jump": {"target": jump.get_attr("NFTA_VERDICT_CHAIN")}})
+        else:
+            out.append({name: dict(data["attrs"])})
+    return out
+
+
 def as_commands(patch: Patch) -> list[Json]:
     """What a netlink patch does, as libnftables JSON commands."""
     creates, elements, removes = patch
@@ -90,9 +111,9 @@ def as_commands(patch: Patch) -> list[Json]:
     out: list[Json] = []
     for chain in creates:
         out.append({"add": {"chain": {**t, "name": chain.name}}})
-        out += [{"add": {"rule": {**t, "chain": chain.name, "expr": [
-            {"jump": {"target": target}}], **({"comment": comment} if comment else {})}}}
-            for target, comment in chain.rules]
+        out += [{"add": {"rule": {**t, "chain": chain.name, "expr": decoded(expressions),
+                                  **({"comment": comment} if comment else {})}}}
+                for expressions, comment in chain.rules]
     out += [{"delete" if c.delete else "add": {"element": {**t, "name": c.name, "elem": [
         key if chain is None else [key, {"jump": {"target": chain}}]
         for key, chain in c.elements]}}} for c in elements]
@@ -547,7 +568,8 @@ def test_jump_chains_over_netlink_are_what_libnftables_writes(nft_ns: NetnsNft) 
     t = {"family": "inet", "table": R.TABLE}
     nft_ns([{"add": {"chain": {**t, "name": name}}} for name in ("t1", "t2")])
     rules = (("t1", "#0123456789ab first"), ("t2", ""), ("t1", ""))
-    nft_ns.patch(([NL.JumpChain("g-netlink", rules)], [], []))
+    nft_ns.patch(([NL.NewChain("g-netlink", tuple(
+        (verdict("jump", target), comment) for target, comment in rules))], [], []))
     nft_ns([{"add": {"chain": {**t, "name": "g-json"}}},
             *({"add": {"rule": {**t, "chain": "g-json", "expr": [{"jump": {"target": target}}],
                                 **({"comment": comment} if comment else {})}}}
@@ -631,7 +653,11 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
     else:
         assert nft_ns.patches == 0
 
-    [fills] = nft_ns.fills
+    # Sets fill once declared, maps once the chains they jump to exist: in that order.
+    *set_fills, map_fills = nft_ns.fills
+    fills = [f for call in nft_ns.fills for f in call]
+    assert all(isinstance(elements, Mapping) for _, elements in map_fills)
+    assert not any(isinstance(elements, Mapping) for call in set_fills for _, elements in call)
     filled = {name for name, _ in fills}
     assert max(len(elements) for _, elements in fills) * 16 > NL.FILL_BYTES
     *staged, final = nft_ns.batches
@@ -642,7 +668,7 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
     assert not any("element" in c.get("add", {}) and c["add"]["element"]["name"] in filled
                    for b in nft_ns.batches for c in b)
     assert any("rule" in c["add"] for b in staged for c in b)
-    # Interval sets (ipBlocks) and the dispatch maps are not filled over netlink.
+    # Interval sets (ipBlocks) are not filled over netlink.
     interval = {s.name for s in R.build_table(ruleset, allow_mcast=True, any_egress=True).sets
                 if s.interval}
     assert interval and not interval & filled
@@ -738,11 +764,11 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
     by_name = ruleset.set_by_name()
     address_sets = {s.name for s in (R.address_set(i, by_name) for i in ruleset.sets) if s}
     assert offered and address_sets <= loaded
-    # The loader took every address set; the sync's own fill only the merged ones and
-    # the (new) dispatch maps.
-    assert {name for name, _ in nft_ns.fills[-1]} == {
-        "ingress_default_allow", "egress_default_allow", "egress_open",
-        "ingress_dispatch", "egress_dispatch"}
+    # The loader took every address set; the sync's own fills only the merged ones,
+    # then the (new) dispatch maps.
+    assert [{name for name, _ in batch} for batch in nft_ns.fills[-2:]] == [
+        {"ingress_default_allow", "egress_default_allow", "egress_open"},
+        {"ingress_dispatch", "egress_dispatch"}]
     assert report.ipset_lines >= len(address_sets)
     again = backend.sync(ruleset, full_check=True)
     assert again.ipset_lines == 0 and not again.chains_rewritten

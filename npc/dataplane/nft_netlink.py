@@ -1,5 +1,5 @@
-"""nf_tables element changes (and chains of plain jumps) straight over netlink: what a
-pod event writes.
+"""nf_tables element changes and new chains straight over netlink: what a pod event
+writes, and the chains of a full sync.
 
 libnftables (1.0.6, Debian 12) fills its cache before it evaluates any batch: for an
 element command it dumps every table, chain and set of the host and the elements of
@@ -11,8 +11,9 @@ libnftables) and costs a fraction of a millisecond.
 
 Only what this module encodes exactly is taken (see :func:`element_commands`): element
 commands on ``inet`` sets keyed by IPv4 addresses, map elements whose value jumps to a
-chain, and regular chains whose rules are each one jump (:class:`JumpChain`, a pod's new
-group chain) with the comment nft would store.  Anything else goes through libnftables.
+chain, and new regular chains (:class:`NewChain`) whose rules
+:mod:`npc.dataplane.nft_expr` encodes, with the comment nft would store.  Anything else
+goes through libnftables.
 The messages are packed with :mod:`struct`; tests check them against pyroute2's encoder
 and what libnftables makes of the same commands.  The socket belongs to the network
 namespace it was opened in.
@@ -34,6 +35,7 @@ from pyroute2.netlink import NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUES
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
 from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
+from npc.dataplane.nft_expr import COMMENT_BYTES, verdict_data
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.
 _BATCH_BEGIN, _BATCH_END = 0x10, 0x11
@@ -41,17 +43,11 @@ _NEWCHAIN, _DELCHAIN, _NEWRULE, _DELRULE = 3, 5, 6, 8
 _NEWSETELEM, _DELSETELEM = 12, 14
 _CHAIN_TABLE, _CHAIN_NAME = 1, 3  # NFTA_CHAIN_*
 _RULE_TABLE, _RULE_CHAIN, _RULE_EXPRESSIONS, _RULE_USERDATA = 1, 2, 4, 7  # NFTA_RULE_*
-_LIST_ELEM = 1  # NFTA_LIST_ELEM
-_EXPR_NAME, _EXPR_DATA = 1, 2  # NFTA_EXPR_*
-_IMMEDIATE_DREG, _IMMEDIATE_DATA = 1, 2  # NFTA_IMMEDIATE_*
-_REG_VERDICT = 0
 _UDATA_RULE_COMMENT = 0  # libnftnl's NFTNL_UDATA_RULE_COMMENT: how nft stores a comment
 _NLM_F_APPEND = 0x800
 _LIST_TABLE, _LIST_SET, _LIST_ELEMENTS = 1, 2, 3  # NFTA_SET_ELEM_LIST_*
 _ELEM_KEY, _ELEM_DATA = 1, 2  # NFTA_SET_ELEM_*
-_DATA_VALUE, _DATA_VERDICT = 1, 2  # NFTA_DATA_*
-_VERDICT_CODE, _VERDICT_CHAIN = 1, 2  # NFTA_VERDICT_*
-_NFT_JUMP = -3
+_DATA_VALUE = 1  # NFTA_DATA_VALUE
 _FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
 MAX_ELEMENTS = 200_000
 """Larger batches go through libnftables.  One datagram holds the whole transaction (the
@@ -87,11 +83,12 @@ class ElementCommand:
 
 
 @dataclass(frozen=True)
-class JumpChain:
-    """A new regular chain whose rules each jump to a chain: (chain, rule comment)."""
+class NewChain:
+    """A new regular chain and its rules, each (its expressions as
+    :func:`npc.dataplane.nft_expr.rule_expressions` encodes them, its comment)."""
 
     name: str
-    rules: tuple[tuple[str, str], ...]
+    rules: tuple[tuple[bytes, str], ...] = ()
 
 
 Message = tuple[int, int, str, bytes, str]
@@ -182,35 +179,25 @@ def _element_messages(command: ElementCommand) -> list[Message]:
 
 def _comment(text_: str) -> bytes:
     """A rule's user data holding ``text_`` as nft's comment (a type-length-value)."""
-    value = text_.encode()[:254] + b"\0"
+    value = text_.encode()[:COMMENT_BYTES] + b"\0"
     return bytes((_UDATA_RULE_COMMENT, len(value))) + value
 
 
-def chain_messages(table: str, chains: Sequence[JumpChain]) -> list[Message]:
+def chain_messages(table: str, chains: Sequence[NewChain]) -> list[Message]:
     """Create ``chains`` in ``inet table``: every chain (``add chain``) before any rule
-    (``add rule`` for each jump), since a jump needs its target."""
+    (``add rule``, appended in order), since a jump needs its target."""
     out: list[Message] = [
         (_NEWCHAIN, NLM_F_CREATE, "inet",
          attr(_CHAIN_TABLE, text(table)) + attr(_CHAIN_NAME, text(chain.name)),
          f"add chain inet {table} {chain.name}") for chain in chains]
     for chain in chains:
-        out += _jump_messages(table, chain)
-    return out
-
-
-def _jump_messages(table: str, chain: JumpChain) -> list[Message]:
-    out: list[Message] = []
-    where = attr(_RULE_TABLE, text(table)) + attr(_RULE_CHAIN, text(chain.name))
-    for target, comment in chain.rules:
-        immediate = (attr(_IMMEDIATE_DREG, struct.pack("!I", _REG_VERDICT))
-                     + attr(_IMMEDIATE_DATA | NLA_F_NESTED, _verdict(target)))
-        expr = attr(_LIST_ELEM | NLA_F_NESTED, attr(_EXPR_NAME, text("immediate"))
-                    + attr(_EXPR_DATA | NLA_F_NESTED, immediate))
-        attrs = where + attr(_RULE_EXPRESSIONS | NLA_F_NESTED, expr)
-        if comment:
-            attrs += attr(_RULE_USERDATA, _comment(comment))
-        out.append((_NEWRULE, NLM_F_CREATE | _NLM_F_APPEND, "inet", attrs,
-                    f"add rule inet {table} {chain.name} jump {target}"))
+        where = attr(_RULE_TABLE, text(table)) + attr(_RULE_CHAIN, text(chain.name))
+        for number, (expressions, comment) in enumerate(chain.rules, 1):
+            attrs = where + attr(_RULE_EXPRESSIONS | NLA_F_NESTED, expressions)
+            if comment:
+                attrs += attr(_RULE_USERDATA, _comment(comment))
+            out.append((_NEWRULE, NLM_F_CREATE | _NLM_F_APPEND, "inet", attrs,
+                        f"add rule inet {table} {chain.name} (rule {number})"))
     return out
 
 
@@ -225,16 +212,10 @@ def removal_messages(table: str, chains: Sequence[str]) -> list[Message]:
          f"delete chain inet {table} {name}") for name in chains]
 
 
-def _verdict(chain: str) -> bytes:
-    """Data that is a jump to ``chain``."""
-    return attr(_DATA_VERDICT | NLA_F_NESTED, attr(_VERDICT_CODE, struct.pack("!i", _NFT_JUMP))
-                + attr(_VERDICT_CHAIN, text(chain)))
-
-
 @functools.lru_cache(maxsize=4096)
 def _jump(chain: str) -> bytes:
     """An element's data: a jump to ``chain`` (the same for every pod of a group)."""
-    return attr(_ELEM_DATA | NLA_F_NESTED, _verdict(chain))
+    return attr(_ELEM_DATA | NLA_F_NESTED, verdict_data("jump", chain))
 
 
 _KEY = struct.Struct("=HHHH")  # the key attribute and its value's header
@@ -325,7 +306,7 @@ class NftNetlink:
         Raises :class:`NetlinkRefused` naming the first command the kernel refused."""
         self.transaction([m for c in commands for m in _element_messages(c)])
 
-    def patch(self, table: str, creates: Sequence[JumpChain],
+    def patch(self, table: str, creates: Sequence[NewChain],
               elements: Sequence[ElementCommand], removes: Sequence[str]) -> None:
         """One transaction: create the chains ``creates`` of ``inet table``, then apply
         the element commands, then remove the chains ``removes`` (a pod event's)."""

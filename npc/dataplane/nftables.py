@@ -34,10 +34,11 @@ from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import IpSet, Ruleset, SetKind
 from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
+from npc.dataplane.nft_expr import rule_expressions
 from npc.dataplane.nft_netlink import (
     ElementCommand,
-    JumpChain,
     NetlinkRefused,
+    NewChain,
     NftNetlink,
     element_commands,
     is_ipv4,
@@ -66,7 +67,7 @@ the size of a transaction, and glibc keeps its peak."""
 SetFill = tuple[str, Collection[str] | Mapping[str, str]]
 """A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
 and the chain each address jumps to."""
-Patch = tuple[list[JumpChain], list[ElementCommand], list[str]]
+Patch = tuple[list[NewChain], list[ElementCommand], list[str]]
 """A pod event's writes, for netlink: chains to create, element commands, chains to
 remove (see :meth:`NftNetlink.patch`)."""
 NftRunner = Callable[[list[Json]], Json]
@@ -392,31 +393,40 @@ class NftablesBackend:
                 or ("chain" in add and what["name"] in new_chains)
                 or ("rule" in add and what["chain"] in new_chains))
             (staged if unreached else rest).append(c)
-        # Sets and maps, then chains, come before any rule: once they are in, the fill
-        # (the kernel's work, over netlink) goes on beside the rules (libnftables' work).
+        # Sets and maps, then chains, come before any rule.  The new sets fill (the
+        # kernel's work, over netlink) as soon as they are declared, the maps once the
+        # chains they jump to exist; the chains' rules are encoded for netlink meanwhile.
         declarations = [c for c in staged if not {"chain", "rule"} & c["add"].keys()]
         structure = [c for c in staged if {"chain", "rule"} & c["add"].keys()]
-        jumps, structure = (_jump_chains(structure) if self.patch is not None
-                            else ([], structure))
-        chains = next((i for i, c in enumerate(structure) if "rule" in c["add"]),
-                      len(structure))
-        filling = _Background(self._fill_all, fills)
+        split: list[tuple[list[NewChain], list[Json]]] = []
+        encoding = _Background(lambda chains: split.append(_netlink_chains(chains)),
+                               structure, "nft-encoding")
+        filling_sets = _Background(self._fill_all, [f for f in fills
+                                                    if not isinstance(f[1], Mapping)])
+        filling_maps = _Background(self._fill_all, [f for f in fills
+                                                    if isinstance(f[1], Mapping)])
         try:
+            if self.patch is not None:
+                encoding.start()
             for start in range(0, len(declarations), STAGE_BATCH):
                 self.run(declarations[start:start + STAGE_BATCH])
-            if jumps:
-                assert self.patch is not None
-                self.patch((jumps, [], []))
+            filling_sets.start()
+            if self.patch is not None:
+                encoding.join()
+                [(created, structure)] = split
+                self.patch((created, [], []))
+            chains = next((i for i, c in enumerate(structure) if "rule" in c["add"]),
+                          len(structure))
             for start in range(0, len(structure), STAGE_BATCH):
                 if start >= chains:
-                    filling.start()
+                    filling_maps.start()
                 self.run(structure[start:start + STAGE_BATCH])
         except BaseException:
             with contextlib.suppress(Exception):  # the staging's error is the one to tell
-                filling.join()
+                _join_all(encoding, filling_sets, filling_maps)
             raise
-        filling.start()
-        filling.join()  # raises what the fill met
+        filling_maps.start()
+        _join_all(filling_sets, filling_maps)  # raises what a fill met
         return staged, rest
 
     def _fill_all(self, fills: list[SetFill]) -> None:
@@ -465,7 +475,7 @@ class NftablesBackend:
                      for name, targets in sorted(plan.remap.items()) if targets]
         if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
             return None
-        creates, rest = _jump_chains(self._chain_commands(plan.creates))
+        creates, rest = _netlink_chains(self._chain_commands(plan.creates))
         assert not rest  # group chains only jump
         return creates, elements, list(plan.gone)
 
@@ -579,30 +589,28 @@ class NftablesBackend:
                 self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
 
 
-def _jump_chains(commands: list[Json]) -> tuple[list[JumpChain], list[Json]]:
+def _netlink_chains(commands: list[Json]) -> tuple[list[NewChain], list[Json]]:
     """The new chains that ``commands`` adds (``add chain``, then ``add rule``), for
-    netlink: every chain, and the rules of those whose rules are each a plain jump (the
-    group chains); the rest of ``commands`` (the other chains' rules) for libnftables."""
+    netlink: every chain, with its rules if netlink encodes each of them (see
+    :mod:`npc.dataplane.nft_expr`); and the rest of ``commands``, the rules of the other
+    chains (in order), for libnftables."""
     rules: dict[str, list[Json]] = {c["add"]["chain"]["name"]: [] for c in commands
                                     if "chain" in c["add"]}
     for c in commands:
         if "rule" in c["add"]:
             rules[c["add"]["rule"]["chain"]].append(c["add"]["rule"])
-    jumps = {name: [_jump(r) for r in chain_rules] for name, chain_rules in rules.items()}
-    plain = {name for name, targets in jumps.items() if None not in targets}
-    out = [JumpChain(name, tuple(t for t in jumps[name] if t is not None) if name in plain
-                     else ()) for name in rules]
-    return out, [c for c in commands if "rule" in c["add"]
-                 and c["add"]["rule"]["chain"] not in plain]
-
-
-def _jump(rule: Json) -> tuple[str, str] | None:
-    """(chain jumped to, comment) if ``rule`` (an ``add rule`` spec) is a plain jump."""
-    expr = rule.get("expr")
-    if (rule.keys() <= {"family", "table", "chain", "expr", "comment"} and type(expr) is list
-            and len(expr) == 1 and expr[0].keys() == {"jump"}):
-        return expr[0]["jump"]["target"], rule.get("comment", "")
-    return None
+    out: list[NewChain] = []
+    rest: set[str] = set()
+    for name, chain_rules in rules.items():
+        encoded = [rule_expressions(r) for r in chain_rules]
+        if None in encoded:
+            rest.add(name)
+            out.append(NewChain(name))
+        else:
+            out.append(NewChain(name, tuple((e, r.get("comment", ""))
+                                            for e, r in zip(encoded, chain_rules, strict=True)
+                                            if e is not None)))
+    return out, [c for c in commands if "rule" in c["add"] and c["add"]["rule"]["chain"] in rest]
 
 
 class _Background:
@@ -630,6 +638,18 @@ class _Background:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _join_all(*backgrounds: _Background) -> None:
+    """Wait for every one of ``backgrounds``; then raise the first error met."""
+    errors: list[Exception] = []
+    for background in backgrounds:
+        try:
+            background.join()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 class _SetLoader:
