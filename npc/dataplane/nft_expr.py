@@ -93,6 +93,8 @@ def _payload(base: int, offset: int, length: int) -> bytes:
 
 
 _IPV4_DEPENDENCY = _meta(_META_NFPROTO) + _cmp(_EQ, bytes((_NFPROTO_IPV4,)))
+_L4PROTO = {name: _meta(_META_L4PROTO) + _cmp(_EQ, bytes((number,)))
+            for name, number in _PROTOCOLS.items()}
 _COUNTER = _expression("counter", attr(_COUNTER_BYTES, bytes(8))
                        + attr(_COUNTER_PACKETS, bytes(8)))
 
@@ -114,7 +116,28 @@ def verdict(kind: str, chain: str | None = None) -> bytes:
                        + attr(_IMMEDIATE_DATA | NLA_F_NESTED, verdict_data(kind, chain)))
 
 
-def _address(offset: int, op: str, right: Any) -> bytes | None:
+Operand = str | int | tuple[str, str | int, int]
+
+
+def _operand(value: Any) -> Operand | None:
+    """A match's right-hand side as a hashable value (so its encoding is made once): a
+    string, a number, ("prefix", address, length) or ("range", low, high); None for any
+    other."""
+    if type(value) is str or type(value) is int:
+        return value
+    if type(value) is dict and len(value) == 1:
+        [(kind, inner)] = value.items()
+        if (kind == "prefix" and type(inner) is dict and inner.keys() == {"addr", "len"}
+                and type(inner["addr"]) is str and type(inner["len"]) is int):
+            return ("prefix", inner["addr"], inner["len"])
+        if (kind == "range" and type(inner) is list and len(inner) == 2
+                and all(type(b) is int for b in inner)):
+            return ("range", inner[0], inner[1])
+    return None
+
+
+@functools.lru_cache(maxsize=16384)
+def _address(offset: int, op: str, right: Operand) -> bytes | None:
     """``ip saddr|daddr`` (at ``offset``) compared with a set, an address or a prefix."""
     if isinstance(right, str) and right.startswith("@") and op in ("==", "!="):
         flags = _LOOKUP_INVERT if op == "!=" else 0
@@ -127,13 +150,11 @@ def _address(offset: int, op: str, right: Any) -> bytes | None:
     try:
         if isinstance(right, str):
             network = ipaddress.IPv4Network(right)
-        elif (isinstance(right, dict) and right.keys() == {"prefix"}
-              and isinstance(right["prefix"], dict)
-              and right["prefix"].keys() == {"addr", "len"}):
-            network = ipaddress.IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}")
+        elif isinstance(right, tuple) and right[0] == "prefix":
+            network = ipaddress.IPv4Network(f"{right[1]}/{right[2]}")
         else:
             return None
-    except (ValueError, TypeError):
+    except ValueError:
         return None
     length = network.prefixlen
     packed = network.network_address.packed
@@ -147,15 +168,14 @@ def _address(offset: int, op: str, right: Any) -> bytes | None:
     return _payload(_NETWORK, offset, 4) + _expression("bitwise", bitwise) + _cmp(_EQ, packed)
 
 
-def _port(right: Any) -> bytes | None:
+@functools.lru_cache(maxsize=16384)
+def _port(right: Operand) -> bytes | None:
     """``th dport`` equal to a port, or within a range."""
     if type(right) is int and 0 <= right <= 0xFFFF:
         return _payload(_TRANSPORT, 2, 2) + _cmp(_EQ, right.to_bytes(2, "big"))
-    if isinstance(right, dict) and right.keys() == {"range"}:
-        bounds = right["range"]
-        if (isinstance(bounds, list) and len(bounds) == 2
-                and all(type(b) is int and 0 <= b <= 0xFFFF for b in bounds)):
-            low, high = bounds
+    if isinstance(right, tuple) and right[0] == "range":
+        _, low, high = right
+        if isinstance(low, int) and 0 <= low <= 0xFFFF and 0 <= high <= 0xFFFF:
             return (_payload(_TRANSPORT, 2, 2) + _cmp(_GTE, low.to_bytes(2, "big"))
                     + _cmp(_LTE, high.to_bytes(2, "big")))
     return None
@@ -166,11 +186,13 @@ def _match(spec: Any, dependency: list[bool]) -> bytes | None:
     nfproto ipv4`` before an ``ip`` match (and is cleared once it has it)."""
     if not isinstance(spec, dict) or spec.keys() != {"op", "left", "right"}:
         return None
-    op, left, right = spec["op"], spec["left"], spec["right"]
+    op, left, right = spec["op"], spec["left"], _operand(spec["right"])
+    if right is None or type(op) is not str:
+        return None
     if left == {"meta": {"key": "l4proto"}}:
         if op != "==" or not isinstance(right, str) or right not in _PROTOCOLS:
             return None
-        return _meta(_META_L4PROTO) + _cmp(_EQ, bytes((_PROTOCOLS[right],)))
+        return _L4PROTO[right]
     if left == {"payload": {"protocol": "th", "field": "dport"}}:
         return _port(right) if op == "==" else None
     if (isinstance(left, dict) and left.keys() == {"payload"}
