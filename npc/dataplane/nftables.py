@@ -461,18 +461,9 @@ class NftablesBackend:
         return report
 
     def _netlink_patch(self, plan: _ElementPlan) -> Patch | None:
-        """``plan`` as :meth:`_element_commands` orders it, for netlink; None if an
-        element is not an IPv4 address (netlink here encodes no other)."""
-        def command(delete: bool, name: str, elements: Sequence[tuple[str, str | None]]
-                    ) -> ElementCommand:
-            return ElementCommand(delete, "inet", R.TABLE, name, tuple(elements))
-
-        changes = ((False, plan.add), (True, plan.delete), (True, plan.unmap))
-        elements = [command(delete, name, [(e, None) for e in sorted(members)])
-                    for delete, per_set in changes
-                    for name, members in sorted(per_set.items()) if members]
-        elements += [command(False, name, sorted(targets.items()))
-                     for name, targets in sorted(plan.remap.items()) if targets]
+        """``plan`` for netlink, in :meth:`_element_commands`' order; None if an element
+        is not an IPv4 address (netlink here encodes no other)."""
+        elements = _element_changes(plan)
         if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
             return None
         creates, rest = _netlink_chains(self._chain_commands(plan.creates))
@@ -489,15 +480,9 @@ class NftablesBackend:
         """New group chains first (map elements jump to them), then set and map elements,
         then the group chains no map element jumps to any more."""
         cmds = self._chain_commands(plan.creates)
-        for verb, per_set in (("add", plan.add), ("delete", plan.delete)):
-            cmds += [{verb: {"element": self._t(name=name, elem=[
-                _elem_value(e) for e in sorted(elements)])}}
-                for name, elements in sorted(per_set.items()) if elements]
-        cmds += [{"delete": {"element": self._t(name=name, elem=sorted(keys))}}
-                 for name, keys in sorted(plan.unmap.items()) if keys]
-        cmds += [{"add": {"element": self._t(name=name, elem=[
-            [k, {"jump": {"target": chain}}] for k, chain in sorted(targets.items())])}}
-            for name, targets in sorted(plan.remap.items()) if targets]
+        cmds += [{"delete" if c.delete else "add": {"element": self._t(name=c.name, elem=[
+            _elem_value(key) if chain is None else [key, {"jump": {"target": chain}}]
+            for key, chain in c.elements])}} for c in _element_changes(plan)]
         return cmds + _chain_removals(plan.gone, self._t)
 
     def differences(self, ruleset: Ruleset) -> list[str]:
@@ -880,6 +865,21 @@ def expected_state(want: R.NftTable) -> NftState:
     return NftState(sets={s.name: set(s.elements) for s in want.sets},
                     maps={m.name: dict(m.elements) for m in want.maps},
                     chains={c.name: c.fingerprint for c in want.chains}, bridge_ok=True)
+
+
+def _element_changes(plan: _ElementPlan) -> list[ElementCommand]:
+    """``plan``'s element changes in the order they must go: additions to sets, deletions
+    from sets, map elements removed, then map elements (re)pointed at their chains."""
+    def command(delete: bool, name: str, elements: Sequence[tuple[str, str | None]]
+                ) -> ElementCommand:
+        return ElementCommand(delete, "inet", R.TABLE, name, tuple(elements))
+
+    changes = ((False, plan.add), (True, plan.delete), (True, plan.unmap))
+    out = [command(delete, name, [(e, None) for e in sorted(members)])
+           for delete, per_set in changes for name, members in sorted(per_set.items())
+           if members]
+    return out + [command(False, name, sorted(targets.items()))
+                  for name, targets in sorted(plan.remap.items()) if targets]
 
 
 def _elem_value(element: str) -> Any:
