@@ -393,41 +393,45 @@ class NftablesBackend:
                 or ("chain" in add and what["name"] in new_chains)
                 or ("rule" in add and what["chain"] in new_chains))
             (staged if unreached else rest).append(c)
-        # Sets and maps, then chains, come before any rule.  The new sets fill (the
-        # kernel's work, over netlink) as soon as they are declared, the maps once the
-        # chains they jump to exist; the chains' rules are encoded for netlink meanwhile.
+        # Sets and maps, then chains, come before any rule.  One thread fills the new
+        # sets (the kernel's work, over netlink) as soon as they are declared, then the
+        # maps once the chains they jump to exist; the chains' rules are encoded for
+        # netlink meanwhile (the chains' transaction waits for the socket anyway).
         declarations = [c for c in staged if not {"chain", "rule"} & c["add"].keys()]
         structure = [c for c in staged if {"chain", "rule"} & c["add"].keys()]
-        split: list[tuple[list[NewChain], list[Json]]] = []
-        encoding = _Background(lambda chains: split.append(_netlink_chains(chains)),
-                               structure, "nft-encoding")
-        filling_sets = _Background(self._fill_all, [f for f in fills
-                                                    if not isinstance(f[1], Mapping)])
-        filling_maps = _Background(self._fill_all, [f for f in fills
-                                                    if isinstance(f[1], Mapping)])
+        chains_made = _Gate()
+        filling = _Background(self._fill_in_order, (
+            [f for f in fills if not isinstance(f[1], Mapping)],
+            [f for f in fills if isinstance(f[1], Mapping)], chains_made))
         try:
-            if self.patch is not None:
-                encoding.start()
             for start in range(0, len(declarations), STAGE_BATCH):
                 self.run(declarations[start:start + STAGE_BATCH])
-            filling_sets.start()
+            filling.start()
             if self.patch is not None:
-                encoding.join()
-                [(created, structure)] = split
+                created, structure = _netlink_chains(structure)
                 self.patch((created, [], []))
             chains = next((i for i, c in enumerate(structure) if "rule" in c["add"]),
                           len(structure))
             for start in range(0, len(structure), STAGE_BATCH):
                 if start >= chains:
-                    filling_maps.start()
+                    chains_made.open()
                 self.run(structure[start:start + STAGE_BATCH])
         except BaseException:
+            chains_made.open(go=False)
             with contextlib.suppress(Exception):  # the staging's error is the one to tell
-                _join_all(encoding, filling_sets, filling_maps)
+                filling.join()
             raise
-        filling_maps.start()
-        _join_all(filling_sets, filling_maps)  # raises what a fill met
+        filling.start()
+        chains_made.open()
+        filling.join()  # raises what the fill met
         return staged, rest
+
+    def _fill_in_order(self, work: tuple[list[SetFill], list[SetFill], _Gate]) -> None:
+        """Fill ``sets``, then, once ``gate`` opens (unless it says not to), ``maps``."""
+        sets, maps, gate = work
+        self._fill_all(sets)
+        if gate.wait():
+            self._fill_all(maps)
 
     def _fill_all(self, fills: list[SetFill]) -> None:
         if fills:
@@ -625,16 +629,21 @@ class _Background:
             raise self._error
 
 
-def _join_all(*backgrounds: _Background) -> None:
-    """Wait for every one of ``backgrounds``; then raise the first error met."""
-    errors: list[Exception] = []
-    for background in backgrounds:
-        try:
-            background.join()
-        except Exception as exc:
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+class _Gate:
+    """Holds a thread back until another opens it, saying whether to go on."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._go = True
+
+    def open(self, *, go: bool = True) -> None:
+        if not self._event.is_set():
+            self._go = go
+            self._event.set()
+
+    def wait(self) -> bool:
+        self._event.wait()
+        return self._go
 
 
 class _SetLoader:
