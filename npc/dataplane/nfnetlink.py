@@ -48,13 +48,16 @@ def open_socket(timeout: float | None = None) -> socket.socket:
     return sock
 
 
-def read_acks(sock: socket.socket, sequences: range, *, also: int | None = None
-              ) -> dict[int, int]:
-    """Read until every message numbered in ``sequences`` is acknowledged; sequence →
-    errno of those refused.  An error for sequence ``also`` (a batch header the kernel
-    refused outright, so nothing else will be acknowledged) ends the wait at once, and
-    is reported as the first of ``sequences`` being refused."""
-    pending = set(sequences)
+def read_acks(sock: socket.socket, sequences: range, *, also: int | None = None,
+              awaited: int | None = None) -> dict[int, int]:
+    """Read until every message numbered in ``sequences`` is acknowledged (or, given
+    ``awaited``, that one: the only one of a batch that asked for an acknowledgement);
+    sequence → errno of those refused (the kernel reports a refusal whether or not the
+    message asked, and before the acknowledgements of later messages).  An error for
+    sequence ``also`` (a batch header the kernel refused outright, so nothing else will
+    be acknowledged) ends the wait at once, and is reported as the first of
+    ``sequences`` being refused."""
+    pending = set(sequences) if awaited is None else {awaited}
     refused: dict[int, int] = {}
     while pending:
         data = sock.recv(65536)
@@ -63,7 +66,7 @@ def read_acks(sock: socket.socket, sequences: range, *, also: int | None = None
             length, kind, _, seq, _ = HEADER.unpack_from(data, offset)
             if kind == NLMSG_ERROR:
                 (code,) = _ERROR.unpack_from(data, offset + HEADER.size)
-                if seq in pending:
+                if seq in sequences:
                     pending.discard(seq)
                     if code:
                         refused[seq] = -code

@@ -271,19 +271,25 @@ def encode_addresses(table: str, name: str, addresses: Sequence[str], seq: int) 
                      seq)
 
 
-def _numbered(m: Message, seq: int) -> bytes:
+def _numbered(m: Message, seq: int, *, ack: bool = True) -> bytes:
     kind, flags, family, attrs, _ = m
-    return message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq,
-                   _FAMILIES[family], 0, attrs)
+    return message((NFNL_SUBSYS_NFTABLES << 8) | kind,
+                   NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | flags, seq, _FAMILIES[family], 0,
+                   attrs)
 
 
 def _batch(messages: Sequence[Message], first: int) -> bytes:
-    """One transaction: BATCH_BEGIN (sequence ``first``), ``messages``, BATCH_END."""
+    """One transaction: BATCH_BEGIN (sequence ``first``), ``messages``, BATCH_END.  Only
+    the last message asks for an acknowledgement (the kernel reports a refused one
+    anyway): reading one per message would wake the writing thread, and make it wait for
+    the interpreter lock, as many times as there are messages."""
     begin = message(_BATCH_BEGIN, NLM_F_REQUEST, first, socket.AF_UNSPEC,
                     NFNL_SUBSYS_NFTABLES, b"")
     end = message(_BATCH_END, NLM_F_REQUEST, first + len(messages) + 1, socket.AF_UNSPEC,
                   NFNL_SUBSYS_NFTABLES, b"")
-    return begin + b"".join(_numbered(m, first + 1 + i) for i, m in enumerate(messages)) + end
+    last = len(messages) - 1
+    return begin + b"".join(_numbered(m, first + 1 + i, ack=i == last)
+                            for i, m in enumerate(messages)) + end
 
 
 class NftNetlink:
@@ -383,7 +389,7 @@ class NftNetlink:
         try:
             self._sock.send(batch)
             refused = read_acks(self._sock, range(first + 1, first + 1 + len(described)),
-                                also=first)
+                                also=first, awaited=first + len(described))
         except OSError as exc:  # includes the socket timeout
             raise NetlinkRefused(f"netlink: {exc}", exc.errno or errno.EIO) from None
         if refused:
