@@ -6,7 +6,8 @@ the original's method, measured side by side in fresh network namespaces.
 * floor: the same final kernel input loaded directly (``ipset restore`` +
   ``iptables-restore``, or ``nft -j -f``), timing only those commands;
 * ours and the floor alternate ``--repeats`` times and the best of each counts (this
-  machine is shared: a burst of load must not decide the ratio);
+  machine is shared: a burst of load must not decide the ratio); the median of each
+  run's ratio to the floor run right after it is printed beside;
 * per-op: the original's method, one ``ipset``/``iptables`` (or ``nft``) process per set
   member and rule; run for at most ``--per-op-seconds`` and extrapolated linearly (said so).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -197,12 +199,15 @@ def measure(backend: str, pods: int, policies: int, per_op_budget: float,
                           else floor_nftables(ruleset))
         time.sleep(SETTLE)
     ours, floor = min(ours_runs), min(floor_runs)
+    # Also each run over the floor run right after it (load drifts slowly, so a pair
+    # sees much the same): the median of these, beside the ratio of the bests.
+    paired = statistics.median(o / f for o, f in zip(ours_runs, floor_runs, strict=True))
     op_secs, done, total = (per_op_iptables if backend == "iptables" else per_op_nftables)(
         ruleset, per_op_budget)
     per_op = op_secs * total / max(done, 1)
     return {"bench": "full_sync", "backend": backend, "pods": pods, "policies": policies,
             "seconds": round(ours, 4), "floor_seconds": round(floor, 4),
-            "ratio_to_floor": round(ours / floor, 2),
+            "ratio_to_floor": round(ours / floor, 2), "paired_ratio_median": round(paired, 2),
             "per_op_seconds": round(per_op, 2), "per_op_extrapolated": done < total,
             "per_op_ops": total, "ratio_to_per_op": round(per_op / ours, 1),
             "sets": len(ruleset.sets), "rules": sum(len(c.rules) for c in ruleset.chains),
@@ -226,7 +231,7 @@ def main() -> int:
         return 2
     results = []
     print(f"{'backend':9} {'pods':>6} {'pol':>5} {'ours s':>8} {'floor s':>8} {'x floor':>8} "
-          f"{'per-op s':>9} {'x per-op':>9}")
+          f"{'paired':>7} {'per-op s':>9} {'x per-op':>9}")
     for backend in args.backends.split(","):
         for size in args.sizes.split(","):
             pods, policies = (int(x) for x in size.split(":"))
@@ -235,8 +240,11 @@ def main() -> int:
             mark = "~" if r["per_op_extrapolated"] else " "
             print(f"{backend:9} {pods:>6} {policies:>5} {r['seconds']:>8.3f} "
                   f"{r['floor_seconds']:>8.3f} {r['ratio_to_floor']:>8.2f} "
+                  f"{r['paired_ratio_median']:>7.2f} "
                   f"{mark}{r['per_op_seconds']:>8.1f} {r['ratio_to_per_op']:>9.1f}", flush=True)
-    print("(~ per-op time extrapolated linearly from the ops run within the time budget)")
+    print("(x floor: best of ours over best of the floor; paired: median of each run over the"
+          " floor run after it;\n ~ per-op time extrapolated linearly from the ops run within"
+          " the time budget)")
     scaling = {}
     for backend in args.backends.split(","):
         mine = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["pods"])
