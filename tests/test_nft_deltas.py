@@ -295,7 +295,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
     in production (``netlink``) each as one netlink transaction, libnftables untouched."""
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=200 if netlink else 60, deadline=None,
+    @settings(max_examples=200, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
