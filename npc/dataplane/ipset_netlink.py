@@ -71,8 +71,6 @@ class IpsetNetlink:
     def close(self) -> None:
         self._sock.close()
 
-    def _encode(self, change: MemberChange, seq: int) -> bytes:
-        return encode(change, seq)
 
     def __call__(self, changes: Sequence[MemberChange]) -> None:
         """Send every change and wait for every acknowledgement.  Raises
@@ -84,8 +82,12 @@ class IpsetNetlink:
     def _apply(self, changes: Sequence[MemberChange]) -> None:
         first = self._seq + 1
         self._seq += len(changes)
-        self._sock.send(b"".join(self._encode(c, first + i) for i, c in enumerate(changes)))
-        refused = read_acks(self._sock, range(first, first + len(changes)))
+        last = first + len(changes) - 1
+        # Only the last change asks for an acknowledgement (a refused one is reported
+        # anyway, before it): one wake-up per datagram, not one per change.
+        self._sock.send(b"".join(encode(c, first + i, ack=first + i == last)
+                                 for i, c in enumerate(changes)))
+        refused = read_acks(self._sock, range(first, last + 1), awaited=last)
         if refused:
             seq = min(refused)
             change, code = changes[seq - first], refused[seq]
@@ -95,8 +97,9 @@ class IpsetNetlink:
                                f"{len(refused)} of {len(changes)} changes refused", None)
 
 
-def encode(change: MemberChange, seq: int) -> bytes:
-    """The IPSET_CMD_ADD / IPSET_CMD_DEL netlink message for ``change``."""
+def encode(change: MemberChange, seq: int, *, ack: bool = True) -> bytes:
+    """The IPSET_CMD_ADD / IPSET_CMD_DEL netlink message for ``change`` (asking for an
+    acknowledgement, unless not ``ack``)."""
     data = attr(_ATTR_IP | NLA_F_NESTED,
                 attr(_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, socket.inet_aton(change.ip)))
     if change.comment and not change.delete:
@@ -106,4 +109,5 @@ def encode(change: MemberChange, seq: int) -> bytes:
              + attr(_ATTR_DATA | NLA_F_NESTED, data))
     kind = (NFNL_SUBSYS_IPSET << 8) | (IPSET_CMD_DEL if change.delete else IPSET_CMD_ADD)
     # No NLM_F_EXCL: an existing member (add) or a missing one (del) is not an error.
-    return message(kind, NLM_F_REQUEST | NLM_F_ACK, seq, socket.AF_INET, 0, attrs)
+    return message(kind, NLM_F_REQUEST | (NLM_F_ACK if ack else 0), seq, socket.AF_INET, 0,
+                   attrs)
