@@ -630,10 +630,12 @@ def _netlink_chains(commands: list[Json]) -> tuple[list[NewChain], list[Json]]:
 
 class _Background:
     """``work(arg)`` in a thread of its own, started once (it inherits the starting
-    thread's network namespace); join() raises what it raised."""
+    thread's network namespace); join() raises what it raised.  Once done, it holds
+    neither ``work`` nor ``arg`` (what they refer to, a whole table say, may go)."""
 
     def __init__(self, work: Callable[[Any], None], arg: Any, name: str = "nft-fill") -> None:
-        self._work, self._arg, self._name = work, arg, name
+        self._work: Callable[[Any], None] | None = work
+        self._arg, self._name = arg, name
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
 
@@ -643,8 +645,10 @@ class _Background:
             self._thread.start()
 
     def _run(self) -> None:
+        work, arg, self._work, self._arg = self._work, self._arg, None, None
         try:
-            self._work(self._arg)
+            assert work is not None  # started once
+            work(arg)
         except Exception as exc:  # handed to the joining thread
             self._error = exc
 
