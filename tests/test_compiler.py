@@ -168,6 +168,19 @@ def test_shared_ip_stays_isolated() -> None:
     assert "10.32.0.1" not in members(rs, "ingress-default-allow:x")
 
 
+def test_shared_ip_member_is_named_after_the_first_pod() -> None:
+    """Pods sharing an IP give one member, commented with the first in (namespace, name)
+    order, whichever order the set's pods were gathered in."""
+    first = pod("x/a-first", "10.32.0.9", {"app": "s"}, phase="Pending")
+    second = pod("x/b-second", "10.32.0.9", {"app": "s"})
+    p = policy("x/p", {"podSelector": {"matchLabels": {"app": "s"}}})
+    for objs in ((*BASE, first, second, p), (*BASE, second, first, p)):
+        rs = compile_ruleset(state(*objs))
+        target = rs.set_by_name()[rs.policies[0].target_set]
+        assert [(m.value, m.comment) for m in target.members] == [
+            ("10.32.0.9", "namespace: x, pod: a-first")]
+
+
 def test_namespace_list_set_falls_back_to_hash_set_when_too_many() -> None:
     p = policy("x/p", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]})
     rs = compile_ruleset(state(*BASE, p), Options(max_list_size=1))

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from collections.abc import Callable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from npc.compile.ruleset import (
     Rule,
     Ruleset,
     SetKind,
+    Verdict,
 )
 from npc.compile.selection import Selection
 from npc.model.objects import (
@@ -80,26 +82,25 @@ def pod_member(pod: Pod) -> Member:
 
 
 class _Members:
-    """Set members for lists of pods; each pod's :class:`Member` is made once per compile
-    (a pod is typically in several sets)."""
+    """Set members for lists of participating pods (as :class:`Selection` gives them); each
+    pod's :class:`Member` is made once per compile (a pod is typically in several sets)."""
 
-    def __init__(self) -> None:
-        self._made: dict[str, Member] = {}
+    def __init__(self, pods: Iterable[Pod]) -> None:
+        self._made = {pod.key: pod_member(pod) for pod in pods}
 
     def __call__(self, pods: tuple[Pod, ...] | list[Pod]) -> tuple[Member, ...]:
-        """Members for participating ``pods``, sorted by address.  ``pods`` come in
-        (namespace, name) order, as :class:`ClusterState` holds them, so when pods share
-        an IP the first one names the member: the comment is deterministic."""
-        by_ip: dict[str, Member] = {}
-        made = self._made
-        for pod in pods:
-            ip = pod.ipv4
-            if ip is not None and ip not in by_ip:
-                member = made.get(pod.key)
-                if member is None:
-                    member = made[pod.key] = pod_member(pod)
-                by_ip[ip] = member
-        return tuple(by_ip[ip] for ip in sorted(by_ip))
+        """Members for ``pods``, sorted by address.  ``pods`` come in (namespace, name)
+        order, as :class:`ClusterState` holds them, so when pods share an IP the first one
+        names the member: the comment is deterministic.  (Sets hold tens of thousands of
+        members at 10k pods, so this is built in C-level loops.)"""
+        backwards = pods[::-1]  # in a dict built in order, the last write of a key wins
+        by_ip = dict(zip(map(_IPV4, backwards), map(self._made.__getitem__,
+                                                    map(_KEY, backwards)), strict=True))
+        return tuple(map(by_ip.__getitem__, sorted(by_ip)))
+
+
+_IPV4 = operator.attrgetter("ipv4")
+_KEY = operator.attrgetter("key")
 
 
 def _selector_text(selector: LabelSelector) -> str:
@@ -121,7 +122,7 @@ class _Compilation:
         self.scopes: dict[str, str | None] = {}
         self.named_ports_used: set[tuple[str, Protocol]] = set()
         self.problems: list[CompileProblem] = []
-        self.members = _Members()
+        self.members = _Members(self.sel.participating())
 
     # ---- sets ------------------------------------------------------------------------
     def _add_set(self, source: str, kind: SetKind, description: str,
@@ -302,9 +303,9 @@ class _Compilation:
 
 def _merge_duplicates(rules: list[Rule]) -> tuple[Rule, ...]:
     """Identical rules from different policies become one, remembering every origin."""
-    merged: dict[str, Rule] = {}
+    merged: dict[tuple[tuple[Match, ...], Verdict], Rule] = {}
     for rule in rules:
-        key = rule.fingerprint
+        key = (rule.matches, rule.verdict)
         if key in merged:
             first = merged[key]
             merged[key] = Rule(first.matches, first.verdict, first.comment,

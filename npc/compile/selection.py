@@ -7,6 +7,7 @@ finished, are not on the host network: see :attr:`npc.model.objects.Pod.ipv4`).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from functools import cached_property
 
 from npc.model.objects import ClusterState, LabelSelector, NetworkPolicy, Pod, Protocol
@@ -41,7 +42,7 @@ class Selection:
         key = (namespace, selector)
         found = self._pods_cache.get(key)
         if found is None:
-            candidates: list[Pod] | None = self._by_ns.get(namespace)
+            candidates: list[Pod] = self._by_ns.get(namespace, [])
             if candidates and selector.equalities:
                 # Start from the pods carrying the rarest of the selector's key=value pairs.
                 index = self._label_index(namespace)
@@ -49,9 +50,19 @@ class Selection:
                     carrying = index.get(pair, [])
                     if len(carrying) < len(candidates):
                         candidates = carrying
-            found = self._pods_cache[key] = tuple(
-                p for p in candidates or () if selector.matches(p.label_map))
+            if len(selector.requirements) <= 1 and len(selector.equalities) == \
+                    len(selector.requirements):
+                # {} or one key=value: every candidate matches (the commonest selectors).
+                found = tuple(candidates)
+            else:
+                found = tuple(p for p in candidates if selector.matches(p.label_map))
+            self._pods_cache[key] = found
         return found
+
+    def participating(self) -> Iterator[Pod]:
+        """Every participating pod, namespace by namespace."""
+        for pods in self._by_ns.values():
+            yield from pods
 
     def _label_index(self, namespace: str) -> dict[tuple[str, str], list[Pod]]:
         """(label key, value) → the participating pods of ``namespace`` carrying it."""
