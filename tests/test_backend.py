@@ -4,13 +4,14 @@ original) left behind, and garbage collection of sets."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from npc.compile import names
 from npc.compile.compiler import compile_ruleset
-from npc.compile.ruleset import Ruleset
+from npc.compile.ruleset import IpSet, Ruleset
 from npc.dataplane.exec import CommandError, SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
 from npc.lab.netns import scratch_netns
@@ -132,8 +133,14 @@ def test_a_streamed_full_sync_ends_where_apply_does(runner: Recorder, mode: str)
     compiled ruleset says, a repeat writes nothing, and a change writes only deltas."""
     backend = IptablesBackend(runner, mode=mode)
     first = cluster(300)
-    want, report = backend.sync_compiling(lambda on_set: compile_ruleset(first, None, on_set),
-                                          full_check=True)
+    collecting: list[bool] = []
+
+    def compile_first(on_set: Callable[[IpSet], None] | None) -> Ruleset:
+        collecting.append(gc.isenabled())
+        return compile_ruleset(first, None, on_set)
+    want, report = backend.sync_compiling(compile_first, full_check=True)
+    # The cyclic collector waits for the end of the sync (its objects mostly live on).
+    assert collecting == [False] and gc.isenabled()
     assert want == compile_ruleset(first)
     assert report.ipset_lines > 300 and report.chains_rewritten
     kernel_matches(backend, want)
@@ -160,7 +167,7 @@ def test_a_streamed_sync_frees_a_go_era_name_the_ordinary_way(runner: Recorder) 
 def test_a_failing_stream_is_reported_and_trusts_nothing_after(runner: Recorder) -> None:
     """A line the kernel refuses stops ``ipset restore``: the sync fails with that line
     shown, and the next sync reads the kernel back and converges."""
-    from npc.compile.ruleset import IpSet, Member, SetKind
+    from npc.compile.ruleset import Member, SetKind
 
     backend = IptablesBackend(runner, mode="nft")
     state = cluster(3)
@@ -176,6 +183,7 @@ def test_a_failing_stream_is_reported_and_trusts_nothing_after(runner: Recorder)
     assert "10.32.0.300" in caught.value.describe()
     with pytest.raises(RuntimeError):  # a compile that fails leaves no command running
         backend.sync_compiling(lambda on_set: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert gc.isenabled()  # the collector, paused over each full sync, runs again
     want, report = backend.sync_compiling(lambda on_set: compile_ruleset(state, None, on_set))
     assert report.commands >= 3  # read the kernel back (2) before writing
     kernel_matches(backend, want)

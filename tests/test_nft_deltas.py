@@ -3,6 +3,7 @@ operations without building the table, and leave exactly what a full sync would.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import socket
@@ -697,8 +698,14 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
     assert backend.read_state().sets["egress_open"] == {"0.0.0.0"}
     nft_ns.batches.clear()
     if streamed:  # every address set loads beside the compile: the rest is staged still
-        backend.sync_compiling(lambda on_set: compile_ruleset(big_cluster(), Options(),
-                                                              on_set))
+        collecting: list[bool] = []
+
+        def compile_big(on_set: SetListener | None) -> Ruleset:
+            collecting.append(gc.isenabled())
+            return compile_ruleset(big_cluster(), Options(), on_set)
+        backend.sync_compiling(compile_big)
+        # The cyclic collector waits for the end of the sync (its objects mostly live on).
+        assert collecting == [False] and gc.isenabled()
     else:
         backend.sync(ruleset)
     final = nft_ns.batches[-1]

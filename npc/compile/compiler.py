@@ -333,15 +333,18 @@ def compile_ruleset(state: ClusterState, options: Options | None = None,
 
 def compile_with_index(state: ClusterState, options: Options | None = None,
                        on_set: SetListener | None = None) -> tuple[Ruleset, CompileIndex]:
-    # A compile allocates many small objects that all live on: the cyclic collector,
-    # triggered by allocation counts, would only rescan the cluster state over and over
-    # (a third of the time at 10k pods).  Nothing is lost: it runs again afterwards.
-    with _collector_paused():
+    # A compile allocates many small objects that all live on (without the pause, the
+    # collector took a third of its time at 10k pods).
+    with collector_paused():
         return _compile(state, options or Options(), on_set)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a burst of allocation whose objects
+    mostly live on (a compile, a full sync): triggered by allocation counts, it would only
+    rescan them over and over.  Nothing is lost: it runs again afterwards.  Nests (only the
+    outermost pause resumes it); usable as a decorator."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from npc.compile import names
-from npc.compile.compiler import SetListener
+from npc.compile.compiler import SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Chain, InSet, IpSet, Rule, Ruleset
 from npc.dataplane.exec import CommandError, Runner, open_stream
@@ -216,6 +216,7 @@ class IptablesBackend:
         self._known = known
         return report
 
+    @collector_paused()  # its allocations live on: see collector_paused
     def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
                        install_hooks: bool = False, full_check: bool = False
                        ) -> tuple[Ruleset, ApplyReport]:

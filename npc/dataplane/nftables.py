@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from npc.compile.compiler import Options, SetListener
+from npc.compile.compiler import Options, SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import IpSet, Ruleset, SetKind
 from npc.dataplane.exec import CommandError, Runner
@@ -330,6 +330,7 @@ class NftablesBackend:
             return state, ApplyReport(commands=2, drift=drift)
         return known, ApplyReport(commands=0)
 
+    @collector_paused()  # its allocations live on: see collector_paused
     def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
                        install_hooks: bool = False, full_check: bool = False
                        ) -> tuple[Ruleset, ApplyReport]:
