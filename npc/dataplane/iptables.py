@@ -253,18 +253,18 @@ class IptablesBackend:
             stream.abort()
             raise
         stream.close()  # CommandError: _known stays None, the next sync reads the kernel
+        expected = self.expected_state(ruleset)
         if deferred:
             report = self._converge(ruleset, self.read_state(), install_hooks=install_hooks,
                                     reads=reads + 2)
         else:
-            after = KernelState({**state.sets, **self.expected_state(ruleset).sets},
-                                state.chains, state.save_text)
+            after = KernelState({**state.sets, **expected.sets}, state.chains, state.save_text)
             report = ApplyReport(commands=reads + 1, ipset_lines=streamed)
             self._write_rules(ruleset, after, install_hooks, report)
             self._collect_garbage(ruleset, state, report)
         if drift_from is not None:
             report.drift = _differences(drift_from, state)
-        self._known = self.expected_state(ruleset)
+        self._known = expected
         return ruleset, report
 
     def _converge(self, ruleset: Ruleset, state: KernelState, *, install_hooks: bool,
