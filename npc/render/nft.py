@@ -245,27 +245,30 @@ def jump_rule(chain: str) -> Json:
     return {"expr": [{"jump": {"target": chain}}]}
 
 
-def _ipv4_order(ip: str) -> tuple[int, ...]:
-    """Pod addresses (IPv4) in numeric order, cheaper than parsing each one."""
-    return tuple(map(int, ip.split(".")))
-
-
 def _groups(members: dict[str, frozenset[str]], prefix: str
             ) -> tuple[dict[str, frozenset[str]], list[tuple[str, str]]]:
     """Pods selected by the same target sets share a chain: chain name → group, and the
-    dispatch map's elements (ip → chain)."""
-    by_ip: dict[str, set[str]] = defaultdict(set)
-    for target, ips in members.items():
-        for ip in ips:
-            by_ip[ip].add(target)
-    names_: dict[frozenset[str], str] = {}
+    dispatch map's elements (ip → chain), in address text order."""
+    by_ip: dict[str, list[str]] = {}
+    for target in sorted(members):  # so each pod's list of targets comes sorted
+        for ip in members[target]:
+            held = by_ip.get(ip)
+            if held is None:
+                by_ip[ip] = [target]
+            else:
+                held.append(target)
+    chains: dict[tuple[str, ...], str] = {}
+    groups: dict[str, frozenset[str]] = {}
     elements = []
-    for ip in sorted(by_ip, key=_ipv4_order):
-        key = frozenset(by_ip[ip])
-        if key not in names_:
-            names_[key] = group_chain_name(prefix, key)
-        elements.append((ip, names_[key]))
-    return {name: key for key, name in names_.items()}, elements
+    for ip in sorted(by_ip):
+        key = tuple(by_ip[ip])
+        chain = chains.get(key)
+        if chain is None:
+            group = frozenset(key)
+            chain = chains[key] = group_chain_name(prefix, group)
+            groups[chain] = group
+        elements.append((ip, chain))
+    return groups, elements
 
 
 def _bodies(rules: dict[str, list[Rule]], verdict: Json) -> dict[str, tuple[Json, ...]]:
