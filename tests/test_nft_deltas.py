@@ -10,7 +10,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -60,11 +60,11 @@ class NetnsNft:
         self.fail_next = False
         self.patches = 0
 
-    def fill(self, sets: list[SetFill]) -> None:
+    def fill(self, sets: list[SetFill], new: Sequence[str] = ()) -> None:
         """The production fill (over netlink), recorded."""
         self.fills.append(sets)
         with in_netns(self.fd):
-            self.nft.fill(sets)
+            self.nft.fill(sets, new)
 
     def __call__(self, commands: list[Json]) -> Json:
         if not (len(commands) == 1 and "list" in commands[0]):
@@ -787,7 +787,7 @@ def test_a_failing_loader_or_compile_leaves_the_next_sync_to_repair(
     backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
 
-    def refuse(sets: list[SetFill]) -> None:
+    def refuse(sets: list[SetFill], new: Sequence[str] = ()) -> None:
         raise NftError("nft failed (netlink fill): injected")
 
     def refuse_chains(patch: Patch) -> None:

@@ -117,30 +117,37 @@ def listed_rules(nft: LibNftables, chain: str) -> list[Json]:
             for item in listing["nftables"] if "rule" in item]
 
 
-def kernel_expressions(chain: str) -> list[bytes]:
-    """The expressions of each rule of ``chain`` as the kernel dumps them (its own
-    encoding of what it holds: equal bytes mean equal bytecode)."""
+def kernel_dump(kind: int, attrs: bytes) -> list[dict[int, bytes]]:
+    """The objects an NFT_MSG_GET* dump of ``kind`` returns, each as attribute number →
+    value, as the kernel encodes what it holds (equal bytes mean equal objects)."""
     sock = open_socket(5)
     try:
-        sock.send(message((NFNL_SUBSYS_NFTABLES << 8) | _GETRULE, NLM_F_REQUEST | NLM_F_DUMP,
-                          1, _NFPROTO_INET, 0,
-                          attr(1, text(T["table"])) + attr(2, text(chain))))
-        out: list[bytes] = []
+        sock.send(message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_DUMP,
+                          1, _NFPROTO_INET, 0, attrs))
+        out: list[dict[int, bytes]] = []
         while True:
             data, offset = sock.recv(1 << 20), 0
             while offset < len(data):
-                length, kind = HEADER.unpack_from(data, offset)[:2]
-                if kind == NLMSG_DONE:
+                length, kind_ = HEADER.unpack_from(data, offset)[:2]
+                if kind_ == NLMSG_DONE:
                     return out
                 position = offset + HEADER.size + NFGEN.size
+                found: dict[int, bytes] = {}
                 while position < offset + length:
                     size, number = struct.unpack_from("=HH", data, position)
-                    if number & ~NLA_F_NESTED == _RULE_EXPRESSIONS:
-                        out.append(data[position + 4:position + size])
+                    found[number & ~NLA_F_NESTED] = data[position + 4:position + size]
                     position += (size + 3) & ~3
+                out.append(found)
                 offset += (length + 3) & ~3
     finally:
         sock.close()
+
+
+def kernel_expressions(chain: str) -> list[bytes]:
+    """The expressions of each rule of ``chain`` as the kernel dumps them (its own
+    encoding of what it holds: equal bytes mean equal bytecode)."""
+    rules = kernel_dump(_GETRULE, attr(1, text(T["table"])) + attr(2, text(chain)))
+    return [rule[_RULE_EXPRESSIONS] for rule in rules]
 
 
 def written_both_ways(fd: int, rules: list[Json]) -> tuple[list[Json], list[Json]]:
@@ -227,3 +234,40 @@ def test_every_policy_chain_goes_over_netlink(state: Any) -> None:
     assert not {c["add"]["rule"]["chain"] for c in rest} & policy_chains
     static = {c.name for c in R._static_chains(True)}
     assert {c["add"]["rule"]["chain"] for c in rest} <= static
+
+
+_GETSET, _SET_NAME, _SET_HANDLE, _SET_COUNT = 10, 2, 16, 20  # NFT_MSG_GETSET, NFTA_SET_*
+
+
+def test_address_sets_created_over_netlink_are_those_libnftables_creates(
+        netns_fd: int) -> None:
+    """The loader's sets (table and sets created in the fill's first transaction) hold
+    what ``add set`` through libnftables makes: the kernel dumps the same attributes
+    (the name and handle aside), and they fill and list alike."""
+    with in_netns(netns_fd):
+        nft = LibNftables()
+        with contextlib.suppress(NftError):
+            nft([{"delete": {"table": TABLE}}])
+        backend = NftablesBackend(nft, options=Options())
+        spec = backend.set_spec(R.NftSet("via-json", False, frozenset(), "pods: x"))
+        link = NL.NftNetlink()
+        try:  # the table too: it does not exist yet
+            link.fill(T["table"], [("via-netlink", ["10.1.0.1", "10.1.0.2"])],
+                      ["via-netlink", "empty"])
+            link.fill(T["table"], [], ["empty"])  # an existing set: no error, as "add"
+        finally:
+            link.close()
+        nft([{"add": {"set": {**spec, "table": T["table"]}}},
+             {"add": {"element": {**T, "name": "via-json", "elem": ["10.1.0.1", "10.1.0.2"]}}}])
+        dumped = {found[_SET_NAME]: {k: v for k, v in found.items()
+                                     if k not in (_SET_NAME, _SET_HANDLE)}
+                  for found in kernel_dump(_GETSET, attr(1, text(T["table"])))}
+        assert set(dumped) == {text(n) for n in ("via-json", "via-netlink", "empty")}
+        assert dumped[text("via-netlink")] == dumped[text("via-json")]
+        assert {k: v for k, v in dumped[text("empty")].items() if k != _SET_COUNT} == {
+            k: v for k, v in dumped[text("via-json")].items() if k != _SET_COUNT}
+        listed = {item["set"]["name"]: item["set"] for item in nft([{"list": {"table": TABLE}}])[
+            "nftables"] if "set" in item}
+        assert listed["via-netlink"] == {**listed["via-json"], "name": "via-netlink",
+                                         "handle": listed["via-netlink"]["handle"]}
+        nft([{"delete": {"table": TABLE}}])

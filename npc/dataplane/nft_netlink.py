@@ -1,5 +1,5 @@
-"""nf_tables element changes and new chains straight over netlink: what a pod event
-writes, and the chains of a full sync.
+"""nf_tables element changes, new chains and new address sets straight over netlink:
+what a pod event writes, and the chains and sets of a full sync.
 
 libnftables (1.0.6, Debian 12) fills its cache before it evaluates any batch: for an
 element command it dumps every table, chain and set of the host and the elements of
@@ -11,9 +11,9 @@ libnftables) and costs a fraction of a millisecond.
 
 Only what this module encodes exactly is taken (see :func:`element_commands`): element
 commands on ``inet`` sets keyed by IPv4 addresses, map elements whose value jumps to a
-chain, and new regular chains (:class:`NewChain`) whose rules
-:mod:`npc.dataplane.nft_expr` encodes, with the comment nft would store.  Anything else
-goes through libnftables.
+chain, new regular chains (:class:`NewChain`) whose rules
+:mod:`npc.dataplane.nft_expr` encodes, with the comment nft would store, and new plain
+``ipv4_addr`` sets (:func:`set_messages`).  Anything else goes through libnftables.
 The messages are packed with :mod:`struct`; tests check them against pyroute2's encoder
 and what libnftables makes of the same commands.  The socket belongs to the network
 namespace it was opened in.
@@ -39,8 +39,16 @@ from npc.dataplane.nft_expr import COMMENT_BYTES, verdict_data
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.
 _BATCH_BEGIN, _BATCH_END = 0x10, 0x11
-_NEWCHAIN, _DELCHAIN, _NEWRULE, _DELRULE = 3, 5, 6, 8
+_NEWTABLE, _NEWCHAIN, _DELCHAIN, _NEWRULE, _DELRULE, _NEWSET = 0, 3, 5, 6, 8, 9
 _NEWSETELEM, _DELSETELEM = 12, 14
+_TABLE_NAME, _TABLE_FLAGS = 1, 2  # NFTA_TABLE_*
+_SET_TABLE, _SET_NAME, _SET_FLAGS, _SET_KEY_TYPE, _SET_KEY_LEN = 1, 2, 3, 4, 5  # NFTA_SET_*
+_SET_ID, _SET_USERDATA = 10, 13
+_IPV4_ADDR = 7  # nft's datatype number of ipv4_addr
+_KEY_BIG_ENDIAN = bytes((0, 4)) + struct.pack("=I", 2)
+"""A set's user data as nft writes it for an ``ipv4_addr`` key: the key's byte order
+(libnftnl's NFTNL_UDATA_SET_KEYBYTEORDER, nft's BYTEORDER_BIG_ENDIAN).  nft 1.0.6 takes
+no comment for a set given as JSON, so there is none here either."""
 _CHAIN_TABLE, _CHAIN_NAME = 1, 3  # NFTA_CHAIN_*
 _RULE_TABLE, _RULE_CHAIN, _RULE_EXPRESSIONS, _RULE_USERDATA = 1, 2, 4, 7  # NFTA_RULE_*
 _UDATA_RULE_COMMENT = 0  # libnftnl's NFTNL_UDATA_RULE_COMMENT: how nft stores a comment
@@ -201,6 +209,28 @@ def chain_messages(table: str, chains: Sequence[NewChain]) -> list[Message]:
     return out
 
 
+def set_messages(table: str, names: Sequence[str]) -> list[Message]:
+    """``add table inet table`` and ``add set inet table name { type ipv4_addr; }`` for
+    each of ``names``, as nft 1.0.6 sends them (neither is an error if it exists)."""
+    table_attr = text(table)
+    out: list[Message] = [(_NEWTABLE, 0, "inet", attr(_TABLE_NAME, table_attr)
+                           + attr(_TABLE_FLAGS, _BE32_ZERO), f"add table inet {table}")]
+    for number, name in enumerate(names, 1):
+        attrs = (attr(_SET_TABLE, table_attr) + attr(_SET_NAME, text(name))
+                 + attr(_SET_FLAGS, _BE32_ZERO) + attr(_SET_KEY_TYPE, _be32(_IPV4_ADDR))
+                 + attr(_SET_KEY_LEN, _be32(4)) + attr(_SET_ID, _be32(number))
+                 + attr(_SET_USERDATA, _KEY_BIG_ENDIAN))
+        out.append((_NEWSET, NLM_F_CREATE, "inet", attrs, f"add set inet {table} {name}"))
+    return out
+
+
+def _be32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+_BE32_ZERO = _be32(0)
+
+
 def removal_messages(table: str, chains: Sequence[str]) -> list[Message]:
     """Remove regular chains ``chains`` of ``inet table``: every one flushed (a rule
     message without a handle), then every one deleted, since a jump holds its target."""
@@ -328,12 +358,15 @@ class NftNetlink:
             self._commit(_batch(messages, first), first, [m[4] for m in messages])
 
     def fill(self, table: str,
-             sets: Iterable[tuple[str, Collection[str] | Mapping[str, str]]]) -> None:
+             sets: Iterable[tuple[str, Collection[str] | Mapping[str, str]]],
+             new: Sequence[str] = ()) -> None:
         """Add each set's addresses, or each verdict map's address → chain jumps (``inet``
         sets and maps of ``table``), in as many transactions as their size takes.  Only
         for sets and maps no rule refers to yet: nothing sees them half filled, so the
         fill need not be one transaction (the one with the rules that use them comes
-        after)."""
+        after).  The first transaction creates the table and the address sets ``new``
+        first (see :func:`set_messages`)."""
+        declared = set_messages(table, new) if new else []
         lists: list[tuple[str, bytes]] = []
         size = 0
         for name, elements in sets:
@@ -348,14 +381,15 @@ class NftNetlink:
                 lists.append((name, payload))
                 size += len(payload)
                 if size >= FILL_BYTES:
-                    self._fill_batch(table, lists)
-                    lists, size = [], 0
-        if lists:
-            self._fill_batch(table, lists)
+                    self._fill_batch(table, lists, declared)
+                    lists, size, declared = [], 0, []
+        if lists or declared:
+            self._fill_batch(table, lists, declared)
 
-    def _fill_batch(self, table: str, lists: Sequence[tuple[str, bytes]]) -> None:
-        self.transaction([_elements_message(False, "inet", table, name, payload)
-                          for name, payload in lists])
+    def _fill_batch(self, table: str, lists: Sequence[tuple[str, bytes]],
+                    declared: Sequence[Message]) -> None:
+        self.transaction([*declared, *(_elements_message(False, "inet", table, name, payload)
+                                       for name, payload in lists)])
 
     def _next(self, count: int) -> int:
         """The sequence number of the next batch of ``count`` messages (its BATCH_BEGIN's;

@@ -27,7 +27,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from npc.compile.compiler import Options, SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
@@ -67,6 +67,15 @@ the size of a transaction, and glibc keeps its peak."""
 SetFill = tuple[str, Collection[str] | Mapping[str, str]]
 """A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
 and the chain each address jumps to."""
+
+
+class Fill(Protocol):
+    """Fills sets and maps no rule refers to yet (over netlink), creating the plain
+    address sets ``new`` (and the table) first."""
+
+    def __call__(self, sets: list[SetFill], new: Sequence[str] = ()) -> None: ...
+
+
 Patch = tuple[list[NewChain], list[ElementCommand], list[str]]
 """A pod event's writes, for netlink: chains to create, element commands, chains to
 remove (see :meth:`NftNetlink.patch`)."""
@@ -110,14 +119,16 @@ class LibNftables:
         """Whether :meth:`fill` writes over netlink (otherwise it is not to be used)."""
         return self._netlink is not None
 
-    def fill(self, sets: list[SetFill]) -> None:
+    def fill(self, sets: list[SetFill], new: Sequence[str] = ()) -> None:
         """Fill new, still unreferenced sets and maps over netlink, bypassing libnftables:
         its parse tree of tens of thousands of elements would cost tens of megabytes of
-        C heap that glibc keeps for the life of the process."""
+        C heap that glibc keeps for the life of the process.  The address sets ``new``
+        (and the table) are created first, in the same transaction: libnftables would
+        first refill its cache of the whole table."""
         assert self._netlink is not None
         with self._netlink_lock:
             try:
-                self._netlink.fill(R.TABLE, sets)
+                self._netlink.fill(R.TABLE, sets, new)
             except NetlinkRefused as exc:
                 raise NftError(f"nft failed (netlink fill): {exc}") from None
 
@@ -214,7 +225,7 @@ def parse_table(listing: Json) -> NftState:
 
 class NftablesBackend:
     def __init__(self, run: NftRunner, *, options: Options,
-                 fill: Callable[[list[SetFill]], None] | None = None,
+                 fill: Fill | None = None,
                  patch: Callable[[Patch], None] | None = None) -> None:
         self.run = run
         self.options = options
@@ -755,10 +766,8 @@ class _SetLoader:
     def _load(self, sets: list[R.NftSet]) -> None:
         backend = self._backend
         assert backend.fill is not None
-        backend.run([{"add": {"table": {"family": "inet", "name": R.TABLE}}},
-                     *({"add": {"set": backend.set_spec(s)}} for s in sets)])
-        backend.fill([(s.name, s.elements) for s in sets])
-        self.transactions += 2
+        backend.fill([(s.name, s.elements) for s in sets], [s.name for s in sets])
+        self.transactions += 1
         for s in sets:
             self.loaded[s.name] = set(s.elements)
 
