@@ -280,3 +280,25 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
         stop.set()
         thread.join()
         server.stop()
+
+
+def test_ruleset_size_gauges_are_counted_when_scraped() -> None:
+    """The rules/sets/members gauges tell the size of the ruleset last applied, counted
+    at scrape time (a pod event's sync does not count the whole ruleset)."""
+    backend, store = FakeBackend(), ClusterStore()
+    for kind in Kind:
+        store.replace(kind, [])
+    sync, metrics, _ = runner(backend, store)
+
+    def scraped(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+    assert scraped("weavenpc_ruleset_set_members") == 0.0  # nothing applied yet
+    outcome = parse_object(Kind.POD, pod("a", "10.32.0.7"))
+    assert outcome.value is not None
+    store.upsert(Kind.POD, outcome.key, outcome.value)
+    assert sync.sync_once(full_check=True)
+    applied = backend.applied[-1][0]
+    assert scraped("weavenpc_ruleset_sets") == len(applied.sets) > 0
+    assert scraped("weavenpc_ruleset_rules") == sum(len(c.rules) for c in applied.chains)
+    assert scraped("weavenpc_ruleset_set_members") == sum(
+        len(s.members) for s in applied.sets) > 0

@@ -79,6 +79,17 @@ class SyncRunner:
         self._dirty = threading.Event()
         self._progress = threading.Condition()
         self._next_full = 0.0  # the first sync is a full check
+        # The size of the applied ruleset, counted when scraped: counting it on every
+        # sync would make a pod event cost O(sets), not O(its change).
+        metrics.rules.set_function(lambda: self._size(
+            lambda r: sum(len(c.rules) for c in r.chains)))
+        metrics.sets.set_function(lambda: self._size(lambda r: len(r.sets)))
+        metrics.set_members.set_function(lambda: self._size(
+            lambda r: sum(len(s.members) for s in r.sets)))
+
+    def _size(self, count: Callable[[Ruleset], int]) -> float:
+        ruleset = self.status.last_ruleset
+        return float(count(ruleset)) if ruleset is not None else 0.0
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -205,9 +216,6 @@ class SyncRunner:
         m.sync_seconds.observe(elapsed)
         m.syncs.labels(result="ok").inc()
         m.last_success.set(time.time())
-        m.rules.set(sum(len(c.rules) for c in ruleset.chains))
-        m.sets.set(len(ruleset.sets))
-        m.set_members.set(sum(len(s.members) for s in ruleset.sets))
         if not self.status.ready:
             self.log.info("first full sync applied; ready", seconds=round(elapsed, 4),
                           sets=len(ruleset.sets))
