@@ -21,3 +21,12 @@ def test_benchmark_smoke(script: str) -> None:
     closing = json.loads(proc.stdout.strip().splitlines()[-1])
     assert closing["bench"] == script
     assert closing["results"] and closing["targets"]
+    if script == "full_sync":  # two sizes ten times apart: the scaling figure is there
+        assert set(closing["scaling"]) == {"iptables", "nftables"}
+
+
+def test_full_sync_runs_a_size_only_where_memory_allows() -> None:
+    from bench.full_sync import memory_allows
+
+    assert memory_allows(10)
+    assert not memory_allows(10**12)  # 64 PB of pods' worth: skipped, said so
