@@ -219,8 +219,9 @@ def measure(backend: str, pods: int, policies: int, per_op_budget: float,
 
 
 BYTES_PER_POD = 64 * 1024
-"""What a size needs free, per pod: this process holds the state, its ruleset twice and
-the floor's input, and the kernel the sets and rules (50k pods peaked under 2 GB here)."""
+"""What a size needs free, per pod, with a wide margin: this process holds the state, its
+ruleset and the floor's input (at 50k pods it peaked at 0.3 GB here), the kernel the sets
+and rules, and ``nft``/``ipset`` parse the floor's input."""
 
 
 def memory_allows(pods: int) -> bool:
