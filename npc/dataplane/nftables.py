@@ -706,11 +706,11 @@ class _Gate:
 class _SetLoader:
     """Creates and fills new address sets in a thread of its own while the compile goes
     on: the compile thread offers each set as the compiler completes it; the loader
-    takes whatever has queued up, creates those sets in one transaction and fills them
-    over netlink (libnftables and the socket release the GIL, so the kernel's work runs
-    beside the compile).  Sets the kernel already has are left to the final transaction
-    (their changes must be atomic with the rules').  The thread inherits the syncing
-    thread's network namespace."""
+    takes whatever has queued up and creates and fills those sets over netlink, the
+    creation in the fill's first transaction (the socket releases the GIL, so the
+    kernel's work runs beside the compile).  Sets the kernel already has are left to the
+    final transaction (their changes must be atomic with the rules').  The thread
+    inherits the syncing thread's network namespace."""
 
     def __init__(self, backend: NftablesBackend, existing: set[str]) -> None:
         self._backend = backend
