@@ -3,18 +3,23 @@
 For each backend and size: pods created, relabelled and deleted (``--events`` of each);
 policies created and deleted (``--policy-events`` of each) — one at a time, each timed
 until ``/status`` reports the kernel applied that resourceVersion (a sync completes only
-after its kernel transaction returned).  Prints p50/p99 per event kind, the p99 ratio
-between sizes, and npc's peak RSS.  The last line of output is one JSON object with the
-figures and the targets.
+after its kernel transaction returned).  Every size's npc runs at once and takes the same
+events in turn (this machine's load drifts from one minute to the next: timing the sizes
+one after the other would put the drift into the ratio between them).  Prints p50/p99
+per event kind, the p99 ratio between sizes, and npc's peak RSS.  The last line of output
+is one JSON object with the figures and the targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +44,15 @@ def timed(run: Running, write: Any, kind: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def events(run: Running, pods: int, count: int, policy_count: int
-           ) -> dict[str, list[float]]:
+KINDS = ("pod-create", "pod-relabel", "pod-delete", "policy-create", "policy-delete")
+Event = tuple[str, Callable[[], Any], str]
+"""An event: its kind, the write to the API server, and the watch that brings it."""
+
+
+def events(run: Running, pods: int, count: int, policy_count: int) -> Iterator[Event]:
+    """The events for the npc of a cluster of ``pods`` pods, in order."""
     api = run.api
     m = max(1, pods // 100)
-    out: dict[str, list[float]] = {k: [] for k in ("pod-create", "pod-relabel", "pod-delete",
-                                                   "policy-create", "policy-delete")}
     for k in range(count):
         i = pods + k
         body = {"metadata": {"name": f"new{k}", "namespace": f"ns{i % m}",
@@ -52,19 +60,33 @@ def events(run: Running, pods: int, count: int, policy_count: int
                 "spec": {"containers": [{"name": "c", "ports": [
                     {"name": "http", "containerPort": 80}]}]},
                 "status": {"phase": "Running", "podIP": pod_ip(i)}}
-        out["pod-create"].append(timed(run, lambda b=body: api.create("Pod", b), "pods"))
-        out["pod-relabel"].append(timed(run, lambda k=k, i=i: api.set_labels(
-            "Pod", f"ns{i % m}", f"new{k}", {"app": f"a{(k + 7) % 20}", "tier": "t0"}), "pods"))
-        out["pod-delete"].append(timed(run, lambda k=k, i=i: api.delete(
-            "Pod", f"ns{i % m}", f"new{k}"), "pods"))
+        where = (f"ns{i % m}", f"new{k}")
+        yield "pod-create", partial(api.create, "Pod", body), "pods"
+        yield "pod-relabel", partial(api.set_labels, "Pod", *where, {
+            "app": f"a{(k + 7) % 20}", "tier": "t0"}), "pods"
+        yield "pod-delete", partial(api.delete, "Pod", *where), "pods"
     for k in range(policy_count):
         pol = policy(10_000 + k, m)
         pol["metadata"]["name"] = f"bench-{k}"
-        out["policy-create"].append(timed(run, lambda p=pol: api.create("NetworkPolicy", p),
-                                             "networkpolicies"))
         meta = pol["metadata"]
-        out["policy-delete"].append(timed(run, lambda n=meta: api.delete(
-            "NetworkPolicy", n["namespace"], n["name"]), "networkpolicies"))
+        yield "policy-create", partial(api.create, "NetworkPolicy", pol), "networkpolicies"
+        yield "policy-delete", partial(api.delete, "NetworkPolicy", meta["namespace"],
+                                       meta["name"]), "networkpolicies"
+
+
+def side_by_side(runs: list[tuple[Running, int]], count: int, policy_count: int
+                 ) -> list[dict[str, list[float]]]:
+    """Each run's latencies by kind: the runs take their events in turn (which goes first
+    alternates)."""
+    out: list[dict[str, list[float]]] = [{k: [] for k in KINDS} for _ in runs]
+    streams = [events(run, pods, count, policy_count) for run, pods in runs]
+    for step, turn in enumerate(zip(*streams, strict=True)):
+        order = list(range(len(runs)))
+        if step % 2:
+            order.reverse()
+        for j in order:
+            kind, write, watched = turn[j]
+            out[j][kind].append(timed(runs[j][0], write, watched))
     return out
 
 
@@ -82,12 +104,15 @@ def main() -> int:
         args.sizes, args.events, args.policy_events = "200:20", 3, 3
     results: list[dict[str, Any]] = []
     print(f"{'backend':9} {'pods':>6} {'event':14} {'p50 ms':>8} {'p99 ms':>8}")
+    clusters = [(int(pods), int(policies)) for pods, policies in
+                (size.split(":") for size in args.sizes.split(","))]
     for backend in args.backends.split(","):
-        for size in args.sizes.split(","):
-            pods, policies = (int(x) for x in size.split(":"))
-            with running(pods, policies, backend) as run:
-                lat = events(run, pods, args.events, args.policy_events)
-                rss = run.peak_rss_mb()
+        with contextlib.ExitStack() as stack:
+            runs = [(stack.enter_context(running(pods, policies, backend)), pods)
+                    for pods, policies in clusters]
+            latencies = side_by_side(runs, args.events, args.policy_events)
+            peaks = [run.peak_rss_mb() for run, _ in runs]
+        for (pods, policies), lat, rss in zip(clusters, latencies, peaks, strict=True):
             for kind, values in lat.items():
                 r = {"bench": "incremental", "backend": backend, "pods": pods,
                      "policies": policies, "event": kind, "n": len(values),

@@ -18,6 +18,7 @@ from npc.controller.store import ClusterStore, Kind, parse_object
 from npc.controller.sync import SyncRunner
 from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
+from npc.dataplane.nftables import NftError
 
 
 # ---- settings ----------------------------------------------------------------------------
@@ -108,6 +109,12 @@ class FakeBackend:
         ruleset = compile(None)
         return ruleset, self.sync(ruleset, install_hooks=install_hooks, full_check=full_check)
 
+    def untidy(self) -> int:
+        return 0
+
+    def tidy(self) -> ApplyReport | None:
+        return None
+
 
 class Log:
     def __init__(self) -> None:
@@ -160,6 +167,73 @@ def test_kernel_failure_is_counted_and_retried_with_a_full_check() -> None:
     assert sync.sync_once(full_check=sync.clock() >= sync._next_full) is True
     assert backend.applied[-1][1] is True
     assert any(level == "error" for level, _, _ in log.lines)
+
+
+class Untidy(FakeBackend):
+    """Each sync leaves a pod pending, as the nftables backend's pod events do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = 0
+        self.tidies: list[int] = []
+        self.fail_tidy = False
+
+    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+             changed_sets: SetDeltas | None = None) -> ApplyReport:
+        report = super().sync(ruleset, install_hooks=install_hooks, full_check=full_check,
+                              changed_sets=changed_sets)
+        self.pending += 1
+        return report
+
+    def untidy(self) -> int:
+        return self.pending
+
+    def tidy(self) -> ApplyReport | None:
+        if self.fail_tidy:
+            self.fail_tidy = False
+            raise NftError("nft failed (netlink): injected")
+        self.tidies.append(self.pending)
+        self.pending = 0
+        return ApplyReport(ipset_lines=1)
+
+
+def test_the_runner_tidies_once_events_stop_coming() -> None:
+    """While events keep coming, nothing is tidied; once none has come for tidy_after,
+    the backend tidies everything at once.  A failed tidy counts as a kernel failure and
+    the next sync reads the kernel back."""
+    backend, store = Untidy(), ClusterStore()
+    for kind in Kind:
+        store.replace(kind, [])
+    sync, metrics, _ = runner(backend, store)
+    sync.tidy_after = 0.3
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(8):  # an event every 0.05 s: never idle for 0.3 s
+            sync.mark_dirty()
+            stop.wait(0.05)
+        assert backend.tidies == [] and backend.pending >= 2
+        for _ in range(40):
+            if backend.tidies:
+                break
+            stop.wait(0.05)
+        assert backend.tidies == [len(backend.applied)] and backend.pending == 0
+        backend.fail_tidy = True
+        sync.mark_dirty()
+        for _ in range(40):
+            if metrics.kernel_failures._value.get():
+                break
+            stop.wait(0.05)
+        assert metrics.kernel_failures._value.get() == 1
+        for _ in range(60):  # the retry is a full check
+            if backend.applied[-1][1]:
+                break
+            stop.wait(0.05)
+        assert backend.applied[-1][1] is True
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_rejected_policy_counted_once_in_the_original_metric() -> None:

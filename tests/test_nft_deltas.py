@@ -35,6 +35,7 @@ from npc.dataplane.nftables import (
     SetFill,
     _differences,
     expected_state,
+    settled,
 )
 from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.model.objects import ClusterState, Pod
@@ -159,11 +160,18 @@ def known(backend: NftablesBackend) -> NftState:
     return backend._known
 
 
+def full_table(ruleset: Ruleset) -> R.NftTable:
+    any_egress = any("Egress" in p.directions for p in ruleset.policies)
+    return R.build_table(ruleset, allow_mcast=Options().allow_mcast, any_egress=any_egress)
+
+
 def full_state(ruleset: Ruleset) -> NftState:
     """What a full sync of ``ruleset`` leaves in the kernel."""
-    any_egress = any("Egress" in p.directions for p in ruleset.policies)
-    return expected_state(R.build_table(ruleset, allow_mcast=Options().allow_mcast,
-                                        any_egress=any_egress))
+    return expected_state(full_table(ruleset))
+
+
+def pending(state: NftState) -> set[str]:
+    return state.sets["ingress_pending"] | state.sets["egress_pending"]
 
 
 # ---- clusters and pod changes ------------------------------------------------------------
@@ -278,6 +286,8 @@ def written(batch: list[Json], unions: set[str]) -> Counter[str]:
         name = spec.get("name", "")
         if obj == "element" and name.endswith("_dispatch"):
             out[f"{verb} dispatch element"] += 1
+        elif obj == "element" and name.endswith("_pending"):
+            out[f"{verb} pending element"] += 1
         elif obj == "element" and name.endswith("_default_allow"):
             out["default-allow element"] += 1
         elif obj == "element":
@@ -291,9 +301,11 @@ def written(batch: list[Json], unions: set[str]) -> Counter[str]:
 @pytest.mark.parametrize("netlink", [True, False], ids=["netlink", "json"])
 def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool) -> None:
     """After every batch of pod changes synced through the delta path, what the backend
-    believes the kernel holds is exactly what a full sync of the full compile would leave,
-    and the kernel agrees.  Across the run, every kind of change must have been taken;
-    in production (``netlink``) each as one netlink transaction, libnftables untouched."""
+    believes the kernel holds is what a full sync of the full compile would leave, once
+    the pending pods are folded into the maps (:func:`settled`), and exactly that after a
+    tidy; the kernel agrees each time.  Across the run, every kind of change must have
+    been taken; in production (``netlink``) each as one netlink transaction, libnftables
+    untouched."""
     seen: Counter[str] = Counter()
 
     @settings(max_examples=200, deadline=None,
@@ -327,9 +339,13 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
             unions = {u for u, parts in backend._patching.roles.unions.items()
                       if not u.endswith("_default_allow")}
             backend.sync(ruleset, changed_sets=touched)
-            want = full_state(compile_ruleset(current, options))
-            assert backend._known == want
-            assert _differences(want, backend.read_state()) == []
+            table = full_table(compile_ruleset(current, options))
+            want = expected_state(table)
+            assert settled(known(backend), table.dispatch) == want
+            assert _differences(known(backend), backend.read_state()) == []
+            assert backend._patching is not None
+            index = backend._patching.pending
+            assert {ip for pods in index.values() for ip in pods} == pending(known(backend))
             if touched is not None and backend.builds == builds:
                 seen["delta syncs"] += 1
                 assert nft_ns.patches - patches == (len(nft_ns.batches) - batches
@@ -340,9 +356,21 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
                 seen["delta fallbacks"] += 1
             else:
                 seen["full compiles"] += 1
+                assert not pending(known(backend))
+            if data.draw(st.booleans()):
+                batches, builds = len(nft_ns.batches), backend.builds
+                folding = backend.untidy()
+                assert (backend.tidy() is None) == (folding == 0)
+                assert known(backend) == want and not pending(known(backend))
+                assert _differences(want, backend.read_state()) == []
+                assert backend.untidy() == 0 and backend.builds == builds
+                seen["tidies"] += folding > 0
+                for b in nft_ns.batches[batches:]:
+                    seen.update(written(b, unions))
 
     check()
     for kind in ("delta syncs", "add dispatch element", "delete dispatch element",
+                 "add pending element", "delete pending element", "tidies",
                  "default-allow element", "set element", "union element", "add chain",
                  "delete chain"):
         assert seen[kind] > 0, (kind, seen)
@@ -410,6 +438,14 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
                for c in batch), batch
     assert report.commands == 1 and report.ipset_lines == len(batch) > 0
     assert report.chains_rewritten == [] and report.drift == []
+    assert pending(known(backend)) == {"10.32.0.9"} and backend.untidy() == 1
+    assert _differences(known(backend), backend.read_state()) == []
+    # Folding the pending pod into the map is elements only too.
+    nft_ns.batches.clear()
+    tidied = backend.tidy()
+    assert tidied is not None and tidied.commands == 1 and tidied.chains_rewritten == []
+    (batch,) = nft_ns.batches
+    assert all(set(next(iter(c.values()))) == {"element"} for c in batch), batch
     monkeypatch.undo()
     assert known(backend) == full_state(patched[0])
     assert _differences(known(backend), backend.read_state()) == []
@@ -516,6 +552,31 @@ def test_only_element_batches_take_the_netlink_path() -> None:
     for other in others:
         assert NL.element_commands([*elements, other]) is None, other
     assert NL.element_commands([]) is None
+
+
+def test_a_switch_that_removes_chains_splits_into_elements_and_removals() -> None:
+    """A full sync's last transaction (element changes, then chains removed, as
+    ``_chain_removals`` writes them) goes over netlink as a patch; anything else in the
+    tail leaves it whole."""
+    t = {"family": "inet", "table": "weave-npc"}
+    elements: list[Json] = [{"add": {"element": {**t, "name": "s", "elem": ["10.32.0.1"]}}}]
+    tail: list[Json] = [{"flush": {"chain": {**t, "name": "a"}}},
+                        {"flush": {"chain": {**t, "name": "b"}}},
+                        {"delete": {"chain": {**t, "name": "a"}}},
+                        {"delete": {"chain": {**t, "name": "b"}}}]
+    assert NL.removals([*elements, *tail], "weave-npc") == (elements, ["a", "b"])
+    assert NL.removals(tail, "weave-npc") == ([], ["a", "b"])
+    assert NL.removals(elements, "weave-npc") == (elements, [])
+    not_removals: list[list[Json]] = [
+        [*tail[:1], *tail[2:]],  # b deleted without a flush
+        [tail[1], tail[0], *tail[2:]],  # flushed in another order
+        [*tail[:2], {"delete": {"chain": {**t, "name": "a", "handle": 3}}}, tail[3]],
+        [{"flush": {"chain": {"family": "inet", "table": "other", "name": "a"}}},
+         {"delete": {"chain": {"family": "inet", "table": "other", "name": "a"}}}],
+    ]
+    for commands in not_removals:
+        changes, gone = NL.removals([*elements, *commands], "weave-npc")
+        assert NL.element_commands(changes) is None or gone == [], commands
 
 
 def test_a_refused_netlink_batch_changes_nothing(nft_ns: NetnsNft) -> None:
@@ -648,7 +709,8 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
                      and not hooked(b)]
         assert all(c in patched for c in chains)
         groups = {c["add"]["rule"]["chain"] for c in patched if "rule" in c["add"]}
-        assert groups and all(name.count("-") == 1 for name in groups)  # group chains
+        # Group and target chains, and the pending chains (named after their content).
+        assert groups and all(name.count("-") == 1 or "-pending-" in name for name in groups)
         assert not any(c.get("add", {}).get("rule", {}).get("chain") in groups
                        for b in nft_ns.batches if b is not patched for c in b)
     else:
@@ -709,7 +771,10 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
     else:
         backend.sync(ruleset)
     final = nft_ns.batches[-1]
-    assert NL.element_commands(final) is not None, final
+    # Elements, then the old pending chains removed (their names tell their content).
+    changes, gone = NL.removals(final, R.TABLE)
+    assert NL.element_commands(changes) is not None, final
+    assert sorted(gone) == ["egress-pending-da39a3ee5e6b", "ingress-pending-da39a3ee5e6b"]
     assert {"delete": {"element": {"family": "inet", "table": "weave-npc",
                                    "name": "egress_open", "elem": ["0.0.0.0"]}}} in final
     assert sum(len(c["add"]["element"]["elem"]) for c in final if "add" in c) > 5000
@@ -774,8 +839,9 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
     # The loader took every address set; the sync's own fills only the merged ones,
     # then the (new) dispatch maps.
     assert [{name for name, _ in batch} for batch in nft_ns.fills[-2:]] == [
-        {"ingress_default_allow", "egress_default_allow", "egress_open"},
-        {"ingress_dispatch", "egress_dispatch"}]
+        {"ingress_default_allow", "egress_default_allow", "egress_open", "ingress_pending",
+         "egress_pending"},
+        {"ingress_dispatch", "egress_dispatch", "ingress_pending_chain", "egress_pending_chain"}]
     assert report.ipset_lines >= len(address_sets)
     again = backend.sync(ruleset, full_check=True)
     assert again.ipset_lines == 0 and not again.chains_rewritten

@@ -102,7 +102,7 @@ def test_dispatch_cost_does_not_grow_with_unrelated_policies() -> None:
         ingress = next(c for c in table.chains if c.name == "ingress")
         return len(chain.rules), len(ingress.rules)
 
-    assert reached(0) == reached(300) == (1, 7)
+    assert reached(0) == reached(300) == (1, 8)
 
 
 def test_cli_apply_and_live_debug_with_nftables(netns: str) -> None:

@@ -4,6 +4,9 @@ Events only mark the store dirty.  This runner wakes up and applies what changed
 changes are patched into the last ruleset (:mod:`npc.compile.incremental`) and written as
 member deltas; anything else is compiled in full while the backend loads the sets.
 Whatever arrives during a sync is batched into the next one.
+When the backend left work that only speeds up packets (``Backend.tidy``: the nftables
+backend's pending pods), the runner does it once no event has come for ``tidy_after``
+seconds, so a burst of pod events never waits for it.
 Every ``full_check_interval`` (jittered) it reads the kernel back instead of trusting its
 cache, counts what changed from outside as drift, and repairs it.  A failed kernel
 command is counted and retried with capped, jittered backoff; any other exception is a
@@ -41,6 +44,10 @@ class Backend(Protocol):
                        install_hooks: bool = False, full_check: bool = False
                        ) -> tuple[Ruleset, ApplyReport]: ...
 
+    def untidy(self) -> int: ...
+
+    def tidy(self) -> ApplyReport | None: ...
+
 
 @dataclass
 class SyncStatus:
@@ -61,7 +68,8 @@ class SyncRunner:
     def __init__(self, *, store: ClusterStore, backend: Backend, options: Options,
                  metrics: Metrics, log: Any, install_hooks: bool,
                  min_interval: float = 0.05, full_check_interval: float = 60.0,
-                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 max_backoff: float = 30.0, tidy_after: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.backend = backend
@@ -72,6 +80,7 @@ class SyncRunner:
         self.min_interval = min_interval
         self.full_check_interval = full_check_interval
         self.max_backoff = max_backoff
+        self.tidy_after = tidy_after
         self.clock = clock
         self.rng = rng or random.Random()
         self.status = SyncStatus()
@@ -145,7 +154,14 @@ class SyncRunner:
                 if stop.wait(backoff):
                     return
             else:
-                self._dirty.wait(timeout=min(max(0.0, self._next_full - self.clock()), 1.0))
+                timeout = min(max(0.0, self._next_full - self.clock()), 1.0)
+                untidy = self.status.ready and self.backend.untidy() > 0
+                if untidy:
+                    timeout = min(timeout, self.tidy_after)
+                if not self._dirty.wait(timeout=timeout) and untidy and not stop.is_set() \
+                        and self.clock() < self._next_full:
+                    backoff = self._backoff(self.tidy(), backoff)
+                    continue
             if stop.is_set():
                 return
             if not self.store.synced:
@@ -160,10 +176,34 @@ class SyncRunner:
                 return
             self._dirty.clear()
             last_sync = self.clock()
-            if self.sync_once(full_check=full):
-                backoff = 0.0
-            else:
-                backoff = min(self.max_backoff, max(0.1, backoff * 2)) * self.rng.uniform(0.5, 1)
+            backoff = self._backoff(self.sync_once(full_check=full), backoff)
+
+    def _backoff(self, ok: bool, backoff: float) -> float:
+        """The wait before the next try: none after a success, else capped and jittered."""
+        if ok:
+            return 0.0
+        return min(self.max_backoff, max(0.1, backoff * 2)) * self.rng.uniform(0.5, 1)
+
+    def tidy(self) -> bool:
+        """Let the backend tidy (see the module's docstring); False after a kernel
+        failure (the next sync reads the kernel back)."""
+        try:
+            report = self.backend.tidy()
+        except (CommandError, NftError) as exc:
+            self._failed(exc)
+            return False
+        if report is not None:
+            self.log.debug("tidied", ipset_lines=report.ipset_lines,
+                           chains=",".join(report.chains_rewritten) or "-")
+        return True
+
+    def _failed(self, exc: CommandError | NftError) -> None:
+        self.status.failures_in_a_row += 1
+        self.metrics.kernel_failures.inc()
+        self.metrics.syncs.labels(result="failed").inc()
+        self.log.error("applying to the kernel failed; will retry", error=exc.describe(),
+                       attempt=self.status.failures_in_a_row)
+        self._next_full = self.clock()  # re-read the kernel on the retry
 
     def sync_once(self, *, full_check: bool) -> bool:
         """Compile the current snapshot and apply it; False after a kernel failure."""
@@ -188,12 +228,7 @@ class SyncRunner:
                     install_hooks=self.install_hooks, full_check=full_check)
                 self._report_problems(ruleset)
         except (CommandError, NftError) as exc:
-            self.status.failures_in_a_row += 1
-            self.metrics.kernel_failures.inc()
-            self.metrics.syncs.labels(result="failed").inc()
-            self.log.error("applying to the kernel failed; will retry", error=exc.describe(),
-                           attempt=self.status.failures_in_a_row)
-            self._next_full = self.clock()  # re-read the kernel on the retry
+            self._failed(exc)
             return False
         if full_check:
             self._next_full = self.clock() + self._jittered(self.full_check_interval)

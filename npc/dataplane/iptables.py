@@ -161,6 +161,13 @@ class IptablesBackend:
         """Read the kernel and converge it to ``ruleset`` (``npc apply``; a full check)."""
         return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
 
+    def untidy(self) -> int:
+        """Nothing is ever left to tidy: every sync leaves the final layout."""
+        return 0
+
+    def tidy(self) -> ApplyReport | None:
+        return None
+
     def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport:
         """Converge the kernel to ``ruleset``.

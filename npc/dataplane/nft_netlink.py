@@ -133,6 +133,30 @@ def element_commands(commands: Sequence[dict[str, Any]]) -> list[ElementCommand]
     return out if out and total <= MAX_ELEMENTS else None
 
 
+def removals(commands: Sequence[dict[str, Any]], table: str
+             ) -> tuple[list[dict[str, Any]], list[str]]:
+    """``commands`` split into what comes before their tail of chain removals (each chain
+    of ``inet table`` flushed, then each deleted, as :func:`removal_messages` writes them)
+    and the chains that tail removes."""
+    def chain(command: dict[str, Any], verb: str) -> str | None:
+        spec = command.get(verb, {}).get("chain") if len(command) == 1 else None
+        if isinstance(spec, dict) and set(spec) == {"family", "table", "name"} \
+                and spec["family"] == "inet" and spec["table"] == table:
+            return str(spec["name"])
+        return None
+
+    deletes: list[str] = []
+    while len(deletes) < len(commands) and (
+            name := chain(commands[-1 - len(deletes)], "delete")) is not None:
+        deletes.append(name)
+    deletes.reverse()
+    start = len(commands) - 2 * len(deletes)
+    if not deletes or start < 0 or [chain(c, "flush") for c in
+                                    commands[start:start + len(deletes)]] != deletes:
+        return list(commands), []
+    return list(commands[:start]), deletes
+
+
 def _element(value: Any, delete: bool) -> tuple[str, str | None] | None:
     """A set element (an IPv4 address) or, to add, a map element jumping to a chain.
     (Called for every element of a batch: exact type checks, no copies.)"""

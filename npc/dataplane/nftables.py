@@ -42,6 +42,7 @@ from npc.dataplane.nft_netlink import (
     NftNetlink,
     element_commands,
     is_ipv4,
+    removals,
 )
 from npc.render import nft as R
 
@@ -64,6 +65,9 @@ STAGE_BATCH = 256
 """Commands per transaction when staging what nothing reaches yet (dependencies come
 first in a sync's commands, so any cut is valid): libnftables' transient heap grows with
 the size of a transaction, and glibc keeps its peak."""
+TIDY_AT = 256
+"""Pending pods (see :meth:`NftablesBackend.tidy`) beyond which a pod event folds them into
+the dispatch maps itself: each adds a look at every target set to its new connections."""
 SetFill = tuple[str, Collection[str] | Mapping[str, str]]
 """A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
 and the chain each address jumps to."""
@@ -87,7 +91,8 @@ class LibNftables:
     """The libnftables seam: one handle and one netlink socket, each serialised on its
     own (a fill may go on while libnftables works).  A batch of element changes only (a
     pod event's) skips libnftables' cache fill and goes straight over netlink, as one
-    transaction all the same (see :mod:`npc.dataplane.nft_netlink`)."""
+    transaction all the same (see :mod:`npc.dataplane.nft_netlink`), and so does one that
+    then removes chains (a full sync's switch, once its new chains are staged)."""
 
     def __init__(self, *, netlink: bool = True) -> None:
         import nftables  # Debian's python3-nftables (a ctypes wrapper of libnftables)
@@ -100,14 +105,17 @@ class LibNftables:
         self._netlink_lock = threading.Lock()
 
     def __call__(self, commands: list[Json]) -> Json:
-        elements = element_commands(commands) if self._netlink is not None else None
-        if elements is not None and self._netlink is not None:
-            with self._netlink_lock:
-                try:
-                    self._netlink(elements)
-                except NetlinkRefused as exc:
-                    raise NftError(f"nft failed (netlink): {exc}", commands) from None
-            return {}
+        if self._netlink is not None:
+            # Element changes, then maybe chains removed (a full sync's switch).
+            changes, gone = removals(commands, R.TABLE)
+            elements = element_commands(changes) if changes else []
+            if elements is not None and (elements or gone):
+                with self._netlink_lock:
+                    try:
+                        self._netlink.patch(R.TABLE, [], elements, gone)
+                    except NetlinkRefused as exc:
+                        raise NftError(f"nft failed (netlink): {exc}", commands) from None
+                return {}
         with self._lock:
             rc, out, err = self._nft.json_cmd({"nftables": commands})
         if rc != 0:
@@ -473,10 +481,43 @@ class NftablesBackend:
 
     def _sync_elements(self, known: NftState, deltas: SetDeltas) -> ApplyReport | None:
         """Write set member changes as element operations in one transaction, updating
-        ``known`` in place; None (nothing written) when some change has no certain form."""
+        ``known`` in place; None (nothing written) when some change has no certain form.
+        Once :data:`TIDY_AT` pods are pending, they are folded into the maps (a second
+        transaction, see :meth:`tidy`): the controller's idle time may never come."""
         plan = self._patching.plan(known, deltas) if self._patching is not None else None
         if plan is None:
             return None
+        report = self._write(known, plan, deltas)
+        if self.untidy() >= TIDY_AT:
+            folded = self.tidy()
+            if folded is not None:
+                report.commands += folded.commands
+                report.ipset_lines += folded.ipset_lines
+                report.chains_rewritten += folded.chains_rewritten
+        return report
+
+    def untidy(self) -> int:
+        """How many pods are pending: dispatched through a pending chain, not a map (see
+        :mod:`npc.render.nft`); 0 while nothing is known."""
+        if self._bookkeeping is not None:
+            return 0  # a full sync just ran: it leaves none
+        patching = self._patching
+        return patching.untidy() if patching is not None and self._known is not None else 0
+
+    def tidy(self) -> ApplyReport | None:
+        """Fold the pending pods into the dispatch maps (creating the group chains they
+        need), in one transaction: for their new connections, one lookup instead of a
+        look at every target set.  It costs the kernel a validation of the whole table
+        (see :mod:`npc.render.nft`), paid here once for all of them rather than by each
+        pod event.  None when nothing is pending."""
+        known, patching = self._known, self._patching
+        if known is None or patching is None or not patching.untidy():
+            return None
+        return self._write(known, patching.folding(known), {})
+
+    def _write(self, known: NftState, plan: _ElementPlan, deltas: SetDeltas) -> ApplyReport:
+        """Write ``plan`` (for ``deltas``) in one transaction and take it into ``known``
+        and the patching index."""
         patch = self._netlink_patch(plan) if self.patch is not None else None
         commands = self._element_commands(plan) if patch is None else []
         report = ApplyReport(commands=0)
@@ -523,8 +564,10 @@ class NftablesBackend:
         return cmds + _chain_removals(plan.gone, self._t)
 
     def differences(self, ruleset: Ruleset) -> list[str]:
-        """What in the kernel differs from ``ruleset`` (for ``npc debug``)."""
-        return _differences(expected_state(self.desired(ruleset)), self.read_state())
+        """What in the kernel differs from ``ruleset`` (for ``npc debug``); pending pods
+        count as dispatched where their target sets send them (see :func:`settled`)."""
+        want = self.desired(ruleset)
+        return _differences(expected_state(want), settled(self.read_state(), want.dispatch))
 
     def commands(self, want: R.NftTable, state: NftState,
                  fills: list[SetFill] | None = None) -> list[Json]:
@@ -783,6 +826,10 @@ class _ElementPlan:
     """Dispatch map → the pods whose element goes (before ``remap`` adds it back)."""
     remap: defaultdict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     """Dispatch map → pod → the group chain it jumps to now."""
+    pending: defaultdict[str, dict[str, frozenset[str] | None]] = field(
+        default_factory=lambda: defaultdict(dict))
+    """Dispatch map → pod → the target sets it is pending with now (None: no longer
+    pending)."""
     moved: Counter[str] = field(default_factory=Counter)
     """Group chain → change in the number of pods dispatched to it."""
     keys: dict[str, tuple[R.Dispatch, frozenset[str]]] = field(default_factory=dict)
@@ -811,6 +858,8 @@ class _Patching:
     """Group chain → the number of pods the dispatch maps send to it (never 0)."""
     loose: dict[str, set[str]]
     """Union parts without an nft set of their own (default-allow sets) → members."""
+    pending: dict[str, dict[str, frozenset[str]]]
+    """Dispatch map → the pods in its pending set → the target sets each is in."""
 
     @classmethod
     def build(cls, ruleset: Ruleset, want: R.NftTable) -> _Patching | None:
@@ -820,10 +869,16 @@ class _Patching:
         if any(t not in roles.own for d in want.dispatch for t in d.targets):
             return None
         by_name = ruleset.set_by_name()
+        maps = {d.map for d in want.dispatch}
         return cls(roles, want.dispatch,
                    {chain: key for d in want.dispatch for chain, key in d.groups.items()},
-                   Counter(chain for m in want.maps for _, chain in m.elements),
-                   {name: {m.value for m in by_name[name].members} for name in roles.loose})
+                   Counter(chain for m in want.maps if m.name in maps
+                           for _, chain in m.elements),
+                   {name: {m.value for m in by_name[name].members} for name in roles.loose},
+                   {d.map: {} for d in want.dispatch})
+
+    def untidy(self) -> int:
+        return sum(len(pods) for pods in self.pending.values())
 
     def plan(self, known: NftState, deltas: SetDeltas) -> _ElementPlan | None:
         """The element operations taking ``known`` through ``deltas``; None if some
@@ -842,13 +897,22 @@ class _Patching:
             return ip in (known.sets[own] if own is not None else self.loose[name])
 
         plan = _ElementPlan()
+        in_unions: dict[tuple[str, str], bool] = {}  # (union, ip) → a part gains ip
         for name, changes in deltas.items():
             own = roles.own.get(name)
+            unions = roles.containing.get(name, ())
             for ip, member in changes.items():
                 if own is not None:
                     plan.want(known, own, ip, member is not None)
-                for union in roles.containing.get(name, ()):
-                    plan.want(known, union, ip, any(holds(p, ip) for p in roles.unions[union]))
+                for union in unions:
+                    if member is not None:
+                        in_unions[union, ip] = True
+                    else:
+                        in_unions.setdefault((union, ip), False)
+        for (union, ip), gained in in_unions.items():
+            # A union loses an address only if none of its parts holds it any more.
+            plan.want(known, union, ip,
+                      gained or any(holds(p, ip) for p in roles.unions[union]))
         for d in self.dispatch:
             if not self._plan_dispatch(plan, d, known, deltas, holds):
                 return None
@@ -857,26 +921,40 @@ class _Patching:
 
     def _plan_dispatch(self, plan: _ElementPlan, d: R.Dispatch, known: NftState,
                        deltas: SetDeltas, holds: Callable[[str, str], bool]) -> bool:
-        """Move each pod whose target sets changed to the group chain of its new key."""
+        """Each pod whose target sets changed leaves its group chain's map element and
+        becomes pending (or stops being pending, if no target set holds it now): element
+        operations the kernel need not validate the table for (see :mod:`npc.render.nft`)."""
         touched = [name for name in deltas if name in d.targets]
-        elements = known.maps[d.map]
+        elements, waiting = known.maps[d.map], self.pending[d.map]
         for ip in sorted({ip for name in touched for ip in deltas[name]}):
             old = elements.get(ip)
             if old is not None and old not in self.groups:
                 return False  # a chain this index does not know: only a rebuild can tell
-            before = self.groups[old] if old is not None else frozenset()
+            before = self.groups[old] if old is not None else waiting.get(ip, frozenset())
             key = frozenset(t for t in before.union(touched) if holds(t, ip))
-            new = R.group_chain_name(d.prefix, key) if key else None
-            if new == old:
+            if key == before:
                 continue
             if old is not None:
                 plan.unmap[d.map].add(ip)
                 plan.moved[old] -= 1
-            if new is not None:
-                plan.remap[d.map][ip] = new
-                plan.moved[new] += 1
-                plan.keys[new] = (d, key)
+            plan.pending[d.map][ip] = key or None
+            plan.want(known, d.pending, ip, bool(key))
         return True
+
+    def folding(self, known: NftState) -> _ElementPlan:
+        """The plan that moves every pending pod into its dispatch map, at the group chain
+        of its target sets (created if it is new)."""
+        plan = _ElementPlan()
+        for d in self.dispatch:
+            for ip, key in self.pending[d.map].items():
+                chain = R.group_chain_name(d.prefix, key)
+                plan.remap[d.map][ip] = chain
+                plan.moved[chain] += 1
+                plan.keys[chain] = (d, key)
+                plan.pending[d.map][ip] = None
+                plan.want(known, d.pending, ip, False)
+        self._plan_chains(plan, known)
+        return plan
 
     def _plan_chains(self, plan: _ElementPlan, known: NftState) -> None:
         """Group chains that gain their first pod are created; those that lose their last
@@ -909,6 +987,13 @@ class _Patching:
         for name in plan.moved:
             if self.sizes[name] == 0:
                 del self.sizes[name]
+        for name, changes in plan.pending.items():
+            waiting = self.pending[name]
+            for ip, key in changes.items():
+                if key is None:
+                    waiting.pop(ip, None)
+                else:
+                    waiting[ip] = key
         for name in deltas.keys() & self.loose.keys():
             members = self.loose[name]
             for ip, member in deltas[name].items():
@@ -929,6 +1014,26 @@ def expected_state(want: R.NftTable) -> NftState:
     return NftState(sets={s.name: set(s.elements) for s in want.sets},
                     maps={m.name: dict(m.elements) for m in want.maps},
                     chains={c.name: c.fingerprint for c in want.chains}, bridge_ok=True)
+
+
+def settled(state: NftState, dispatch: Sequence[R.Dispatch]) -> NftState:
+    """``state`` with its pending pods folded into the dispatch maps as
+    :meth:`NftablesBackend.tidy` would (each at the group chain of the target sets that
+    hold it there, counted present): the state a full sync would leave, when ``state`` is
+    the result of pod events.  ``dispatch`` is the layout (the table's)."""
+    sets, maps, chains = dict(state.sets), dict(state.maps), dict(state.chains)
+    for d in dispatch:
+        waiting = sets.get(d.pending)
+        if not waiting:
+            continue
+        sets[d.pending], maps[d.map] = set(), dict(maps.get(d.map, {}))
+        for ip in waiting:
+            key = d.key_of(ip, state.sets)
+            if key:
+                chain = d.chain(key)
+                maps[d.map][ip] = chain.name
+                chains.setdefault(chain.name, chain.fingerprint)
+    return NftState(sets, maps, chains, state.bridge_ok)
 
 
 def _element_changes(plan: _ElementPlan) -> list[ElementCommand]:

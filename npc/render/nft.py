@@ -9,8 +9,19 @@ is built for lookups instead of walks:
   chain only jumps to the **target chain** of each of its target sets, which holds the
   rules of the policies selecting that set.  So a new connection costs one hash lookup
   plus the rules of the policies that concern it — never a walk over the rules of
-  unrelated policies — and a pod that needs a new group costs a chain of plain jumps
-  (written over netlink, see :mod:`npc.dataplane.nft_netlink`), whatever its policies;
+  unrelated policies;
+* a pod event never adds a map element, though: an element that jumps makes the kernel
+  validate the whole table when it commits (it walks every element of every verdict
+  map, about 90 ns each: 1.4 ms at 10,000 pods), so the event would cost what the cluster
+  holds.  Instead the pod goes into a plain set (``ingress_pending`` or
+  ``egress_pending``), and its new connections take the **pending chain**: a jump to the
+  target chain of each target set the pod is in, looked up live (so it is exact whatever
+  the pod's group).  The backend later folds pending pods into the map in one
+  transaction, when the controller is idle (see ``NftablesBackend.tidy``); a full sync
+  leaves none pending.  The pending chain's name tells its content (the target sets), and
+  it is reached through a one-element map (``*_pending_chain``, looked up with a constant
+  key like ``egress_open``): so a policy change stages a new pending chain and the switch
+  to it stays an element change;
 * the pods no policy isolates are one set per direction (``*_default_allow``);
 * selector sets become ``ipv4_addr`` sets (a namespace-selector list:set becomes the union
   of its members), except sets become interval sets;
@@ -94,6 +105,20 @@ class Dispatch:
     its target chain."""
     groups: dict[str, frozenset[str]]
     """Group chain → its key: the target sets each of its pods is in."""
+
+    @property
+    def pending(self) -> str:
+        """The set of the pods dispatched through the pending chain, not the map."""
+        return f"{self.prefix}_pending"
+
+    @property
+    def pending_map(self) -> str:
+        """The map whose one element jumps to the pending chain."""
+        return f"{self.prefix}_pending_chain"
+
+    def key_of(self, ip: str, sets: Mapping[str, set[str]]) -> frozenset[str]:
+        """The target sets ``ip`` is in, by the nft sets ``sets`` (name → elements)."""
+        return frozenset(t for t in self.targets if ip in sets.get(set_name(t), ()))
 
     def chain(self, key: frozenset[str]) -> NftChain:
         """The group chain of the pods in exactly the target sets ``key``: a jump to the
@@ -245,6 +270,17 @@ def jump_rule(chain: str) -> Json:
     return {"expr": [{"jump": {"target": chain}}]}
 
 
+def _pending_chain(prefix: str, targets: frozenset[str]) -> NftChain:
+    """For a pod not in the map yet: the target chain of each target set it is in (see the
+    module's docstring).  Named after its content, like a group chain."""
+    fld = "daddr" if prefix == "ingress" else "saddr"
+    name = f"{prefix}-pending-" + hashlib.sha1("|".join(sorted(targets)).encode()).hexdigest()[:12]
+    return NftChain(name, tuple(
+        {"expr": [_match(_payload("ip", fld), f"@{set_name(t)}"),
+                  {"jump": {"target": target_chain_name(prefix, t)}}]}
+        for t in sorted(targets)))
+
+
 def _groups(members: dict[str, frozenset[str]], prefix: str
             ) -> tuple[dict[str, frozenset[str]], list[tuple[str, str]]]:
     """Pods selected by the same target sets share a chain: chain name → group, and the
@@ -279,15 +315,18 @@ def _bodies(rules: dict[str, list[Rule]], verdict: Json) -> dict[str, tuple[Json
 
 
 def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[str, list[Rule]],
-              verdict: Json) -> tuple[Dispatch, NftMap, list[NftChain]]:
-    """One direction's dispatch map, the layout of its group chains and its target
-    chains."""
+              verdict: Json) -> tuple[Dispatch, list[NftMap], list[NftChain]]:
+    """One direction's dispatch map and pending map, the layout of its group chains, its
+    target chains and its pending chain."""
     prefix = direction.lower()
     groups, elements = _groups(targets, prefix)
     layout = Dispatch(f"{prefix}_dispatch", prefix, frozenset(targets), groups)
     bodies = _bodies(rules, verdict)
     chains = [NftChain(target_chain_name(prefix, t), bodies.get(t, ())) for t in targets]
-    return layout, NftMap(layout.map, tuple(elements)), chains
+    pending = _pending_chain(prefix, layout.targets)
+    chains.append(pending)
+    return layout, [NftMap(layout.map, tuple(elements)),
+                    NftMap(layout.pending_map, ((ANY, pending.name),))], chains
 
 
 def _union(sets: Mapping[str, IpSet], names_: list[str]) -> frozenset[str]:
@@ -351,9 +390,9 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
         return {t: frozenset(m.value for m in by_name[t].members)
                 for t in names_ if t in by_name}
 
-    in_layout, in_map, in_chains = _dispatch("Ingress", members(targets["Ingress"]), in_rules,
+    in_layout, in_maps, in_chains = _dispatch("Ingress", members(targets["Ingress"]), in_rules,
                                              ACCEPT)
-    out_layout, out_map, out_chains = _dispatch("Egress", members(targets["Egress"]), out_rules,
+    out_layout, out_maps, out_chains = _dispatch("Egress", members(targets["Egress"]), out_rules,
                                                 _goto("egress-passed"))
     default_sources = {s.name for s in ruleset.sets if is_default_allow(s)}
     sets = _sets(ruleset, default_sources, built or {})
@@ -363,12 +402,15 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
                     "pods no egress policy selects")]
     # The key ``ip saddr & 0.0.0.0`` is 0.0.0.0 for every packet: egress_open holds it
     # exactly when no egress policy exists anywhere.
+    sets += [NftSet(layout.pending, False, frozenset(),
+                    f"pods whose new connections take {layout.prefix}'s pending chain")
+             for layout in (in_layout, out_layout)]
     sets.append(NftSet(EGRESS_OPEN, False, frozenset() if any_egress else OPEN,
                        "0.0.0.0 when no egress policy exists anywhere"))
     chains = _static_chains(allow_mcast) + in_chains + out_chains
     chains += [layout.chain(key) for layout in (in_layout, out_layout)
                for key in layout.groups.values()]
-    return NftTable(tuple(sorted(sets, key=lambda s: s.name)), (in_map, out_map),
+    return NftTable(tuple(sorted(sets, key=lambda s: s.name)), (*in_maps, *out_maps),
                     tuple(sorted(chains, key=lambda c: c.name)), (in_layout, out_layout))
 
 
@@ -400,7 +442,17 @@ def set_roles(ruleset: Ruleset) -> SetRoles:
 
 
 EGRESS_OPEN = "egress_open"
-OPEN = frozenset({"0.0.0.0"})
+ANY = "0.0.0.0"
+"""``ip saddr & 0.0.0.0``: the constant key of ``egress_open`` and the pending maps."""
+OPEN = frozenset({ANY})
+
+
+def _pending(fld: str, prefix: str) -> Json:
+    """Pending pods (see the module's docstring) take the pending chain."""
+    return _rule([_ct("new"), _match(_payload("ip", fld), f"@{prefix}_pending"),
+                  {"vmap": {"key": {"&": [_payload("ip", fld), ANY]},
+                            "data": f"@{prefix}_pending_chain"}}],
+                 "the same, pod not in the map yet")
 
 
 def _static_chains(allow_mcast: bool) -> list[NftChain]:
@@ -426,7 +478,8 @@ def _static_chains(allow_mcast: bool) -> list[NftChain]:
         _rule([_ct("new"), {"vmap": {"key": _payload("ip", "saddr"),
                                      "data": "@egress_dispatch"}}],
               "egress policy rules of the source pod"),
-        _rule([_match({"&": [_payload("ip", "saddr"), "0.0.0.0"]}, f"@{EGRESS_OPEN}"),
+        _pending("saddr", "egress"),
+        _rule([_match({"&": [_payload("ip", "saddr"), ANY]}, f"@{EGRESS_OPEN}"),
                _goto("egress-passed")], "no egress policy anywhere"),
         *_log_drop(),
     ]
@@ -441,6 +494,7 @@ def _static_chains(allow_mcast: bool) -> list[NftChain]:
         _rule([_ct("new"), {"vmap": {"key": _payload("ip", "daddr"),
                                      "data": "@ingress_dispatch"}}],
               "ingress policy rules of the destination pod"),
+        _pending("daddr", "ingress"),
         *_log_drop(),
     ]
     return [NftChain("forward", tuple(forward), ("forward", 0)),
