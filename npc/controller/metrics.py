@@ -63,6 +63,9 @@ class Metrics:
         self.drift = Counter("weavenpc_drift_repairs",
                              "Objects found changed from outside and repaired.", ["kind"],
                              registry=registry)
+        self.folds = Counter("weavenpc_pending_folds",
+                             "Transactions folding pending pods into the nftables dispatch "
+                             "maps (see Backend.tidy).", registry=registry)
         self.kernel_failures = Counter("weavenpc_kernel_command_failures",
                                        "Failed kernel commands (retried).", registry=registry)
         self.api_errors = Counter("weavenpc_api_errors",

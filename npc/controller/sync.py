@@ -193,6 +193,7 @@ class SyncRunner:
             self._failed(exc)
             return False
         if report is not None:
+            self.metrics.folds.inc()
             self.log.debug("tidied", ipset_lines=report.ipset_lines,
                            chains=",".join(report.chains_rewritten) or "-")
         return True
