@@ -274,8 +274,7 @@ def _pending_chain(prefix: str, targets: frozenset[str]) -> NftChain:
     """For a pod not in the map yet: the target chain of each target set it is in (see the
     module's docstring).  Named after its content, like a group chain."""
     fld = "daddr" if prefix == "ingress" else "saddr"
-    name = f"{prefix}-pending-" + hashlib.sha1("|".join(sorted(targets)).encode()).hexdigest()[:12]
-    return NftChain(name, tuple(
+    return NftChain(group_chain_name(f"{prefix}-pending", targets), tuple(
         {"expr": [_match(_payload("ip", fld), f"@{set_name(t)}"),
                   {"jump": {"target": target_chain_name(prefix, t)}}]}
         for t in sorted(targets)))
@@ -400,11 +399,11 @@ def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
                     "pods no ingress policy selects"),
              NftSet("egress_default_allow", False, _default_allow(ruleset, "egress"),
                     "pods no egress policy selects")]
-    # The key ``ip saddr & 0.0.0.0`` is 0.0.0.0 for every packet: egress_open holds it
-    # exactly when no egress policy exists anywhere.
     sets += [NftSet(layout.pending, False, frozenset(),
                     f"pods whose new connections take {layout.prefix}'s pending chain")
              for layout in (in_layout, out_layout)]
+    # The key ``ip saddr & 0.0.0.0`` is 0.0.0.0 for every packet: egress_open holds it
+    # exactly when no egress policy exists anywhere.
     sets.append(NftSet(EGRESS_OPEN, False, frozenset() if any_egress else OPEN,
                        "0.0.0.0 when no egress policy exists anywhere"))
     chains = _static_chains(allow_mcast) + in_chains + out_chains
