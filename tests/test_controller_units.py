@@ -115,6 +115,15 @@ class FakeBackend:
     def tidy(self) -> ApplyReport | None:
         return None
 
+    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
+        return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
+
+    def prepare(self, *, install_hooks: bool) -> list[str]:
+        return []
+
+    def remove_all(self) -> None:
+        self.applied.clear()
+
 
 class Log:
     def __init__(self) -> None:

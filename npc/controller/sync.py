@@ -24,29 +24,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from npc.compile.compiler import Options, SetListener
-from npc.compile.incremental import IncrementalCompiler, SetDeltas
+from npc.compile.compiler import Options
+from npc.compile.incremental import IncrementalCompiler
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.store import ClusterStore
 from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nftables import NftError
-
-
-class Backend(Protocol):
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: SetDeltas | None = None) -> ApplyReport: ...
-
-    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
-                       ) -> tuple[Ruleset, ApplyReport]: ...
-
-    def untidy(self) -> int: ...
-
-    def tidy(self) -> ApplyReport | None: ...
+from npc.dataplane.select import Backend
 
 
 @dataclass
