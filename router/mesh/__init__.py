@@ -1,0 +1,1 @@
+"""The mesh control plane: identity, wire protocol, gossip, topology and routes."""
