@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import socketserver
 import sys
@@ -27,6 +28,7 @@ from tests.apiserver.resources import (
     Obj,
     ResourceType,
     bad_request,
+    forbidden,
     not_found,
 )
 from tests.apiserver.selectors import Predicate, combine, field_selector, label_selector
@@ -152,6 +154,15 @@ class ApiHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the client closed its end (readable, and a peek reads nothing)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 def _shutdown(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
@@ -266,17 +277,17 @@ class Handler(BaseHTTPRequestHandler):
             predicate = combine(label_selector(query.get("labelSelector")),
                                 field_selector(rt, query.get("fieldSelector")))
             if method == "GET" and query.get("watch", "") in _TRUE:
-                api.count("watch", rt)
+                self._admit("watch", r, query)
                 self._watch(rt, r.namespace, predicate, query)
             elif method == "GET":
-                api.count("list", rt)
+                self._admit("list", r, query)
                 self._list(rt, r.namespace, predicate, query)
             elif method == "POST" and (r.namespace is not None or not rt.namespaced):
-                api.count("create", rt)
+                self._admit("create", r, query)
                 obj = self._body_for(rt, r, body)
                 self._send_json(201, api.store.create(rt, obj, validated=not api.lenient))
             elif method == "DELETE" and rt.namespaced:
-                api.count("deletecollection", rt)
+                self._admit("deletecollection", r, query)
                 items = store.delete_collection(rt, r.namespace, predicate)
                 self._send_json(200, self._list_doc(rt, store.rv, items))
             else:
@@ -284,19 +295,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         namespace = r.namespace or ""
         if method == "GET":
-            api.count("get", rt)
+            self._admit("get", r, query)
             found = store.get(rt, namespace, r.name)
             if found is None:
                 raise not_found(rt, r.name)
             self._send_json(200, found)
         elif method == "PUT":
-            api.count("update", rt)
+            self._admit("update", r, query)
             obj = self._body_for(rt, r, body)
             self._send_json(200, store.update(rt, obj, validated=not api.lenient,
                                               status_only=r.subresource == "status",
                                               keep_status=r.subresource is None))
         elif method == "PATCH":
-            api.count("patch", rt)
+            self._admit("patch", r, query)
             with store.cond:  # read-modify-write as one step; respond outside the lock
                 current = store.get(rt, namespace, r.name)
                 if current is None:
@@ -308,12 +319,19 @@ class Handler(BaseHTTPRequestHandler):
                                       keep_status=r.subresource is None)
             self._send_json(200, result)
         elif method == "DELETE" and r.subresource is None:
-            api.count("delete", rt)
+            self._admit("delete", r, query)
             pre = body.get("preconditions") if isinstance(body, dict) else None
             self._send_json(200, store.delete(rt, namespace, r.name,
                                               pre if isinstance(pre, dict) else None))
         else:
             raise _not_allowed()
+
+    def _admit(self, verb: str, r: Route, query: dict[str, str]) -> None:
+        """Count and log the request, and refuse it (403) if the API server forbids it."""
+        api = self.server.api
+        api.record(verb, r.rt, query, self.headers.get("User-Agent") or "")
+        if not api.allowed(verb, r.rt):
+            raise forbidden(r.rt, api.user, verb, r.namespace, r.name)
 
     def _body_for(self, rt: ResourceType, r: Route, body: Any) -> Obj:
         """The request body as an object of ``rt`` whose namespace and name agree with the
@@ -353,8 +371,9 @@ class Handler(BaseHTTPRequestHandler):
               query: dict[str, str]) -> None:
         limit = _int_param(query, "limit")
         store = self.server.api.store
-        rv, items, token, remaining = store.list_objects(rt, namespace, predicate, limit,
-                                                 query.get("continue") or None)
+        rv, items, token, remaining = store.list_objects(
+            rt, namespace, predicate, limit, query.get("continue") or None,
+            query.get("resourceVersion"))
         has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
         self._send_json(200, self._list_doc(rt, rv, items, token,
                                             None if has_selector else remaining))
@@ -368,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
         initial_state = query.get("sendInitialEvents", "") in _TRUE
         try:
-            watcher, initial, rv = api.store.watch(rt, namespace, predicate,
+            watcher, initial, _ = api.store.watch(rt, namespace, predicate,
                                                    query.get("resourceVersion"), initial_state)
         except ApiError as exc:
             if exc.code != 410:
@@ -383,7 +402,8 @@ class Handler(BaseHTTPRequestHandler):
             for kind, obj in initial:
                 self._event(kind, obj)
             if initial_state and bookmarks:
-                self._event("BOOKMARK", self._bookmark(rt, rv, initial_events_end=True))
+                self._event("BOOKMARK", self._bookmark(rt, api.store.kind_rv[rt.kind],
+                                                       initial_events_end=True))
             self._stream(watcher, rt, bookmarks, timeout)
         except OSError:
             self.close_connection = True
@@ -407,17 +427,29 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, watcher: Watcher, rt: ResourceType, bookmarks: bool,
                 timeout: int | None) -> None:
+        """Events as they come; with bookmarks, one every ``bookmark_interval`` and one 2 s
+        before the timeout (as the watch cache sends them), carrying the kind's newest
+        resourceVersion, but only once that is past the version the watch started from
+        (the watch cache sends no bookmark before); at the timeout, a clean end of the
+        stream."""
         api = self.server.api
         now = time.monotonic()
         deadline = now + timeout if timeout else None
         next_bookmark = now + api.bookmark_interval
+        if deadline is not None and deadline - 2 > now:
+            next_bookmark = min(next_bookmark, deadline - 2)
         while True:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
             waits = [t - now for t in (deadline, next_bookmark if bookmarks else None)
                      if t is not None]
-            events, rv = api.store.next_events(watcher, max(0.0, min(waits)) if waits else None)
+            # Wake at least twice a second to notice a client that went away (the real
+            # server's request context ends when the connection closes).
+            events, _ = api.store.next_events(watcher, max(0.0, min([*waits, 0.5])))
+            if not events and _peer_closed(self.connection):
+                self.close_connection = True
+                return
             if watcher.cut:
                 self.close_connection = True
                 _shutdown(self.connection)  # the client must see a broken stream
@@ -426,9 +458,15 @@ class Handler(BaseHTTPRequestHandler):
                 self._event(kind, obj)
             if watcher.ended:
                 break
-            if bookmarks and time.monotonic() >= next_bookmark:
-                self._event("BOOKMARK", self._bookmark(rt, rv))
-                next_bookmark = time.monotonic() + api.bookmark_interval
+            now = time.monotonic()
+            if bookmarks and now >= next_bookmark:
+                with api.store.cond:
+                    current = api.store.kind_rv[rt.kind]
+                if current > watcher.start:
+                    self._event("BOOKMARK", self._bookmark(rt, current))
+                next_bookmark = now + api.bookmark_interval
+                if deadline is not None and deadline - 2 > now:
+                    next_bookmark = min(next_bookmark, deadline - 2)
         self._chunk(b"")  # end of the chunked body: a clean end of the watch
 
 

@@ -148,6 +148,28 @@ def expired(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
+def too_large(asked: int, current: int) -> ApiError:
+    """504 from a server whose watch cache has not reached ``asked`` yet."""
+    return ApiError(504, "Timeout", f"Timeout: Too large resource version: {asked}, "
+                    f"current: {current}",
+                    {"causes": [{"reason": "ResourceVersionTooLarge",
+                                 "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})
+
+
+def forbidden(rt: ResourceType, user: str, verb: str, namespace: str | None,
+              name: str | None) -> ApiError:
+    """403 exactly as RBAC words it."""
+    subject = f'{rt.qualified} "{name}"' if name else rt.qualified
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    details: Obj = {"name": name} if name else {}
+    if rt.group:
+        details["group"] = rt.group
+    details["kind"] = rt.plural
+    return ApiError(403, "Forbidden", f'{subject} is forbidden: User "{user}" cannot {verb} '
+                    f'resource "{rt.plural}" in API group "{rt.group}" {scope}', details)
+
+
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """422 with one ``{field, message}`` cause per failed field, as the real server sends."""
     parts = [f"{path}: {reason}" for path, reason in causes]

@@ -7,12 +7,26 @@ import copy
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from tests.apiserver.handler import ApiHTTPServer
 from tests.apiserver.resources import ApiError, Obj, ResourceType, not_found, resource
 from tests.apiserver.store import Store
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the server saw it."""
+
+    verb: str
+    kind: str
+    query: dict[str, str]
+    user_agent: str
+
+
+RequestLog = list[Request]
 
 
 class ApiServer:
@@ -25,13 +39,18 @@ class ApiServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 bind_netns_fd: int | None = None, bookmark_interval: float = 1.0,
+                 bind_netns_fd: int | None = None, bookmark_interval: float = 60.0,
                  history_limit: int = 1000, lenient: bool = False,
                  list_item_type_meta: bool = False, namespaces: Iterable[str] = ()) -> None:
         self.host = host
         self._port = port
         self.bind_netns_fd = bind_netns_fd
         self.bookmark_interval = bookmark_interval
+        """Seconds between bookmarks on a watch that asked for them (the watch cache sends
+        one a minute, and one 2 s before the watch's timeout)."""
+        self.user = "system:serviceaccount:kube-system:weave-net"
+        """Who every request is made as (in 403 messages)."""
+        self._forbidden: set[tuple[str, str]] = set()
         self.lenient = lenient
         """Skip validation (an older or lenient API server); may be flipped at any time."""
         self.list_item_type_meta = list_item_type_meta
@@ -41,6 +60,7 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._lifecycle = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._requests: list[Request] = []
         self._counts_lock = threading.Lock()
         for name in namespaces:
             self.create("Namespace", {"metadata": {"name": name}})
@@ -190,15 +210,43 @@ class ApiServer:
 
     @property
     def resource_version(self) -> str:
-        """The current (latest) resourceVersion."""
+        """The current (latest) resourceVersion, of any kind."""
         with self.store.cond:
             return str(self.store.rv)
 
+    def kind_resource_version(self, kind: str | ResourceType) -> str:
+        """The resourceVersion of ``kind``'s newest write (what its bookmarks carry)."""
+        with self.store.cond:
+            return str(self.store.kind_rv[resource(kind).kind])
+
     # ------------------------------------------------------------------ observation
 
-    def count(self, verb: str, rt: ResourceType) -> None:
+    def record(self, verb: str, rt: ResourceType, query: Mapping[str, str],
+               user_agent: str) -> None:
         with self._counts_lock:
             self._counts[(verb, rt.kind)] += 1
+            self._requests.append(Request(verb, rt.kind, dict(query), user_agent))
+
+    def requests(self, verb: str | None = None, kind: str | ResourceType | None = None,
+                 ) -> RequestLog:
+        """Every request so far (optionally of one verb and kind), oldest first."""
+        wanted = None if kind is None else resource(kind).kind
+        with self._counts_lock:
+            return [r for r in self._requests
+                    if (verb is None or r.verb == verb) and (wanted is None or r.kind == wanted)]
+
+    def forbid(self, verb: str, kind: str | ResourceType) -> None:
+        """Answer ``verb`` on ``kind`` with RBAC's 403 from now on."""
+        with self._counts_lock:
+            self._forbidden.add((verb, resource(kind).kind))
+
+    def permit_all(self) -> None:
+        with self._counts_lock:
+            self._forbidden.clear()
+
+    def allowed(self, verb: str, rt: ResourceType) -> bool:
+        with self._counts_lock:
+            return (verb, rt.kind) not in self._forbidden
 
     def request_count(self, verb: str, kind: str | ResourceType) -> int:
         """HTTP requests so far for a verb (``list``, ``watch``, ``get``, ``create``,
@@ -214,6 +262,7 @@ class ApiServer:
     def reset_counts(self) -> None:
         with self._counts_lock:
             self._counts.clear()
+            self._requests.clear()
 
     def watcher_count(self, kind: str | ResourceType | None = None) -> int:
         """Watch streams open right now (on a kind, or in total)."""

@@ -34,6 +34,7 @@ from tests.apiserver.resources import (
     invalid,
     not_found,
     now_rfc3339,
+    too_large,
     validate,
 )
 from tests.apiserver.selectors import Predicate
@@ -73,11 +74,16 @@ class Watcher:
         self.namespace = namespace
         self.predicate = predicate
         self.queue: deque[Event] = deque()
+        self.after = 0
+        """Events at or before this resourceVersion are not sent."""
+        self.start = 0
+        """The resourceVersion the watch started from: the watch cache sends a bookmark
+        only when the kind's newest version is past it."""
         self.ended = False  # finish the stream cleanly (expire_watches)
         self.cut = False  # drop the connection (server stop)
 
     def wants(self, ev: Event) -> bool:
-        return ev.rt is self.rt and (self.namespace is None
+        return ev.rt is self.rt and ev.rv > self.after and (self.namespace is None
                                      or _namespace_of(ev.obj) == self.namespace)
 
     def translate(self, ev: Event) -> tuple[str, Obj] | None:
@@ -105,6 +111,13 @@ def encode_continue(rv: int, start: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def parse_resource_version(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"invalid resource version {text!r}") from None
+
+
 def decode_continue(token: str) -> tuple[int, str]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -120,6 +133,10 @@ class Store:
         self.cond = threading.Condition(threading.RLock())
         self.history_limit = history_limit
         self.rv = FIRST_RESOURCE_VERSION
+        """The global resourceVersion (etcd's revision): the newest write of any kind."""
+        self.kind_rv = {rt.kind: FIRST_RESOURCE_VERSION for rt in RESOURCES}
+        """Per kind, the resourceVersion of its newest write: where the kind's watch cache
+        is.  Cached lists and bookmarks carry it, not the global one."""
         self.compacted_rv = FIRST_RESOURCE_VERSION
         """Every event with a resourceVersion above this is still in the history."""
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {rt.kind: {} for rt in RESOURCES}
@@ -137,15 +154,25 @@ class Store:
         return sorted((_key(o), o) for o in self._objects[rt.kind].values())
 
     def list_objects(self, rt: ResourceType, namespace: str | None, predicate: Predicate,
-             limit: int | None = None, token: str | None = None,
-             ) -> tuple[int, list[Obj], str | None, int | None]:
+                     limit: int | None = None, token: str | None = None,
+                     resource_version: str | None = None,
+                     ) -> tuple[int, list[Obj], str | None, int | None]:
         """Objects in key order: ``(resourceVersion, items, continue, remainingItemCount)``.
 
-        A continuation is served from the snapshot taken when its first page was listed, so
-        pages are consistent; a token older than the compaction point gets 410 Expired."""
+        The list's resourceVersion is what kube-apiserver (1.36, watch cache on) reports:
+        without ``resource_version`` (a consistent read) the global one; with ``"0"`` (any
+        state, from the watch cache) the kind's newest write, and ``limit`` is ignored as
+        the cache ignores it; with ``N`` (not older than N) the kind's newest write when
+        that is at least N, else the global one, and 504 "Too large resource version" when
+        N is newer than anything the server has.  A continuation is served from the
+        snapshot taken when its first page was listed, so pages are consistent; a token
+        older than the compaction point gets 410 Expired."""
         with self.cond:
             start = ""
             if token:
+                if resource_version not in (None, "", "0"):
+                    raise bad_request("specifying resource version is not allowed when "
+                                      "using continue")
                 rv, start = decode_continue(token)
                 snapshot = self._snapshots.get((rt.kind, rv))
                 if snapshot is None and rv == self.rv:
@@ -155,7 +182,9 @@ class Store:
                                   "consistent list result. You can start a new list without "
                                   "the continue parameter.")
             else:
-                rv, snapshot = self.rv, self._sorted(rt)
+                rv, snapshot = self._list_version(rt, resource_version), self._sorted(rt)
+                if resource_version == "0":
+                    limit = None
             matching = [(k, o) for k, o in snapshot if k >= start
                         and (namespace is None or _namespace_of(o) == namespace) and predicate(o)]
             if limit is None or limit <= 0 or len(matching) <= limit:
@@ -168,10 +197,24 @@ class Store:
             return (rv, [o for _, o in page], encode_continue(rv, page[-1][0] + "\x00"),
                     len(matching) - limit)
 
+    def _list_version(self, rt: ResourceType, resource_version: str | None) -> int:
+        if resource_version in (None, ""):
+            return self.rv
+        if resource_version == "0":
+            return self.kind_rv[rt.kind]
+        at_least = parse_resource_version(resource_version)
+        if at_least > self.rv:
+            # The real server waits up to 3 s for its cache to catch up first.
+            self.cond.wait_for(lambda: self.rv >= at_least, 3.0)
+        if at_least > self.rv:
+            raise too_large(at_least, self.kind_rv[rt.kind])
+        return self.kind_rv[rt.kind] if self.kind_rv[rt.kind] >= at_least else self.rv
+
     # ------------------------------------------------------------------ writes
 
     def _commit(self, rt: ResourceType, kind: str, obj: Obj, prev: Obj | None) -> Obj:
         self.rv += 1
+        self.kind_rv[rt.kind] = self.rv
         obj = _with_rv(obj, self.rv)
         key = (_namespace_of(obj), str(obj["metadata"]["name"]))
         if kind == DELETED:
@@ -308,11 +351,10 @@ class Store:
             if initial_state or resource_version in (None, "", "0"):
                 _, items, _, _ = self.list_objects(rt, namespace, predicate)
                 initial = [(ADDED, o) for o in items]
+                w.start = self.kind_rv[rt.kind]
             else:
-                try:
-                    since = int(str(resource_version))
-                except ValueError:
-                    raise bad_request(f"invalid resource version {resource_version!r}") from None
+                since = parse_resource_version(str(resource_version))
+                w.after = w.start = since  # newer than the server: wait for it, as it does
                 if since < self.compacted_rv:
                     raise expired(f"too old resource version: {since} ({self.compacted_rv})")
                 first = bisect.bisect_right(self._history, since, key=lambda e: e.rv)

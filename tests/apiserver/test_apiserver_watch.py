@@ -70,22 +70,118 @@ def test_watch_without_resource_version_starts_with_current_state(api: ApiServer
     assert watch.changes() == [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a")]
 
 
-def test_bookmarks_carry_the_current_resource_version(api: ApiServer, core: Any) -> None:
+def test_bookmarks_carry_the_newest_version_of_their_kind(api: ApiServer, core: Any) -> None:
+    """As the watch cache does: a bookmark carries the resourceVersion of the kind's newest
+    write (whoever it was for), not the global one, which other kinds move on."""
     api.create("Namespace", {"metadata": {"name": "ns2"}})
     watch = Collector(core.list_namespaced_pod, "ns1", allow_watch_bookmarks=True,
                       resource_version=api.resource_version)
     try:
         assert api.wait_for_watchers("Pod")
         api.create("Pod", pod("unseen", namespace="ns2"))  # filtered out, yet rv moves on
-        current = api.resource_version
-        assert watch.wait(lambda ev: any(
-            t == "BOOKMARK" and o["metadata"]["resourceVersion"] == current for t, o in ev))
+        pods_rv = api.resource_version
+        api.create("NetworkPolicy", policy("elsewhere"))  # another kind: the global rv only
+        assert api.kind_resource_version("Pod") == pods_rv < api.resource_version
+        watch.events.clear()
+        assert watch.wait(lambda ev: any(t == "BOOKMARK" for t, o in ev))
     finally:
         watch.stop()
     bookmark = next(o for t, o in watch.events if t == "BOOKMARK")
     assert (bookmark["kind"], bookmark["apiVersion"]) == ("Pod", "v1")
+    assert bookmark["metadata"]["resourceVersion"] == pods_rv
     assert watch.changes() == []
-    assert watch.watch.resource_version == current  # the client tracks bookmark rvs
+    assert watch.watch.resource_version == pods_rv  # the client tracks bookmark rvs
+
+
+def test_list_resource_versions_as_the_watch_cache_gives_them(api: ApiServer,
+                                                              core: Any) -> None:
+    """A consistent list reports the global version; ``resourceVersion=0`` the kind's
+    newest write (and ignores limit); ``N`` at least N; beyond the newest, 504."""
+    for name in ("a", "b", "c"):
+        api.create("Pod", pod(name))
+    pods_rv = api.resource_version
+    api.create("NetworkPolicy", policy("np"))
+    latest = api.resource_version
+    assert core.list_pod_for_all_namespaces().metadata.resource_version == latest
+    cached = core.list_pod_for_all_namespaces(resource_version="0", limit=1)
+    assert cached.metadata.resource_version == pods_rv
+    assert len(cached.items) == 3 and not cached.metadata._continue
+    assert core.list_pod_for_all_namespaces(
+        resource_version=pods_rv).metadata.resource_version == pods_rv
+    assert core.list_pod_for_all_namespaces(
+        resource_version=latest).metadata.resource_version == latest
+    paged = core.list_pod_for_all_namespaces(limit=2)
+    assert len(paged.items) == 2 and paged.metadata._continue
+    with pytest.raises(client.ApiException) as refused:
+        core.list_pod_for_all_namespaces(resource_version=str(int(latest) + 5))
+    assert refused.value.status == 504
+    status = json.loads(refused.value.body or "")
+    assert status["message"] == (f"Timeout: Too large resource version: {int(latest) + 5}, "
+                                 f"current: {pods_rv}")
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+
+
+def test_a_watch_ends_cleanly_at_its_timeout_after_a_bookmark() -> None:
+    """Bookmarks come once a minute by default; a watch with timeoutSeconds=3 gets one 2 s
+    before its end (as the watch cache sends it), then the chunked stream ends normally."""
+    with ApiServer(namespaces=["ns1"]) as api:
+        started = api.resource_version
+        api.create("Pod", pod("a"))
+        api.create("Namespace", {"metadata": {"name": "ns2"}})
+        pods_rv = api.kind_resource_version("Pod")
+        reply = raw_request(api.port, "GET", "/api/v1/namespaces/ns1/pods?watch=1&"
+                            f"resourceVersion={started}&"
+                            "allowWatchBookmarks=true&timeoutSeconds=3", timeout=10)
+    assert reply.status == 200 and reply.chunks is not None and reply.chunks[-1] == b""
+    events = [json.loads(chunk) for chunk in reply.chunks[:-1]]
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["resourceVersion"] == pods_rv
+
+
+def test_no_bookmark_until_the_kind_moves_past_the_watch_start() -> None:
+    """As the watch cache does: a watch from the kind's newest version gets no bookmark,
+    however long it runs and whatever other kinds do; a write of its kind (even one the
+    watch does not select) starts them."""
+    with ApiServer(namespaces=["ns1", "ns2"], bookmark_interval=0.1) as api:
+        api.create("Pod", pod("a"))
+        with _after(0.5, lambda: api.create("NetworkPolicy", policy("np"))), \
+                _after(0.8, lambda: api.create("Pod", pod("b", namespace="ns2"))):
+            reply = raw_request(api.port, "GET", "/api/v1/namespaces/ns1/pods?watch=1&"
+                                f"resourceVersion={api.resource_version}&"
+                                "allowWatchBookmarks=true&timeoutSeconds=2", timeout=10)
+    assert reply.chunks is not None
+    events = [json.loads(chunk) for chunk in reply.chunks[:-1]]
+    assert events and {e["type"] for e in events} == {"BOOKMARK"}
+    assert {e["object"]["metadata"]["resourceVersion"] for e in events} == {
+        api.kind_resource_version("Pod")}
+    # the pod in ns2 was created at 0.8 s: with bookmarks every 0.1 s, a stream that had
+    # sent them from the start would hold about 19, not the 8 or so after 0.8 s
+    assert len(events) <= 13
+
+
+def test_forbidden_requests_get_rbacs_status(api: ApiServer, core: Any, net: Any) -> None:
+    api.forbid("list", "pods")
+    api.forbid("watch", "networkpolicies")
+    try:
+        with pytest.raises(client.ApiException) as pods:
+            core.list_pod_for_all_namespaces()
+        with pytest.raises(client.ApiException) as policies:
+            net.list_network_policy_for_all_namespaces(watch=True, _preload_content=False)
+        core.list_namespace()  # not forbidden
+    finally:
+        api.permit_all()
+    assert pods.value.status == policies.value.status == 403
+    assert json.loads(pods.value.body or "") == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'pods is forbidden: User "system:serviceaccount:kube-system:weave-net" '
+                   'cannot list resource "pods" in API group "" at the cluster scope',
+        "reason": "Forbidden", "details": {"kind": "pods"}, "code": 403}
+    body = json.loads(policies.value.body or "")
+    assert body["message"] == (
+        'networkpolicies.networking.k8s.io is forbidden: User "system:serviceaccount:'
+        'kube-system:weave-net" cannot watch resource "networkpolicies" in API group '
+        '"networking.k8s.io" at the cluster scope')
+    assert body["details"] == {"group": "networking.k8s.io", "kind": "networkpolicies"}
 
 
 def test_selector_watch_turns_relabels_into_added_and_deleted(api: ApiServer,
@@ -245,7 +341,8 @@ def test_restart_without_history_forces_a_relist(api: ApiServer, core: Any) -> N
 def test_watch_stream_framing(api: ApiServer) -> None:
     api.create("Pod", pod("a"))
     api.create("Pod", pod("b"))
-    with _after(0.35, api.expire_watches):
+    # bookmarks come once the kind has a write past where the watch started
+    with _after(0.1, lambda: api.create("Pod", pod("c"))), _after(0.45, api.expire_watches):
         resp = raw_request(api.port, "GET", "/api/v1/namespaces/ns1/pods?watch=1"
                                             "&allowWatchBookmarks=true&timeoutSeconds=5")
     assert resp.status == 200 and resp.chunks is not None
@@ -258,7 +355,7 @@ def test_watch_stream_framing(api: ApiServer) -> None:
         assert chunk.endswith(b"\n") and chunk.count(b"\n") == 1
         assert set(json.loads(chunk)) == {"type", "object"}
     types = [json.loads(c)["type"] for c in events]
-    assert types[:2] == ["ADDED", "ADDED"] and set(types[2:]) == {"BOOKMARK"}
+    assert types[:3] == ["ADDED", "ADDED", "ADDED"] and set(types[3:]) == {"BOOKMARK"}
 
 
 def test_watch_list_ends_initial_events_with_annotated_bookmark(api: ApiServer) -> None:
