@@ -385,3 +385,115 @@ def test_ruleset_size_gauges_are_counted_when_scraped() -> None:
     assert scraped("weavenpc_ruleset_rules") == sum(len(c.rules) for c in applied.chains)
     assert scraped("weavenpc_ruleset_set_members") == sum(
         len(s.members) for s in applied.sets) > 0
+
+
+# ---- progress: /status?wait on a real cluster's resourceVersions -------------------------
+def test_a_bookmark_covers_what_other_kinds_have_shown_an_event_does_not() -> None:
+    from npc.controller.progress import Progress, caught_up, overall
+
+    pods = Progress().confirmed(100, highest_seen=100)  # listed at 100
+    policies = Progress().confirmed(90, highest_seen=100).event(140)
+    assert (pods.through, policies.through) == (100, 140)
+    kinds = ["pods", "networkpolicies"]
+    assert overall({"pods": pods, "networkpolicies": policies}, kinds) == 100
+    now = {"pods": pods, "networkpolicies": policies}
+    assert not caught_up(140, now, now, kinds)  # asked now: nothing confirmed since
+    # an event at 150 of pods says nothing of pods beyond 150, nor of other kinds
+    assert pods.event(150).through == 150 and pods.event(150).covered == 100
+    # a pods bookmark at its own newest version (100), after 140 was seen: covers 140
+    bookmarked = pods.confirmed(100, highest_seen=140)
+    applied = {"pods": bookmarked, "networkpolicies": policies}
+    assert bookmarked.through == 140 and caught_up(140, applied, applied, kinds)
+    assert overall(applied, kinds) == 140
+    # a write nobody watches (199): a confirmation after the caller asked covers it
+    asked = {"pods": bookmarked, "networkpolicies": policies}
+    assert not caught_up(199, applied, asked, kinds)
+    later = {"pods": bookmarked.confirmed(100, 140),
+             "networkpolicies": policies.confirmed(140, 140)}
+    assert caught_up(199, later, asked, kinds)
+    assert not caught_up(199, later, asked, [*kinds, "namespaces"])  # never listed
+
+
+def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
+    """Against resourceVersions as a real API server gives them: after a policy write, the
+    pods and namespaces watches stay at their own older versions and get no bookmark (the
+    watch cache sends none until the kind moves).  Waiting for the write with its kind
+    answers at once; without a kind, a list of each quiet kind shows the store already
+    holds its state as of the write: confirmed, and /status's overall version moves on."""
+    from kubernetes import client
+
+    from npc.controller.main import kube_api_client
+    from npc.controller.watch import Watcher
+    from tests.apiserver import ApiServer
+    from tests.e2e.controllers import kubeconfig
+
+    with ApiServer(namespaces=["x"], bookmark_interval=0.1) as api:
+        api.create("Pod", {"metadata": {"name": "a", "namespace": "x"}})
+        kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)))
+        core, net = client.CoreV1Api(kube), client.NetworkingV1Api(kube)
+        stop = threading.Event()
+        backend = FakeBackend()
+        sync_box: list[SyncRunner] = []
+        store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty(),
+                             on_seen=lambda: sync_box[0].notify_progress())
+        log = Log()
+        watchers = {w.kind.value: w for w in (
+            Watcher(kind, func, store, on_error=lambda *_: None, on_invalid=lambda _: None,
+                    stop=stop, log=log)
+            for kind, func in ((Kind.NAMESPACE, core.list_namespace),
+                               (Kind.POD, core.list_pod_for_all_namespaces),
+                               (Kind.POLICY, net.list_network_policy_for_all_namespaces)))}
+        confirmations: list[tuple[str, int]] = []
+
+        def confirm(kind: str, rv: int, timeout: float) -> bool:
+            confirmations.append((kind, rv))
+            return watchers[kind].confirm(rv, timeout)
+
+        sync = SyncRunner(store=store, backend=backend, options=Options(),
+                          metrics=Metrics(CollectorRegistry()), log=log, install_hooks=False,
+                          min_interval=0)
+        sync_box.append(sync)
+        threads = [threading.Thread(target=w.run) for w in watchers.values()]
+        threads.append(threading.Thread(target=sync.run, args=(stop,)))
+        for t in threads:
+            t.start()
+        try:
+            for kind in ("Namespace", "Pod", "NetworkPolicy"):
+                assert api.wait_for_watchers(kind)
+            api.create("NetworkPolicy", {"metadata": {"name": "np", "namespace": "x"},
+                                         "spec": {"podSelector": {}}})
+            written = int(api.resource_version)
+            assert sync.wait_applied(written, "networkpolicies", timeout=5)
+            # no bookmark comes for the quiet kinds, and nothing confirms them
+            assert not sync.wait_applied(written, None, timeout=0.5)
+            assert sync.applied_through() < written
+            sync.confirm = confirm
+            assert sync.wait_applied(written, None, timeout=5)
+            assert sorted(confirmations) == [("namespaces", written), ("pods", written)]
+            assert sync.applied_through() >= written
+            assert sync.applied_by_kind()["pods"] >= written
+            # a version beyond anything the server has is not confirmed (the list of it is
+            # refused as too large)
+            assert not sync.wait_applied(written + 100, None, timeout=1.5)
+        finally:
+            stop.set()
+            for w in watchers.values():
+                w.close()
+            for t in threads:
+                t.join(timeout=10)
+
+
+def test_confirming_needs_the_store_to_hold_exactly_the_listed_state() -> None:
+    store = ClusterStore()
+    outcome = parse_object(Kind.POD, pod("a", "10.32.0.7"))
+    assert outcome.value is not None
+    values = [(outcome.key, outcome.value)]
+    assert not store.confirm_if_same(Kind.POD, values, "50")  # never listed
+    store.replace(Kind.POD, [])
+    store.confirmed(Kind.POD, "10")
+    assert not store.confirm_if_same(Kind.POD, values, "50")  # an event is on its way
+    assert store.progress()[1]["pods"].through == 10
+    store.upsert(Kind.POD, outcome.key, outcome.value)
+    store.seen(Kind.POD, "20")
+    assert store.confirm_if_same(Kind.POD, values, "50")
+    assert store.progress()[1]["pods"].through == 50

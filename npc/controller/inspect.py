@@ -14,8 +14,9 @@ from typing import Any
 
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
+from npc.controller import logs
 from npc.controller.store import ClusterStore, Kind
-from npc.controller.watch import Watcher
+from npc.controller.watch import CONSISTENT, Watcher
 from npc.dataplane.exec import CommandError, SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
 from npc.dataplane.nftables import NftablesBackend
@@ -41,7 +42,7 @@ def state_from_api(kubeconfig: str | None) -> ClusterState:
         Kind.POLICY: net.list_network_policy_for_all_namespaces}
     for kind, func in funcs.items():
         Watcher(kind, func, store, on_error=lambda *_: None, on_invalid=lambda _: None,
-                stop=stop).list()
+                stop=stop, log=logs.silent()).list(CONSISTENT)
     return store.snapshot()[1]
 
 

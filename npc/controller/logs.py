@@ -49,3 +49,12 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
 
 def get() -> Any:
     return structlog.get_logger()
+
+
+def silent() -> Any:
+    """A logger that drops everything (for one-shot commands whose stdout is their
+    output)."""
+    def drop(_logger: Any, _method: str, _event: MutableMapping[str, Any]) -> str:
+        raise structlog.DropEvent
+
+    return structlog.wrap_logger(structlog.ReturnLogger(), processors=[drop])

@@ -8,10 +8,13 @@ exit 0.  Kernel state is left in place on exit, so a restart enforces without a 
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from npc.compile.compiler import Options
 from npc.controller import logs
+from npc.controller.apierrors import describe
 from npc.controller.http import HealthServer
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
@@ -38,13 +42,28 @@ def kube_api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client, config
 
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        api = config.new_client_from_config(config_file=kubeconfig)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    return config.new_client_from_config(config_file=path)
+        api = client.ApiClient(configuration)
+    else:
+        path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        api = config.new_client_from_config(config_file=path)
+    api.user_agent = user_agent()
+    return api
+
+
+def user_agent(program: str = "weave-npc") -> str:
+    """``weave-npc/0.1.0 (linux/amd64) python/3.11.2``: who is asking, in the API server's
+    audit log and metrics (client-go's form), instead of the generated client's name."""
+    try:
+        version = importlib.metadata.version("weave-npc-py")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{program}/{version} ({sys.platform}/{arch}) python/{platform.python_version()}"
 
 
 class Supervisor:
@@ -70,6 +89,12 @@ class Supervisor:
     def alive(self) -> bool:
         return not self.stop.is_set() and all(t.is_alive() for t in self.threads)
 
+    def join(self, timeout: float) -> None:
+        """Wait for the workers, ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
 
 def run(settings: Settings) -> int:
     # A thread waiting for the interpreter lock gets it within 1 ms instead of 5 ms when
@@ -93,14 +118,17 @@ def run(settings: Settings) -> int:
     sync_box: list[SyncRunner] = []
     store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty() if sync_box else None,
                          on_seen=lambda: sync_box[0].notify_progress() if sync_box else None)
+    watchers = {w.kind.value: w for w in _watchers(settings, store, metrics, log, stop)}
     sync = SyncRunner(store=store, backend=backend, metrics=metrics, log=log,
                       options=options,
                       install_hooks=settings.install_hooks,
                       min_interval=settings.min_sync_interval,
-                      full_check_interval=settings.full_check_interval)
+                      full_check_interval=settings.full_check_interval,
+                      confirm=lambda kind, rv, timeout: watchers[kind].confirm(rv, timeout))
     sync_box.append(sync)
     supervisor = Supervisor(stop, log)
-    _start_watchers(settings, store, metrics, log, stop, supervisor)
+    for watcher in watchers.values():
+        supervisor.spawn(f"watch-{watcher.kind.value}", watcher.run)
     supervisor.spawn("sync", lambda: sync.run(stop))
     _start_blocked_logger(store, registry, log, stop, supervisor)
     def status() -> dict[str, object]:
@@ -116,9 +144,10 @@ def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    for watcher in watchers.values():
+        watcher.close()  # their threads are blocked reading a watch stream
     http.stop()
-    for thread in supervisor.threads:
-        thread.join(timeout=2)
+    supervisor.join(timeout=2)
     if supervisor.crash:
         log.critical("worker crashed; exiting", error=supervisor.crash)
         return 1
@@ -126,8 +155,8 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _start_watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: Any,
-                    stop: threading.Event, supervisor: Supervisor) -> list[Watcher]:
+def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: Any,
+              stop: threading.Event) -> list[Watcher]:
     from kubernetes import client
 
     api = kube_api_client(settings.kubeconfig)
@@ -135,22 +164,18 @@ def _start_watchers(settings: Settings, store: ClusterStore, metrics: Metrics, l
 
     def on_error(what: str, exc: BaseException) -> None:
         metrics.api_errors.labels(resource=what.split(":", 1)[0]).inc()
-        log.warning(what, error=str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
+        log.warning(what, error=describe(exc))
 
     def on_invalid(err: FieldError) -> None:
         log.warning("invalid object", problem=str(err))
 
-    watchers = [
-        Watcher(Kind.NAMESPACE, core.list_namespace, store, on_error=on_error,
-                on_invalid=on_invalid, stop=stop),
-        Watcher(Kind.POD, core.list_pod_for_all_namespaces, store, on_error=on_error,
-                on_invalid=on_invalid, stop=stop),
-        Watcher(Kind.POLICY, net.list_network_policy_for_all_namespaces, store,
-                on_error=on_error, on_invalid=on_invalid, stop=stop),
+    return [
+        Watcher(kind, list_func, store, on_error=on_error, on_invalid=on_invalid, stop=stop,
+                log=log)
+        for kind, list_func in ((Kind.NAMESPACE, core.list_namespace),
+                                (Kind.POD, core.list_pod_for_all_namespaces),
+                                (Kind.POLICY, net.list_network_policy_for_all_namespaces))
     ]
-    for w in watchers:
-        supervisor.spawn(f"watch-{w.kind.value}", w.run)
-    return watchers
 
 
 def _start_blocked_logger(store: ClusterStore, registry: CollectorRegistry, log: Any,

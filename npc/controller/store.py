@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from npc.compile.incremental import PodChange
+from npc.controller.progress import Progress
 from npc.model.objects import ClusterState, Namespace, NetworkPolicy, Pod
 from npc.model.parse import (
     FieldError,
@@ -77,7 +78,7 @@ class ClusterStore:
         self._snapshot: tuple[int, ClusterState] | None = None
         self._on_change = on_change
         self._pod_ips: dict[str, str] = {}
-        self._resource_versions: dict[Kind, int] = {}
+        self._progress: dict[Kind, Progress] = {}
         self._changes: list[PodChange] = []
         self._structural = True  # until a sync has taken a full snapshot
 
@@ -152,28 +153,53 @@ class ClusterStore:
         return ClusterState(tuple(namespaces), tuple(pods), tuple(policies))
 
     def seen(self, kind: Kind, resource_version: str) -> None:
-        """The watch of ``kind`` is current through ``resource_version`` (an event or a
-        bookmark).  Kubernetes resourceVersions are opaque; numeric ones (etcd revisions,
-        as every real API server uses) are tracked so that /status can tell up to which
-        version the kernel reflects the cluster."""
-        if resource_version.isdigit():
-            with self._lock:
-                self._resource_versions[kind] = max(self._resource_versions.get(kind, 0),
-                                                    int(resource_version))
-            self._on_seen()
+        """An event of ``kind`` at ``resource_version`` arrived."""
+        self._advance(kind, resource_version, confirmed=False)
 
-    def resource_versions(self) -> tuple[int, dict[str, int]]:
-        """(store version, per kind: the resourceVersion its watch is current through)."""
-        with self._lock:
-            return self._version, {k.value: v for k, v in self._resource_versions.items()}
+    def confirmed(self, kind: Kind, resource_version: str) -> None:
+        """A bookmark of ``kind``, or a complete list of it, at ``resource_version``: every
+        event of the kind up to now has been delivered (see :mod:`.progress`)."""
+        self._advance(kind, resource_version, confirmed=True)
 
-    def current_through(self) -> tuple[int, int]:
-        """(store version, the resourceVersion every kind is known to be current through,
-        0 if unknown), read together."""
+    def _advance(self, kind: Kind, resource_version: str, *, confirmed: bool) -> None:
+        # Kubernetes resourceVersions are opaque; numeric ones (etcd revisions, as every
+        # real API server uses) are tracked so that /status can tell up to which version
+        # the kernel reflects the cluster.
+        if not resource_version.isdigit():
+            return
         with self._lock:
-            if set(self._resource_versions) != set(Kind):
-                return self._version, 0
-            return self._version, min(self._resource_versions.values())
+            self._advance_locked(kind, int(resource_version), confirmed=confirmed)
+        self._on_seen()
+
+    def _advance_locked(self, kind: Kind, rv: int, *, confirmed: bool) -> None:
+        current = self._progress.get(kind, Progress())
+        if confirmed:
+            highest = max((p.position for p in self._progress.values()), default=0)
+            self._progress[kind] = current.confirmed(rv, highest)
+        else:
+            self._progress[kind] = current.event(rv)
+
+    def confirm_if_same(self, kind: Kind, values: Iterable[tuple[str, Value]],
+                        resource_version: str) -> bool:
+        """A list of ``kind`` at ``resource_version``, taken to check how far the kind is
+        current: if the store holds exactly that state, it is current through that
+        version (its watch may still deliver events up to it, but none changes what
+        policy sees).  Nothing is changed otherwise; the watch brings the differences."""
+        listed = dict(values)
+        if not resource_version.isdigit():
+            return False
+        with self._lock:
+            if kind not in self._listed or listed != self._objects[kind]:
+                return False
+            self._advance_locked(kind, int(resource_version), confirmed=True)
+        self._on_seen()
+        return True
+
+    def progress(self) -> tuple[int, dict[str, Progress]]:
+        """(store version, per kind: how far its watch is known to be current), read
+        together."""
+        with self._lock:
+            return self._version, {k.value: v for k, v in self._progress.items()}
 
     # ---- reads ---------------------------------------------------------------------
     @property

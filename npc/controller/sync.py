@@ -30,7 +30,8 @@ from npc.compile.compiler import Options
 from npc.compile.incremental import IncrementalCompiler
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
-from npc.controller.store import ClusterStore
+from npc.controller.progress import Progress, caught_up, overall
+from npc.controller.store import ClusterStore, Kind
 from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nftables import NftError
@@ -42,11 +43,9 @@ class SyncStatus:
     ready: bool = False
     last_ruleset: Ruleset | None = None
     last_version: int = -1
-    applied_through: int = 0
-    """The resourceVersion the kernel is known to reflect (see ClusterStore.seen)."""
-    applied_by_kind: dict[str, int] = field(default_factory=dict)
-    """Per kind: each watch is ordered, so the kernel reflects every write of that kind up
-    to this resourceVersion (exact, without waiting for other kinds' bookmarks)."""
+    applied: dict[str, Progress] = field(default_factory=dict)
+    """Per kind, how far its watch was current when the last sync took the store (see
+    :mod:`npc.controller.progress`): the kernel reflects that much."""
     syncs: int = 0
     failures_in_a_row: int = 0
     reported: set[str] = field(default_factory=set)
@@ -58,7 +57,9 @@ class SyncRunner:
                  min_interval: float = 0.05, full_check_interval: float = 60.0,
                  max_backoff: float = 30.0, tidy_after: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 confirm: Callable[[str, int, float], bool] | None = None,
+                 confirm_after: float = 0.05, confirm_interval: float = 1.0) -> None:
         self.store = store
         self.backend = backend
         self.options = options
@@ -71,6 +72,11 @@ class SyncRunner:
         self.tidy_after = tidy_after
         self.clock = clock
         self.rng = rng or random.Random()
+        self.confirm = confirm
+        """``confirm(kind, rv, timeout)``: check by a list that the store holds ``kind``
+        as of ``rv`` or later (see :meth:`npc.controller.watch.Watcher.confirm`)."""
+        self.confirm_after = confirm_after
+        self.confirm_interval = confirm_interval
         self.status = SyncStatus()
         self.compiler = IncrementalCompiler(options)
         self._dirty = threading.Event()
@@ -97,39 +103,60 @@ class SyncRunner:
             self._progress.notify_all()
 
     def wait_applied(self, resource_version: int, kind: str | None, timeout: float) -> bool:
-        """Block until the kernel reflects ``resource_version`` (of ``kind``'s watch, or of
-        every kind), at most ``timeout`` seconds; whether it does."""
+        """Block until the kernel reflects every write up to ``resource_version`` of
+        ``kind`` (or of every kind), at most ``timeout`` seconds; whether it does.  A kind
+        with no write after ``resource_version`` is caught up once its watch confirms it
+        has nothing more to deliver (see :func:`npc.controller.progress.caught_up`): by a
+        bookmark, or, when ``confirm`` was given, by a list that shows the store holds its
+        state at that version, asked for once events already on their way had a moment
+        to land, and again every ``confirm_interval`` while the kind still lags."""
         deadline = self.clock() + timeout
+        kinds = [kind] if kind is not None else [k.value for k in Kind]
+        _, asked = self.store.progress()
+        next_confirm = self.clock() + self.confirm_after
 
-        def reached() -> bool:
+        def lagging() -> list[str]:
             if not self.status.ready:
-                return False
-            if kind is None:
-                return self.applied_through() >= resource_version
-            return self.applied_by_kind().get(kind, 0) >= resource_version
+                return kinds
+            applied = self.applied_progress()
+            return [k for k in kinds if not caught_up(resource_version, applied, asked, [k])]
 
-        with self._progress:
-            while not reached():
-                left = deadline - self.clock()
-                if left <= 0:
-                    return False
-                self._progress.wait(left)
-        return True
+        confirm = self.confirm
+        while True:
+            with self._progress:
+                while True:
+                    pending = lagging()
+                    if not pending:
+                        return True
+                    now = self.clock()
+                    if now >= deadline:
+                        return False
+                    if confirm is not None and now >= next_confirm and self.status.ready:
+                        break
+                    wake = min(deadline, next_confirm) if confirm is not None else deadline
+                    self._progress.wait(max(0.0, wake - now) or 0.01)
+            assert confirm is not None
+            for lagging_kind in pending:  # outside the lock: a list takes a while
+                confirm(lagging_kind, resource_version, max(0.5, deadline - self.clock()))
+            next_confirm = self.clock() + self.confirm_interval
+
+    def applied_progress(self) -> dict[str, Progress]:
+        """Per kind, how far the kernel reflects its watch.  Bookmarks advance the store's
+        progress without changing it: when nothing changed since the last sync, the
+        kernel reflects everything seen so far."""
+        version, seen = self.store.progress()
+        if self.status.ready and version == self.status.last_version:
+            return seen
+        return dict(self.status.applied)
 
     def applied_by_kind(self) -> dict[str, int]:
-        version, seen = self.store.resource_versions()
-        if self.status.ready and version == self.status.last_version:
-            return {k: max(v, self.status.applied_by_kind.get(k, 0)) for k, v in seen.items()}
-        return dict(self.status.applied_by_kind)
+        """Per kind: the kernel reflects every write of it up to this resourceVersion."""
+        return {kind: p.through for kind, p in self.applied_progress().items()}
 
     def applied_through(self) -> int:
-        """The resourceVersion the kernel reflects.  Bookmarks advance what the store is
-        current through without changing it: when nothing changed since the last sync,
-        the kernel reflects everything seen so far."""
-        version, through = self.store.current_through()
-        if self.status.ready and version == self.status.last_version:
-            return max(through, self.status.applied_through)
-        return self.status.applied_through
+        """The resourceVersion up to which the kernel reflects every kind (0 before each
+        has been listed)."""
+        return overall(self.applied_progress(), [k.value for k in Kind])
 
     def _jittered(self, seconds: float) -> float:
         return seconds * self.rng.uniform(0.8, 1.2)
@@ -197,8 +224,7 @@ class SyncRunner:
     def sync_once(self, *, full_check: bool) -> bool:
         """Compile the current snapshot and apply it; False after a kernel failure."""
         started = self.clock()
-        _, through = self.store.current_through()
-        _, by_kind = self.store.resource_versions()
+        _, progress = self.store.progress()
         version, changes, state = self.store.take(full=full_check or self.compiler.ruleset
                                                   is None)
         patched = self.compiler.patch(changes) if changes is not None else None
@@ -227,8 +253,7 @@ class SyncRunner:
             self.log.error("kernel state was changed from outside; repaired",
                            drift=", ".join(report.drift))
         self._record(ruleset, version, started, report)
-        self.status.applied_through = through
-        self.status.applied_by_kind = by_kind
+        self.status.applied = progress
         self.status.syncs += 1
         self.notify_progress()
         return True
