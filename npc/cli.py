@@ -82,7 +82,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.what:
         from npc.controller.explain import cmd_explain
 
-        return cmd_explain(args.what, args.files, args.kubeconfig, _options(args))
+        return cmd_explain(args.what, args.files, args.kubeconfig, _options(args),
+                           args.backend)
     if args.live or not args.files:
         from npc.controller.inspect import live_debug
 

@@ -161,8 +161,7 @@ def known(backend: NftablesBackend) -> NftState:
 
 
 def full_table(ruleset: Ruleset) -> R.NftTable:
-    any_egress = any("Egress" in p.directions for p in ruleset.policies)
-    return R.build_table(ruleset, allow_mcast=Options().allow_mcast, any_egress=any_egress)
+    return R.build_table(ruleset, allow_mcast=Options().allow_mcast)
 
 
 def full_state(ruleset: Ruleset) -> NftState:
@@ -732,7 +731,7 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
                    for b in nft_ns.batches for c in b)
     assert any("rule" in c["add"] for b in staged for c in b)
     # Interval sets (ipBlocks) are not filled over netlink.
-    interval = {s.name for s in R.build_table(ruleset, allow_mcast=True, any_egress=True).sets
+    interval = {s.name for s in R.build_table(ruleset, allow_mcast=True).sets
                 if s.interval}
     assert interval and not interval & filled
 

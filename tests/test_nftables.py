@@ -95,7 +95,7 @@ def test_dispatch_cost_does_not_grow_with_unrelated_policies() -> None:
     rules of the policies selecting that pod, however many other policies exist."""
     def reached(extra: int) -> tuple[int, int]:
         rs = compile_ruleset(cluster(10, extra).state())
-        table = nft.build_table(rs, allow_mcast=True, any_egress=False)
+        table = nft.build_table(rs, allow_mcast=True)
         (dispatch,) = [m for m in table.maps if m.name == "ingress_dispatch"]
         chain_name = dict(dispatch.elements)["10.32.0.2"]  # x/p1, app=web
         chain = next(c for c in table.chains if c.name == chain_name)

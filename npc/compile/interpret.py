@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 from npc.compile import layout as hooks
 from npc.compile import names
@@ -127,6 +129,9 @@ class PacketVerdict:
     @property
     def explanation(self) -> str:
         return f"{self.egress}; {self.ingress}"
+
+    def trace_lines(self) -> list[str]:
+        return [format_step(step) for step in self.trace]
 
 
 # ---- the built-in chains' hooks ----------------------------------------------------------
@@ -289,11 +294,18 @@ def _isolating(ruleset: Ruleset, ip: str, direction: str) -> list[str]:
             and set_contains(sets, p.target_set, ip)]
 
 
-def _denied(ruleset: Ruleset, direction: str, ip: str, step: Step | None) -> Side:
+def denied_side(ruleset: Ruleset, direction: str, ip: str, step: Step | None = None) -> Side:
+    """No rule allowed ``direction`` for the pod at ``ip``: say which policies isolate it."""
     isolating = _isolating(ruleset, ip, direction)
     why = (f"isolated by {', '.join(isolating)}" if isolating
            else "the address is in no pod set of any namespace")
     return Side(direction, Status.DENIED, f"no {direction} rule allowed it ({why})", step)
+
+
+def policy_side(direction: str, policies: list[Origin], step: Step | None = None) -> Side:
+    """Allowed by these policy rules."""
+    noun = "policy rule " if len(policies) == 1 else "policy rules "
+    return Side(direction, Status.ALLOWED, noun + ", ".join(map(str, policies)), step)
 
 
 def _decided(direction: str, step: Step) -> Side:
@@ -301,8 +313,7 @@ def _decided(direction: str, step: Step) -> Side:
     rule = step.rule
     policies = [o for o in rule.origins if o.policy]
     if policies:
-        noun = "policy rule " if len(policies) == 1 else "policy rules "
-        return Side(direction, Status.ALLOWED, noun + ", ".join(map(str, policies)), step)
+        return policy_side(direction, policies, step)
     what = rule.origins[0].what if rule.origins else rule.comment
     if step.chain in _DEFAULT_CHAINS:
         namespace = what.removeprefix("default-allow ")
@@ -323,7 +334,7 @@ def _egress_side(ruleset: Ruleset, packet: Packet, trace: tuple[Step, ...]) -> S
         return _decided("egress", marked)
     last = steps[-1]
     if isinstance(last.rule.verdict, Drop):
-        return _denied(ruleset, "egress", packet.src, last)
+        return denied_side(ruleset, "egress", packet.src, last)
     if last.chain == names.EGRESS_CHAIN and isinstance(last.rule.verdict, Accept | Return):
         return _decided("egress", last)
     return Side("egress", Status.ALLOWED, "no egress rule matched, but egress is not "
@@ -342,11 +353,25 @@ def _ingress_side(ruleset: Ruleset, packet: Packet, trace: tuple[Step, ...],
     accepted = next((s for s in steps if isinstance(s.rule.verdict, Accept)), None)
     if accepted is not None:
         return _decided("ingress", accepted)
-    return _denied(ruleset, "ingress", packet.dst, trace[-1])
+    return denied_side(ruleset, "ingress", packet.dst, trace[-1])
+
+
+class Traced(typing.Protocol):
+    """A walk through one node's rules (either backend's layout)."""
+
+    @property
+    def logged(self) -> bool: ...
+
+    def trace_lines(self) -> list[str]:
+        """The rules that matched, one line each, in order."""
+        ...
+
+
+WalkT = TypeVar("WalkT", bound=Traced)
 
 
 @dataclass(frozen=True)
-class Explanation:
+class Explanation(Generic[WalkT]):
     """A connection between two pods as the cluster decides it; ``walks`` names the node
     of each walk ("node", or "source node" and "destination node")."""
 
@@ -358,7 +383,7 @@ class Explanation:
     allowed: bool
     egress: Side
     ingress: Side
-    walks: tuple[tuple[str, PacketVerdict], ...]
+    walks: tuple[tuple[str, WalkT], ...]
 
 
 def _bridge_port(ruleset: Ruleset) -> str:
@@ -371,9 +396,11 @@ def _bridge_port(ruleset: Ruleset) -> str:
 
 
 def explain_connection(ruleset: Ruleset, src_ip: str, dst_ip: str, port: int,
-                       protocol: Protocol | None, *, same_node: bool) -> Explanation:
+                       protocol: Protocol | None, *, same_node: bool
+                       ) -> Explanation[PacketVerdict]:
     """Whether a pod at ``src_ip`` may open a connection to the pod at ``dst_ip``."""
-    def expl(allowed: bool, ingress: Side, *walks: tuple[str, PacketVerdict]) -> Explanation:
+    def expl(allowed: bool, ingress: Side, *walks: tuple[str, PacketVerdict]
+             ) -> Explanation[PacketVerdict]:
         return Explanation(src_ip, dst_ip, port, protocol, same_node, allowed,
                            walks[0][1].egress, ingress, walks)
 
@@ -404,7 +431,7 @@ def format_step(step: Step) -> str:
     return f"{step.chain}[{step.index}] {_verdict_text(step.rule.verdict)}: {step.rule.comment}"
 
 
-def format_explanation(explanation: Explanation, *, trace: bool = True) -> str:
+def format_explanation(explanation: Explanation[Any], *, trace: bool = True) -> str:
     """Text for ``npc debug explain``: the verdict, each side, then the rules that matched."""
     e = explanation
     protocol = e.protocol.value if e.protocol is not None else "other"
@@ -414,7 +441,7 @@ def format_explanation(explanation: Explanation, *, trace: bool = True) -> str:
     if trace:
         for where, verdict in e.walks:
             lines.append(f"  rules matched on the {where}:")
-            lines += [f"    {format_step(step)}" for step in verdict.trace]
+            lines += [f"    {line}" for line in verdict.trace_lines()]
             if verdict.logged:
                 lines.append(f"    (logged to NFLOG group {names.NFLOG_GROUP})")
     return "\n".join(lines) + "\n"

@@ -1,14 +1,21 @@
 """``npc debug explain SRC DST PORT[/PROTO]``: the verdict for one connection and the
-policies and rules that decide it, from the same ruleset the kernel holds."""
+policies and rules that decide it, walked through the layout this node's kernel holds: the
+iptables chains, or the nftables table (``--backend`` to choose when the node holds
+neither, e.g. with ``-f`` files on another machine)."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from npc.compile.compiler import Options
-from npc.compile.interpret import explain_connection, format_explanation
+from npc.compile.interpret import Explanation, explain_connection, format_explanation
 from npc.controller.inspect import desired_state
+from npc.dataplane.exec import SubprocessRunner
+from npc.dataplane.select import in_use
 from npc.model.objects import ClusterState, Pod, Protocol
+from npc.render.nft import build_table
+from npc.render.nft_walk import explain_connection_nft
 
 USAGE = "usage: npc debug explain SRC DST PORT[/PROTO]  (SRC, DST: namespace/pod or an IP)"
 
@@ -40,7 +47,7 @@ def _port(text: str) -> tuple[int, Protocol]:
 
 
 def cmd_explain(what: list[str], files: list[str] | None, kubeconfig: str | None,
-                options: Options) -> int:
+                options: Options, backend: str = "auto") -> int:
     if len(what) != 4 or what[0] != "explain":
         print(USAGE, file=sys.stderr)
         return 2
@@ -55,9 +62,18 @@ def cmd_explain(what: list[str], files: list[str] | None, kubeconfig: str | None
         print(f"npc: error: {exc}", file=sys.stderr)
         return 2
     same_node = bool(src and dst and src.node_name and src.node_name == dst.node_name)
-    explanation = explain_connection(ruleset, src_ip, dst_ip, port, protocol,
-                                     same_node=same_node)
+    layout = in_use(backend, SubprocessRunner())
+    explanation: Explanation[Any]
+    if layout == "nftables":
+        table = build_table(ruleset, allow_mcast=options.allow_mcast)
+        explanation = explain_connection_nft(table, ruleset, src_ip, dst_ip, port, protocol,
+                                             same_node=same_node,
+                                             bridge_port=options.bridge_port)
+    else:
+        explanation = explain_connection(ruleset, src_ip, dst_ip, port, protocol,
+                                         same_node=same_node)
     names = f"{what[1]} ({src_ip}) -> {what[2]} ({dst_ip}) {port}/{protocol.value}"
-    print(f"# {names}, {'same node' if same_node else 'different nodes'}")
+    print(f"# {names}, {'same node' if same_node else 'different nodes'}, "
+          f"{layout} layout")
     sys.stdout.write(format_explanation(explanation))
     return 0

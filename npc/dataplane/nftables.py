@@ -299,9 +299,7 @@ class NftablesBackend:
 
     def desired(self, ruleset: Ruleset, built: Mapping[str, R.NftSet] | None = None
                 ) -> R.NftTable:
-        any_egress = any("Egress" in p.directions for p in ruleset.policies)
-        return R.build_table(ruleset, allow_mcast=self.options.allow_mcast,
-                             any_egress=any_egress, built=built)
+        return R.build_table(ruleset, allow_mcast=self.options.allow_mcast, built=built)
 
     def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
         return self.sync(ruleset, install_hooks=install_hooks, full_check=True)

@@ -61,6 +61,23 @@ def _iptables_in_use(runner: Runner) -> bool:
     return False
 
 
+def _nftables_in_use(runner: Runner) -> bool:
+    try:
+        return "table inet weave-npc" in runner(["nft", "list", "tables"])
+    except (CommandError, OSError):
+        return False
+
+
+def in_use(name: str, runner: Runner) -> str:
+    """The backend whose state this network namespace holds ("nftables" when npc's table
+    exists, else "iptables" when its chains do), else what ``name`` chooses."""
+    if name != "auto":
+        return name
+    if _nftables_in_use(runner):
+        return "nftables"
+    return "iptables" if _iptables_in_use(runner) else choose(name, runner)
+
+
 def choose(name: str, runner: Runner, env: Mapping[str, str] | None = None) -> str:
     """The backend to use: "iptables" or "nftables"."""
     from npc.dataplane import nftables

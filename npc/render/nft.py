@@ -46,7 +46,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npc.compile import names
-from npc.compile.ruleset import L4, Addr, Direction, InSet, IpSet, Match, Rule, Ruleset, SetKind
+from npc.compile.ruleset import (
+    L4,
+    Addr,
+    Direction,
+    InSet,
+    IpSet,
+    Match,
+    Origin,
+    Rule,
+    Ruleset,
+    SetKind,
+)
 
 TABLE = "weave-npc"
 FROM_ROUTER = 0x100000
@@ -78,6 +89,9 @@ class NftChain:
     rules: tuple[Json, ...]
     hook: tuple[str, int] | None = None  # (hook, priority) for base chains
     fingerprint: str = field(default="", compare=False)
+    origins: tuple[tuple[Origin, ...], ...] = field(default=(), compare=False, repr=False)
+    """Per rule, the policy rules it came from (target chains; empty elsewhere): what
+    ``npc debug explain`` names."""
 
     def __post_init__(self) -> None:
         digest = hashlib.sha1(repr((self.hook, self.rules)).encode()).hexdigest()[:12]
@@ -306,11 +320,12 @@ def _groups(members: dict[str, frozenset[str]], prefix: str
     return groups, elements
 
 
-def _bodies(rules: dict[str, list[Rule]], verdict: Json) -> dict[str, tuple[Json, ...]]:
-    """Target set → its rules as nftables rules: its target chain."""
-    return {target: tuple(_rule([*(e for m in r.matches for e in _term(m)), verdict],
-                                "; ".join(str(o) for o in r.origins)) for r in target_rules)
-            for target, target_rules in rules.items()}
+def _target_chain(prefix: str, target: str, rules: list[Rule], verdict: Json) -> NftChain:
+    """The rules of the policies selecting ``target``, as nftables rules."""
+    return NftChain(target_chain_name(prefix, target), tuple(
+        _rule([*(e for m in r.matches for e in _term(m)), verdict],
+              "; ".join(str(o) for o in r.origins)) for r in rules),
+        origins=tuple(r.origins for r in rules))
 
 
 def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[str, list[Rule]],
@@ -320,8 +335,7 @@ def _dispatch(direction: str, targets: dict[str, frozenset[str]], rules: dict[st
     prefix = direction.lower()
     groups, elements = _groups(targets, prefix)
     layout = Dispatch(f"{prefix}_dispatch", prefix, frozenset(targets), groups)
-    bodies = _bodies(rules, verdict)
-    chains = [NftChain(target_chain_name(prefix, t), bodies.get(t, ())) for t in targets]
+    chains = [_target_chain(prefix, t, rules.get(t, []), verdict) for t in targets]
     pending = _pending_chain(prefix, layout.targets)
     chains.append(pending)
     return layout, [NftMap(layout.map, tuple(elements)),
@@ -373,10 +387,11 @@ def _sets(ruleset: Ruleset, skip: set[str], built: Mapping[str, NftSet]) -> list
     return out
 
 
-def build_table(ruleset: Ruleset, *, allow_mcast: bool, any_egress: bool,
+def build_table(ruleset: Ruleset, *, allow_mcast: bool,
                 built: Mapping[str, NftSet] | None = None) -> NftTable:
     """The table for ``ruleset``; ``built`` holds address sets already made from its
     sets (by :func:`address_set`, keyed by the Ruleset's set name), to be reused."""
+    any_egress = any("Egress" in p.directions for p in ruleset.policies)
     targets = _targets(ruleset)
     by_name = ruleset.set_by_name()
     in_rules = _policy_rules(ruleset, names.INGRESS_CHAIN, Direction.DST, targets["Ingress"])
