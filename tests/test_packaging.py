@@ -234,6 +234,19 @@ def test_launch_script_is_posix_sh_and_passes_shellcheck(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+BASH_SCRIPTS = sorted(p for d in ("scripts", "examples", "tests/interop", "bench")
+                      for p in (ROOT / d).glob("*.sh") if p != LAUNCH)
+
+
+@pytest.mark.parametrize("script", BASH_SCRIPTS, ids=[p.name for p in BASH_SCRIPTS])
+def test_bash_scripts_pass_shellcheck(script: Path, tmp_path: Path) -> None:
+    assert os.access(script, os.X_OK) or script.parent.name == "scripts", script
+    result = subprocess.run([tool("shellcheck"), "--norc", "--severity=style", str(script)],
+                            cwd=tmp_path, env=isolated_env(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def run_launch(tmp_path: Path, args: list[str], **env: str) -> list[str]:
     """Runs launch.sh with a fake weave-npc that prints what it was given, one per line:
     its parent's pid, $IPTABLES_BACKEND, $EXTRA_ARGS, then its arguments."""
