@@ -27,7 +27,7 @@ import nacl.bindings
 import nacl.exceptions
 from nacl.public import PrivateKey, PublicKey
 
-from router.mesh.protocol import DecryptionError, WrongPasswordError
+from router.mesh.protocol import DecryptionError, PublicKeyError, WrongPasswordError
 
 KEY_SIZE: Final = 32
 NONCE_SIZE: Final = 24
@@ -51,8 +51,16 @@ def form_session_key(remote_public: bytes, local_private: PrivateKey, password: 
     Both ends compute the same key from their own private and the other's public key."""
     if len(remote_public) != KEY_SIZE:
         raise ValueError(f"a Curve25519 public key is {KEY_SIZE} bytes, got {len(remote_public)}")
-    shared = nacl.bindings.crypto_box_beforenm(
-        bytes(PublicKey(remote_public)), bytes(local_private))
+    try:
+        shared = nacl.bindings.crypto_box_beforenm(
+            bytes(PublicKey(remote_public)), bytes(local_private))
+    except nacl.exceptions.CryptoError:
+        # libsodium refuses low-order points (the all-zero key, for one), which
+        # would make the shared key predictable. Go's x/crypto of weave 2.8.1
+        # accepted them; no honest peer sends one.
+        raise PublicKeyError(
+            "the peer's public key is a low-order Curve25519 point, which would make the "
+            "session key guessable; refusing the connection") from None
     return hashlib.sha256(shared + password).digest()
 
 

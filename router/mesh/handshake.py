@@ -200,13 +200,27 @@ class Handshake:
             raise HandshakeStateError(f"eof() called while the handshake is {self._phase.value}")
         step = self._phase
         self._phase = Phase.FAILED
+        raise PeerClosedError(self._closed_message(step))
+
+    def _closed_message(self, step: Phase) -> str:
+        # Go closes a refused connection at once (with a reset), often before
+        # its own pending write went out, so the step we were waiting for is
+        # the best clue to what the peer refused.
         if step is Phase.HEADER:
-            raise PeerClosedError(
-                f"the peer closed the connection during the protocol header ({len(self._buffer)} "
-                f"of {HEADER_LENGTH} bytes received)")
-        raise PeerClosedError(
-            f"the peer closed the connection before sending {step.value}; it probably refused "
-            "this connection (its log says why)")
+            return (f"the peer closed the connection during the protocol header "
+                    f"({len(self._buffer)} of {HEADER_LENGTH} bytes received)")
+        if step is Phase.FEATURES and self._key is not None:
+            return ("the peer closed the connection before sending its features: it could not "
+                    "read ours, most likely because the passwords differ (the peer then logs "
+                    "'Unable to decrypt TCP msg')")
+        if step is Phase.FEATURES:
+            return ("the peer closed the connection before sending its features: it could not "
+                    "read ours (its log says why)")
+        if step is Phase.ENCRYPTION_FLAG:
+            return ("the peer closed the connection before sending its encryption flag: it "
+                    "refused our protocol header or our encryption setting (is a password set "
+                    "on one end only? its log says why)")
+        return "the peer closed the connection before sending its public key (its log says why)"
 
     def _advance(self, out: bytearray) -> HandshakeResult | None:
         if self._phase is Phase.HEADER:

@@ -66,6 +66,10 @@ class DecryptionError(MeshProtocolError):
     stream was corrupted, replayed, reordered or truncated."""
 
 
+class PublicKeyError(MeshProtocolError):
+    """The peer's Curve25519 public key is unusable (a low-order point)."""
+
+
 class WrongPasswordError(DecryptionError):
     """The peer's first encrypted message did not decrypt: the passwords differ."""
 

@@ -23,6 +23,7 @@ from router.mesh.protocol import (
     MAX_TCP_MSG_SIZE,
     DecryptionError,
     MessageTooLargeError,
+    PublicKeyError,
     WrongPasswordError,
     frame,
 )
@@ -61,6 +62,11 @@ def test_session_key_matches_go_from_both_ends(case: dict[str, Any]) -> None:
     from_a = form_session_key(bytes(private_b.public_key), private_a, password)
     from_b = form_session_key(bytes(private_a.public_key), private_b, password)
     assert from_a.hex() == from_b.hex() == case["session_key"]
+
+
+def test_a_low_order_public_key() -> None:
+    with pytest.raises(PublicKeyError, match="low-order Curve25519 point"):
+        form_session_key(bytes(32), generate_key_pair(), b"pw")
 
 
 def test_a_public_key_is_32_bytes() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl.public import PrivateKey
 
 from router.mesh.features import LocalFeatures
 from router.mesh.handshake import (
@@ -26,6 +27,7 @@ from router.mesh.protocol import (
     MeshProtocolError,
     MessageTooLargeError,
     PeerClosedError,
+    PublicKeyError,
     VersionMismatchError,
     WrongPasswordError,
     encode_message,
@@ -330,9 +332,13 @@ def test_version_1_pending_messages() -> None:
 
 @pytest.mark.parametrize(("wire", "password", "message"), [
     (b"wea", None, r"during the protocol header \(3 of 7 bytes received\)"),
-    (b"weave\x01\x02", None, "before sending the encryption flag; it probably refused"),
-    (b"weave\x01\x02\x01" + bytes(5), b"pw", "before sending the public key"),
-    (b"weave\x01\x02\x00" + frame(b"abc")[:5], None, "before sending the features message"),
+    (b"weave\x01\x02", None, r"before sending its encryption flag: .*password set on one end"),
+    (b"weave\x01\x02\x01" + bytes(5), b"pw", "before sending its public key"),
+    (b"weave\x01\x02\x00" + frame(b"abc")[:5], None,
+     r"before sending its features: it could not read ours \(its log says why\)"),
+    (b"weave\x01\x02\x01" + bytes(PrivateKey.generate().public_key), b"pw",
+     "most likely because the passwords differ"),
+    (b"weave\x01\x01", None, "before sending its features"),
 ])
 def test_the_peer_closing_midway(wire: bytes, password: bytes | None, message: str) -> None:
     handshake = started(password)
@@ -341,6 +347,12 @@ def test_the_peer_closing_midway(wire: bytes, password: bytes | None, message: s
     with pytest.raises(PeerClosedError, match=message):
         handshake.eof()
     assert handshake.phase is Phase.FAILED
+
+
+def test_a_low_order_public_key_is_refused() -> None:
+    error = failure(started(b"pw"), b"weave\x01\x02\x01" + bytes(32))
+    assert isinstance(error, PublicKeyError)
+    assert "low-order Curve25519 point" in str(error)
 
 
 def test_calls_out_of_order() -> None:
