@@ -111,7 +111,7 @@ class Opener:
         nonce = tcp_nonce(self._peer_outbound, self.sequence)
         try:
             payload: bytes = nacl.bindings.crypto_secretbox_open(sealed, nonce, self._key)
-        except (nacl.exceptions.CryptoError, ValueError, TypeError) as error:
+        except (nacl.exceptions.CryptoError, ValueError) as error:
             raise self._failure(len(sealed)) from error
         self.sequence += 1
         return payload

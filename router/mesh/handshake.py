@@ -209,7 +209,7 @@ class Handshake:
         if step is Phase.HEADER:
             return (f"the peer closed the connection during the protocol header "
                     f"({len(self._buffer)} of {HEADER_LENGTH} bytes received)")
-        if step is Phase.FEATURES and self._key is not None:
+        if step is Phase.FEATURES and self._key is not None and self._state.version == 2:
             return ("the peer closed the connection before sending its features: it could not "
                     "read ours, most likely because the passwords differ (the peer then logs "
                     "'Unable to decrypt TCP msg')")
@@ -238,7 +238,7 @@ class Handshake:
             self._accept_public_key(self._take(1 + crypto.KEY_SIZE)[1:], out)
         if self._phase is Phase.FEATURES:
             if self._state.version == 1:
-                return self._receive_v1_features(out)
+                return self._receive_v1_features()
             return self._receive_v2_features()
         return None
 
@@ -311,7 +311,7 @@ class Handshake:
             features[V1_PUBLIC_KEY_FEATURE] = bytes(self._key.public_key).hex()
         return features
 
-    def _receive_v1_features(self, out: bytearray) -> HandshakeResult | None:
+    def _receive_v1_features(self) -> HandshakeResult | None:
         reader = self._state.v1_reader
         messages = reader.feed(self._take(len(self._buffer)))
         for index, message in enumerate(messages):

@@ -102,7 +102,10 @@ class Session:
 
         Raises FramingError / MessageTooLargeError for a malformed stream and
         DecryptionError (WrongPasswordError for the first encrypted message)
-        when a message does not open; the connection must then be closed."""
+        when a message does not open; the connection must then be closed.
+        Payloads of the same call before the failing one are dropped with it
+        (Go would have handled them first; gossip is resent, so nothing is lost
+        that matters)."""
         bodies = self._framer.feed(data)
         if self._opener is None:
             return bodies

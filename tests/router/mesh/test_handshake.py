@@ -338,7 +338,7 @@ def test_version_1_pending_messages() -> None:
      r"before sending its features: it could not read ours \(its log says why\)"),
     (b"weave\x01\x02\x01" + bytes(PrivateKey.generate().public_key), b"pw",
      "most likely because the passwords differ"),
-    (b"weave\x01\x01", None, "before sending its features"),
+    (b"weave\x01\x01", b"pw", r"before sending its features: it could not read ours \(its log"),
 ])
 def test_the_peer_closing_midway(wire: bytes, password: bytes | None, message: str) -> None:
     handshake = started(password)
