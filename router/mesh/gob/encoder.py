@@ -96,7 +96,10 @@ def _scalar_writer(t: Scalar[Any]) -> Writer:
         def write_string(buf: bytearray, v: Any) -> None:
             if not isinstance(v, str):
                 raise GobError(f"{what} value must be a str, not {type(v).__name__}")
-            raw = v.encode("utf-8", "surrogateescape")
+            try:
+                raw = v.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError as err:
+                raise GobError(f"{what} value is not encodable as UTF-8: {err}") from None
             put_uint(buf, len(raw))
             buf += raw
 
