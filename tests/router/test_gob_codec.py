@@ -336,3 +336,56 @@ def test_schema_mistakes_are_type_errors() -> None:
 )
 def test_attribute_names(go: str, attr: str) -> None:
     assert snake_case(go) == attr
+
+
+# --- generated readers -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """Not a slots class, and validates itself: the decoder must go through __init__."""
+
+    a: int
+    b: str
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise GobError("negative a")
+
+
+CHECKED = Struct("t.Checked", [("A", INT), ("B", STRING)], Checked)
+
+
+def test_post_init_runs_on_decode() -> None:
+    assert decode(CHECKED, encode(CHECKED, Checked(2, "x"))) == Checked(2, "x")
+    assert decode(SliceOf(CHECKED), encode(SliceOf(CHECKED), (Checked(1, ""),))) == (
+        Checked(1, ""),
+    )
+    negative = Struct("t.Checked", [("A", INT)])
+    with pytest.raises(GobError, match="negative a"):
+        decode(CHECKED, encode(negative, negative.cls(-1)))
+
+
+def test_arrays_of_structs() -> None:
+    pair = ArrayOf(INNER, 2)
+    value = (INNER.cls(1, "a"), INNER.zero)
+    assert decode(pair, encode(pair, value)) == value
+    with pytest.raises(GobError, match="length 3"):
+        decode(pair, encode(ArrayOf(INNER, 3), (*value, INNER.zero)))
+
+
+def test_readers_shared_between_streams_follow_each_streams_definitions() -> None:
+    """Two senders, same schema on our side, different struct layouts on theirs."""
+    wide = Struct("codec.Inner", [("Z", FLOAT64), ("B", STRING), ("A", INT)])
+    narrow_first = decode(SliceOf(INNER), encode(SliceOf(wide), (wide.cls(1.5, "b", 3),)))
+    plain = decode(SliceOf(INNER), encode(SliceOf(INNER), (INNER.cls(3, "b"),)))
+    assert narrow_first == plain == (INNER.cls(3, "b"),)
+    numbered_differently = Encoder(TypeIds(200)).encode(SliceOf(wide), (wide.cls(0.0, "", 9),))
+    assert decode(SliceOf(INNER), numbered_differently) == (INNER.cls(9, ""),)
+
+
+def test_a_truncated_field_inside_a_slice_of_structs() -> None:
+    stream = bytearray(encode(SliceOf(INNER), (INNER.cls(0, "abc"),)))
+    stream[-5] = 0x40  # the length of "abc" (then the terminator): 64, past the end
+    with pytest.raises(GobError, match="length 64 runs past the end"):
+        decode(SliceOf(INNER), bytes(stream))

@@ -10,7 +10,9 @@ against the schema as Go does, refusing malformed input with
 
 Layout: ``wire`` (integers, framing, type definitions), ``schema`` (Go types
 in Python), ``typeids`` (Go's type numbering and naming), ``encoder``,
-``plans`` (readers compiled per schema and received type), ``decoder``.
+``plans`` (readers compiled per schema and received type, shared between
+streams of the same shape), ``codegen`` (struct readers generated as Python
+source, the hot path), ``decoder``.
 """
 
 from .decoder import MAX_MESSAGE_SIZE, Decoder, decode

@@ -302,8 +302,27 @@ def _definition_reader(kind: str) -> _FieldReader:
 _WIRE_TYPE_READERS = tuple(_definition_reader(kind) for kind in WIRE_KINDS)
 
 
+_definitions_seen: dict[bytes, WireType] = {}
+
+
 def decode_definition(msg: bytes, pos: int) -> WireType:
-    """Read the ``wireType`` at ``pos``, which must fill the rest of ``msg``."""
+    """Read the ``wireType`` at ``pos``, which must fill the rest of ``msg``.
+
+    Peers send the same few definitions at the start of every stream, so
+    definitions already read are remembered (a bounded number of them).
+    """
+    raw = msg[pos:]
+    known = _definitions_seen.get(raw)
+    if known is not None:
+        return known
+    wire = _parse_definition(msg, pos)
+    if len(_definitions_seen) >= 1024:
+        _definitions_seen.clear()
+    _definitions_seen[raw] = wire
+    return wire
+
+
+def _parse_definition(msg: bytes, pos: int) -> WireType:
     values, pos = _read_fixed_struct(msg, pos, _WIRE_TYPE_READERS, "wireType")
     if len(values) != 1:
         raise DecodeFailure(f"type definition sets {len(values)} kinds, not one", pos)
