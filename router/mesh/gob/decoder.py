@@ -37,7 +37,7 @@ class Decoder:
     """One gob stream being read. Not thread-safe."""
 
     def __init__(self, data: bytes = b"", *, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
-        self._data = bytes(data)
+        self._data = bytearray(data)  # appended to cheaply; each message is copied out
         self._pos = 0
         self._dropped = 0  # stream bytes consumed and discarded before _data[0]
         self._max_message_size = max_message_size
@@ -49,7 +49,7 @@ class Decoder:
         """Append bytes received from the peer."""
         if self._pos:
             self._dropped += self._pos
-            self._data = self._data[self._pos :]
+            del self._data[: self._pos]
             self._pos = 0
         self._data += data
 
@@ -83,7 +83,8 @@ class Decoder:
         try:
             while True:
                 body, end = self._frame()
-                msg = self._data[body:end]
+                with memoryview(self._data) as view, view[body:end] as part:
+                    msg = bytes(part)
                 try:
                     type_id, pos = read_int(msg, 0)
                     if type_id < 0:
