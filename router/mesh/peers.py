@@ -93,6 +93,11 @@ class TopologyGossipData:
 
 @dataclass
 class _Peer:
+    """A table entry. Its summary is built once per change and then shared, so
+    that encoders holding summaries of unchanged peers hold the same objects.
+    Every change is an attribute assignment (``connections`` is never mutated in
+    place), which drops the cached summary."""
+
     name: PeerName
     nickname: str
     uid: int
@@ -101,6 +106,12 @@ class _Peer:
     has_short_id: bool
     connections: dict[PeerName, ConnectionSummary] = field(default_factory=dict)
     local_refs: int = 0
+    _summary: PeerSummary | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, attribute: str, value: object) -> None:
+        if attribute not in ("local_refs", "_summary"):
+            object.__setattr__(self, "_summary", None)
+        object.__setattr__(self, attribute, value)
 
     @classmethod
     def header_of(cls, summary: PeerSummary) -> _Peer:
@@ -108,9 +119,11 @@ class _Peer:
                    summary.short_id, summary.has_short_id)
 
     def summary(self) -> PeerSummary:
-        header = PeerSummary(self.name, self.nickname, self.uid, self.version,
-                             self.short_id, self.has_short_id)
-        return with_connections(header, self.connections)
+        if self._summary is None:
+            header = PeerSummary(self.name, self.nickname, self.uid, self.version,
+                                 self.short_id, self.has_short_id)
+            self._summary = with_connections(header, self.connections)
+        return self._summary
 
 
 class PeerTable:
@@ -282,7 +295,7 @@ class PeerTable:
         if conn.remote == self._ourself or conn.remote not in self._peers:
             raise TopologyError(f"local connection to {conn.remote}: not a known remote peer")
         ours = self._peers[self._ourself]
-        ours.connections[conn.remote] = conn
+        ours.connections = {**ours.connections, conn.remote: conn}
         ours.version = (ours.version + 1) & UINT64_MAX
         return TableChanges(local_peer_changed=True)
 
@@ -292,8 +305,8 @@ class PeerTable:
         conn = ours.connections.get(remote)
         if conn is None:
             raise TopologyError(f"no local connection to {remote}")
-        ours.connections[remote] = ConnectionSummary(conn.remote, conn.remote_tcp_addr,
-                                                     conn.outbound, True)
+        ours.connections = {**ours.connections, remote: ConnectionSummary(
+            conn.remote, conn.remote_tcp_addr, conn.outbound, True)}
         ours.version = (ours.version + 1) & UINT64_MAX
         return TableChanges(local_peer_changed=True)
 
@@ -304,8 +317,9 @@ class PeerTable:
         so that the remote can go if nothing else reaches it. Unknown: no-op.
         """
         ours = self._peers[self._ourself]
-        if ours.connections.pop(remote, None) is None:
+        if remote not in ours.connections:
             return TableChanges()
+        ours.connections = {r: c for r, c in ours.connections.items() if r != remote}
         ours.version = (ours.version + 1) & UINT64_MAX
         return self._collect(ShortIdEvents(), local_modified=True)
 

@@ -29,8 +29,13 @@ full summary would have left placeholder entries for unknown peers named in
 its connection list, which nothing refers to and the next collection removes.
 
 The sender keeps one :class:`IncrementalEncoder` per connection, remembering
-the last summary of each peer it sent to (or received from) that neighbour; a
-delta is used when it lists fewer connection changes than the full list.
+by fingerprint the last summary of each peer it sent to (or received from) that
+neighbour, and one :class:`SummaryHistory` shared by all of them holding the
+last few summaries of each peer, so memory stays O(peers × depth) plus one
+fingerprint per peer per connection. A delta is used when it lists fewer
+connection changes than the full list; a base no longer in the history means a
+full summary. Correctness never depends on the sender's guesses: the receiver
+checks every base by fingerprint.
 """
 
 from __future__ import annotations
@@ -164,31 +169,76 @@ def apply_delta(base: PeerSummary, delta: PeerDelta) -> PeerSummary:
     return with_connections(header, conns)
 
 
-class IncrementalEncoder:
-    """Per connection: encodes summaries as deltas against what the neighbour has."""
+class SummaryHistory:
+    """The last few summaries of every peer, with fingerprints: bases for deltas.
 
-    def __init__(self) -> None:
-        self._known: dict[PeerName, PeerSummary] = {}
+    One per agent, shared by every connection's :class:`IncrementalEncoder`, so
+    memory is bounded by peers × ``depth`` summaries however many neighbours there
+    are (a per-connection copy of each neighbour's view would be the O(N²) per
+    connection that this extension exists to avoid). A base that has been pushed
+    out just means a full summary is sent.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        if depth < 1:
+            raise ValueError("history depth must be at least 1")
+        self._depth = depth
+        self._recent: dict[PeerName, list[tuple[int, PeerSummary]]] = {}
+
+    def remember(self, summary: PeerSummary) -> int:
+        """Keep ``summary`` (canonical form) as a possible base; its fingerprint."""
+        recent = self._recent.setdefault(summary.name, [])
+        for fingerprint, known in recent:
+            if known is summary:  # the table hands out one object per version
+                return fingerprint
+        fingerprint = summary_fingerprint(summary)
+        if all(fp != fingerprint for fp, _ in recent):
+            recent.append((fingerprint, canonical(summary)))
+            del recent[:-self._depth]
+        return fingerprint
+
+    def lookup(self, name: PeerName, fingerprint: int) -> PeerSummary | None:
+        return next((known for fp, known in self._recent.get(name, ()) if fp == fingerprint),
+                    None)
+
+    def forget_peers(self, names: Iterable[PeerName]) -> None:
+        """Drop peers that left the table (garbage-collected)."""
+        for name in names:
+            self._recent.pop(name, None)
+
+
+class IncrementalEncoder:
+    """Per connection: which summary of each peer the neighbour last got from us
+    (or sent us), by fingerprint; encodes against those bases."""
+
+    def __init__(self, history: SummaryHistory) -> None:
+        self._history = history
+        self._known: dict[PeerName, int] = {}
 
     def encode(self, summaries: Iterable[PeerSummary]) -> IncrementalUpdate:
-        """Items for these summaries; afterwards they count as known to the neighbour."""
+        """Items for these summaries; afterwards they count as known to the neighbour.
+
+        A delta is used when it lists fewer connection changes than the full list.
+        """
         items: list[PeerSummary | PeerDelta] = []
         for summary in summaries:
             target = canonical(summary)
-            base = self._known.get(target.name)
+            fingerprint = self._history.remember(target)
+            known = self._known.get(target.name)
+            base = self._history.lookup(target.name, known) if known is not None else None
             delta = diff(base, target) if base is not None else None
-            if delta is not None and len(delta.added) + len(delta.removed) < len(
-                    target.connections):
+            changes = len(delta.added) + len(delta.removed) if delta is not None else 0
+            if delta is not None and changes < len(target.connections):
                 items.append(delta)
             else:
                 items.append(target)
-            self._known[target.name] = target
+            self._known[target.name] = fingerprint
         return IncrementalUpdate(tuple(items))
 
     def note_received(self, summaries: Iterable[PeerSummary]) -> None:
         """The neighbour sent us these, so it held them: usable as bases."""
         for summary in summaries:
-            self._known[summary.name] = canonical(summary)
+            self._known[summary.name] = self._history.remember(canonical(summary))
 
     def forget(self, names: Iterable[PeerName]) -> None:
         """The neighbour lacks these (it asked for them): send them in full next time."""

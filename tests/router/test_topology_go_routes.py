@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from router.mesh.peers import PeerTable
 from router.mesh.routes import Routes
-from tests.router.topology_fixtures import load, name, topology_of
+from tests.router.topology_fixtures import load, name, summary, topology_of
 
 TOPOLOGIES: list[dict[str, Any]] = load("routes.json")
 
@@ -52,3 +53,23 @@ def test_fixtures_include_the_hard_cases() -> None:
     # some routes differ between unicast and unicastAll (asymmetry, non-established)
     differing = sum(v["unicast"] != v["unicast_all"] for t in TOPOLOGIES for v in t["views"])
     assert differing > 20
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES[::3], ids=[t["id"] for t in TOPOLOGIES[::3]])
+def test_a_peer_table_built_from_gossip_routes_as_go_does(topology: dict[str, Any]) -> None:
+    """The same topologies, learnt the way the agent learns them: our own connections
+    added locally, everyone else's summaries by gossip."""
+    by_name = {raw["name"]: summary(raw) for raw in topology["peers"]}
+    for view in topology["views"]:
+        ours = by_name[view["ourself"]]
+        table = PeerTable(ours.name, ours.nickname, ours.uid, ours.short_id, random.Random(1))
+        table.apply_update([s for s in by_name.values() if s.name != ours.name])
+        for conn in ours.connections:
+            if conn.remote != ours.name:
+                table.fetch_with_default(conn.remote, "", 1, None)
+                table.add_local_connection(conn)
+        routes = Routes(table.topology(), ours.name)
+        assert as_text(routes.unicast_table) == view["unicast"]
+        assert as_text(routes.unicast_all_table) == view["unicast_all"]
+        for source, hops in view["broadcast"].items():
+            assert [str(h) for h in routes.broadcast(name(source))] == hops, source

@@ -21,6 +21,7 @@ from router.mesh.topology_delta import (
     IncrementalEncoder,
     IncrementalUpdate,
     PeerDelta,
+    SummaryHistory,
     apply_delta,
     apply_incremental_update,
     diff,
@@ -67,22 +68,22 @@ batches = st.lists(
 
 
 @PROPERTY
-@given(evolving_deliveries())
+@given(evolving_deliveries(), st.integers(1, 4))
 def test_incremental_updates_of_evolving_peers_merge_to_the_same_table(deliveries: list[
-        tuple[str, list[PeerSummary]]]) -> None:
-    check_same_table(deliveries)
+        tuple[str, list[PeerSummary]]], depth: int) -> None:
+    check_same_table(deliveries, depth)
 
 
 @PROPERTY
-@given(batches)
+@given(batches, st.integers(1, 4))
 def test_incremental_updates_of_arbitrary_summaries_merge_to_the_same_table(deliveries: list[
-        tuple[str, list[PeerSummary]]]) -> None:
-    check_same_table(deliveries)
+        tuple[str, list[PeerSummary]]], depth: int) -> None:
+    check_same_table(deliveries, depth)
 
 
-def check_same_table(deliveries: list[tuple[str, list[PeerSummary]]]) -> None:
+def check_same_table(deliveries: list[tuple[str, list[PeerSummary]]], depth: int) -> None:
     reference, receiver = fresh_table(), fresh_table()
-    encoder = IncrementalEncoder()
+    encoder = IncrementalEncoder(SummaryHistory(depth))
     for how, batch in deliveries:
         if how == "echo":
             # The neighbour gossiped to us: what it sent, it had.
@@ -114,7 +115,7 @@ def test_a_join_into_a_full_mesh_costs_linear_bytes() -> None:
     """weaveworks/mesh#108: Go resends every list, O(N²); deltas carry one entry each."""
     before, size = full_mesh(60, 1), 60
     after = full_mesh(size + 1, 2)[:size]  # everyone now also lists the newcomer
-    encoder = IncrementalEncoder()
+    encoder = IncrementalEncoder(SummaryHistory())
     full_bytes = len(encode_message(encoder.encode(before)))
     delta_message = encoder.encode(after)
     delta_bytes = len(encode_message(delta_message))
@@ -157,6 +158,23 @@ def test_the_feature_must_be_on_both_sides() -> None:
     assert incremental_negotiated(on, on)
     assert not incremental_negotiated(on, {})
     assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "0"}, on)
+
+
+def test_the_shared_history_is_bounded_and_bases_fall_back_to_full() -> None:
+    history = SummaryHistory(depth=2)
+    versions = [full_mesh(4, v)[0] for v in (1, 2, 3)]
+    fingerprints = [history.remember(s) for s in versions]
+    assert history.lookup(versions[0].name, fingerprints[0]) is None  # pushed out
+    assert history.lookup(versions[2].name, fingerprints[2]) == versions[2]
+    encoder = IncrementalEncoder(history)
+    encoder.note_received([versions[0]])  # pushes versions[1] out in turn
+    assert isinstance(encoder.encode([versions[2]]).items[0], PeerDelta)
+    stale = IncrementalEncoder(history)
+    stale.note_received([versions[1]])
+    history.remember(full_mesh(4, 7)[0])
+    assert isinstance(stale.encode([full_mesh(5, 8)[0]]).items[0], PeerSummary)
+    history.forget_peers([versions[0].name])
+    assert history.lookup(versions[0].name, fingerprints[2]) is None
 
 
 def test_an_update_names_each_peer_once() -> None:

@@ -188,3 +188,18 @@ def test_new_names_exactly_the_peers_that_changed(prior: list[PeerSummary],
     changed = {n for n, s in after.items() if before.get(n) != s and not s.is_placeholder}
     assert result.received == {s.name for s in update}
     assert result.new == changed - {OURSELF}
+
+
+def test_unchanged_peers_hand_out_the_same_summary_object() -> None:
+    """Encoders share these objects, so their memory does not grow per connection."""
+    table = table_after([peer(A, 1, 5, B), peer(B, 2, 3, A)])
+    first = table.get(A)
+    assert table.get(A) is first and table.summaries()[0] is first
+    table.apply_update([peer(A, 1, 6, B, C)])
+    assert table.get(A) is not first and table.get(A) == peer(A, 1, 6, B, C)
+    ours = table.local_summary()
+    table.fetch_with_default(B, "b", 2, 1)
+    assert table.local_summary() is ours  # a reference is not a change
+    table.add_local_connection(ConnectionSummary(B, "10.0.0.6:6783", True, False))
+    assert table.local_summary() is not ours
+    assert [c.remote for c in table.local_summary().connections] == [B]
