@@ -1,0 +1,135 @@
+"""Peer and connection summaries: what topology gossip says about one peer.
+
+Background (``peers.go``, ``peer.go``): every topology update is a sequence of
+(peer summary, connection list) pairs. A peer summary carries the peer's name,
+nickname, ``UID`` (random 64 bits per process start, telling incarnations apart),
+``Version`` (64 bits, bumped by the peer on every change to its own connections
+or short ID), ``ShortID`` (12 bits in practice, a ``uint16`` on the wire) with
+``HasShortID``. Each connection names the remote peer, the remote TCP address as
+the peer sees it, whether the peer dialled it (outbound) and whether it is
+established. A receiver keys a connection list by remote name; when a list names
+the same remote twice the later entry wins.
+
+Which summary wins when two describe the same peer (``applyDecodedUpdate``): the
+higher Version; on equal Versions the higher UID; on equal UIDs as well, the one
+with a ShortID, if the current one has none. Anything else keeps what we have.
+:func:`supersedes` is that order.
+
+Design: frozen values; range checks happen at construction, so a decoded update
+with, say, a 65-bit UID is refused with :class:`TopologyError` before it reaches
+the peer table. Connection lists keep their wire order (a codec round trip is
+exact); :meth:`PeerSummary.connections_by_remote` gives the receiver's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from router.mesh.names import PeerName
+
+UINT64_MAX = (1 << 64) - 1
+UINT16_MAX = (1 << 16) - 1
+SHORT_ID_BITS = 12
+"""Short IDs a peer picks for itself have 12 bits (fastdp VXLAN VNIs)."""
+
+
+class TopologyError(ValueError):
+    """A topology value or update that breaks the rules (range, reference, base)."""
+
+
+def _check_range(what: str, value: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise TopologyError(f"{what} out of range 0..{maximum}: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    """One connection as a peer reports it."""
+
+    remote: PeerName
+    remote_tcp_addr: str
+    outbound: bool
+    established: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.remote, PeerName):
+            raise TopologyError(f"connection remote is not a PeerName: {self.remote!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSummary:
+    """What a topology update says about one peer: its header and its connections."""
+
+    name: PeerName
+    nickname: str
+    uid: int
+    version: int
+    short_id: int
+    has_short_id: bool
+    connections: tuple[ConnectionSummary, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, PeerName):
+            raise TopologyError(f"peer name is not a PeerName: {self.name!r}")
+        _check_range("UID", self.uid, UINT64_MAX)
+        _check_range("Version", self.version, UINT64_MAX)
+        _check_range("ShortID", self.short_id, UINT16_MAX)
+        if not isinstance(self.connections, tuple):
+            raise TopologyError("connections must be a tuple")
+
+    def connections_by_remote(self) -> dict[PeerName, ConnectionSummary]:
+        """The connection list as a receiver stores it: by remote, the last entry wins."""
+        return {conn.remote: conn for conn in self.connections}
+
+    @property
+    def is_placeholder(self) -> bool:
+        """A peer only known because another peer's connection names it."""
+        return self.uid == 0 and self.version == 0 and not self.has_short_id
+
+
+def placeholder(name: PeerName) -> PeerSummary:
+    """Go's ``newPeerPlaceholder``: name only, UID 0, Version 0, no short ID."""
+    return PeerSummary(name=name, nickname="", uid=0, version=0, short_id=0, has_short_id=False)
+
+
+class VersionedHeader(Protocol):
+    """The fields the merge order looks at (a summary, or a table's entry)."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def uid(self) -> int: ...
+    @property
+    def has_short_id(self) -> bool: ...
+
+
+def supersedes(new: VersionedHeader, current: VersionedHeader) -> bool:
+    """Whether ``new`` replaces ``current`` (same peer) under Go's merge order."""
+    if new.version != current.version:
+        return new.version > current.version
+    if new.uid != current.uid:
+        return new.uid > current.uid
+    return new.has_short_id and not current.has_short_id
+
+
+def canonical(summary: PeerSummary) -> PeerSummary:
+    """The same summary with its connection list deduplicated and sorted by remote."""
+    conns = summary.connections_by_remote()
+    ordered = tuple(conns[name] for name in sorted(conns))
+    if ordered == summary.connections:
+        return summary
+    return _replace_connections(summary, ordered)
+
+
+def _replace_connections(summary: PeerSummary,
+                         connections: tuple[ConnectionSummary, ...]) -> PeerSummary:
+    return PeerSummary(summary.name, summary.nickname, summary.uid, summary.version,
+                       summary.short_id, summary.has_short_id, connections)
+
+
+def with_connections(summary: PeerSummary,
+                     connections: Mapping[PeerName, ConnectionSummary]) -> PeerSummary:
+    """``summary``'s header with ``connections`` (sorted by remote) as its list."""
+    return _replace_connections(summary, tuple(connections[n] for n in sorted(connections)))

@@ -1,0 +1,275 @@
+"""Incremental topology updates between Python peers (an extension; Go never sees them).
+
+Background: Go's topology gossip always sends a changed peer's *whole* summary,
+connection list included. When a peer joins an N-peer full mesh every peer's
+list grows by one and all N lists travel, each of N entries: O(N²) bytes per
+join, and again on every hop of the gossip (weaveworks/mesh#108 reports 1–2 GB
+of memory at about 300 peers).
+
+Design: two Python peers that both advertise :data:`INCREMENTAL_TOPOLOGY_FEATURE`
+in the handshake send each other :class:`IncrementalUpdate` messages instead,
+on their direct connection only (topology gossip is neighbour-to-neighbour; each
+hop re-encodes from its own table, so Go peers keep getting Go's format). An item
+is either a full :class:`~router.mesh.summary.PeerSummary` or a :class:`PeerDelta`:
+the new header (name, nickname, UID, Version, short ID) plus the connections
+added or changed and the remotes removed, relative to a *base* summary that the
+sender believes the receiver holds, identified by a 64-bit fingerprint of its
+canonical content (a Version alone does not pin the content: Go may publish an
+``established`` flag flip before it bumps the Version).
+
+The receiver (:func:`apply_incremental_update`) turns every item into the full
+summary it stands for and merges the batch with the unchanged Go rules
+(:meth:`PeerTable.apply_update`), so the result is the table a full update
+gives. A delta whose base it lacks is skipped when its own entry already wins
+over the delta's header under the merge order (the full summary would be
+rejected too); otherwise the name is reported in ``needs_full`` and the receiver
+sends a :class:`FullSummaryRequest`, which the sender answers with full
+summaries. The only difference left from a full update is harmless: a rejected
+full summary would have left placeholder entries for unknown peers named in
+its connection list, which nothing refers to and the next collection removes.
+
+The sender keeps one :class:`IncrementalEncoder` per connection, remembering
+by fingerprint the last summary of each peer it sent to (or received from) that
+neighbour, and one :class:`SummaryHistory` shared by all of them holding the
+last few summaries of each peer, so memory stays O(peers × depth) plus one
+fingerprint per peer per connection. A delta is used when it lists fewer
+connection changes than the full list; a base no longer in the history means a
+full summary. Correctness never depends on the sender's guesses: the receiver
+checks every base by fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from router.mesh.names import PeerName
+from router.mesh.peers import PeerTable, UpdateResult
+from router.mesh.summary import (
+    ConnectionSummary,
+    PeerSummary,
+    TopologyError,
+    canonical,
+    supersedes,
+    with_connections,
+)
+
+INCREMENTAL_TOPOLOGY_FEATURE = "PyTopologyIncremental"
+"""Handshake feature: present (value ``"1"``) on both sides → incremental updates."""
+INCREMENTAL_TOPOLOGY_CHANNEL = "topology-incremental"
+"""Gossip channel name for :class:`IncrementalUpdate` / :class:`FullSummaryRequest`."""
+
+
+def incremental_negotiated(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
+    """Whether both handshakes advertised incremental topology updates."""
+    return (ours.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1"
+            and theirs.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDelta:
+    """One peer's new summary, as changes to a base summary the receiver should hold."""
+
+    name: PeerName
+    base_version: int
+    base_fingerprint: int
+    nickname: str
+    uid: int
+    version: int
+    short_id: int
+    has_short_id: bool
+    added: tuple[ConnectionSummary, ...]
+    """Connections that are new or differ from the base's, by remote."""
+    removed: tuple[PeerName, ...]
+    """Remotes whose connection the base had and the new summary has not."""
+
+    def __post_init__(self) -> None:
+        PeerSummary(self.name, self.nickname, self.uid, self.version, self.short_id,
+                    self.has_short_id)  # same range checks as a summary
+        if not 0 <= self.base_fingerprint < 1 << 64:
+            raise TopologyError(f"base fingerprint out of range: {self.base_fingerprint!r}")
+        if {c.remote for c in self.added} & set(self.removed):
+            raise TopologyError(f"delta for {self.name} both adds and removes a connection")
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalUpdate:
+    """A topology update in the incremental format: at most one item per peer."""
+
+    items: tuple[PeerSummary | PeerDelta, ...]
+
+    def __post_init__(self) -> None:
+        names = [item.name for item in self.items]
+        if len(set(names)) != len(names):
+            raise TopologyError("incremental update names a peer twice")
+
+
+@dataclass(frozen=True, slots=True)
+class FullSummaryRequest:
+    """Receiver → sender: send these peers' full summaries (a delta's base was missing)."""
+
+    names: frozenset[PeerName]
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalResult:
+    """The merge outcome, and the peers whose full summary must be asked for."""
+
+    update: UpdateResult
+    needs_full: frozenset[PeerName]
+
+
+def summary_fingerprint(summary: PeerSummary) -> int:
+    """64-bit BLAKE2b of the summary's canonical content (connections by remote)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(summary.name.to_bytes6())
+    digest.update(struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
+                              summary.has_short_id))
+    _hash_text(digest, summary.nickname)
+    conns = summary.connections_by_remote()
+    digest.update(struct.pack(">I", len(conns)))
+    for remote in sorted(conns):
+        conn = conns[remote]
+        digest.update(remote.to_bytes6())
+        _hash_text(digest, conn.remote_tcp_addr)
+        digest.update(bytes([conn.outbound | conn.established << 1]))
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _hash_text(digest: hashlib.blake2b, text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    digest.update(struct.pack(">I", len(data)))
+    digest.update(data)
+
+
+def diff(base: PeerSummary, target: PeerSummary) -> PeerDelta:
+    """The delta that turns ``base`` into ``target`` (same peer)."""
+    if base.name != target.name:
+        raise TopologyError(f"delta between different peers: {base.name} → {target.name}")
+    before, after = base.connections_by_remote(), target.connections_by_remote()
+    added = tuple(after[r] for r in sorted(after) if before.get(r) != after[r])
+    removed = tuple(sorted(r for r in before if r not in after))
+    return PeerDelta(target.name, base.version, summary_fingerprint(base), target.nickname,
+                     target.uid, target.version, target.short_id, target.has_short_id,
+                     added, removed)
+
+
+def apply_delta(base: PeerSummary, delta: PeerDelta) -> PeerSummary:
+    """The full summary ``delta`` stands for, given its base (connections sorted)."""
+    if base.name != delta.name or summary_fingerprint(base) != delta.base_fingerprint:
+        raise TopologyError(f"delta for {delta.name} does not apply to this base")
+    conns = base.connections_by_remote()
+    for remote in delta.removed:
+        conns.pop(remote, None)
+    conns.update((c.remote, c) for c in delta.added)
+    header = PeerSummary(delta.name, delta.nickname, delta.uid, delta.version,
+                         delta.short_id, delta.has_short_id)
+    return with_connections(header, conns)
+
+
+class SummaryHistory:
+    """The last few summaries of every peer, with fingerprints: bases for deltas.
+
+    One per agent, shared by every connection's :class:`IncrementalEncoder`, so
+    memory is bounded by peers × ``depth`` summaries however many neighbours there
+    are (a per-connection copy of each neighbour's view would be the O(N²) per
+    connection that this extension exists to avoid). A base that has been pushed
+    out just means a full summary is sent.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        if depth < 1:
+            raise ValueError("history depth must be at least 1")
+        self._depth = depth
+        self._recent: dict[PeerName, list[tuple[int, PeerSummary]]] = {}
+
+    def remember(self, summary: PeerSummary) -> int:
+        """Keep ``summary`` (canonical form) as a possible base; its fingerprint."""
+        recent = self._recent.setdefault(summary.name, [])
+        for fingerprint, known in recent:
+            if known is summary:  # the table hands out one object per version
+                return fingerprint
+        fingerprint = summary_fingerprint(summary)
+        if all(fp != fingerprint for fp, _ in recent):
+            recent.append((fingerprint, canonical(summary)))
+            del recent[:-self._depth]
+        return fingerprint
+
+    def lookup(self, name: PeerName, fingerprint: int) -> PeerSummary | None:
+        return next((known for fp, known in self._recent.get(name, ()) if fp == fingerprint),
+                    None)
+
+    def forget_peers(self, names: Iterable[PeerName]) -> None:
+        """Drop peers that left the table (garbage-collected)."""
+        for name in names:
+            self._recent.pop(name, None)
+
+
+class IncrementalEncoder:
+    """Per connection: which summary of each peer the neighbour last got from us
+    (or sent us), by fingerprint; encodes against those bases."""
+
+    def __init__(self, history: SummaryHistory) -> None:
+        self._history = history
+        self._known: dict[PeerName, int] = {}
+
+    def encode(self, summaries: Iterable[PeerSummary]) -> IncrementalUpdate:
+        """Items for these summaries; afterwards they count as known to the neighbour.
+
+        A delta is used when it lists fewer connection changes than the full list.
+        """
+        items: list[PeerSummary | PeerDelta] = []
+        for summary in summaries:
+            target = canonical(summary)
+            fingerprint = self._history.remember(target)
+            known = self._known.get(target.name)
+            base = self._history.lookup(target.name, known) if known is not None else None
+            delta = diff(base, target) if base is not None else None
+            changes = len(delta.added) + len(delta.removed) if delta is not None else 0
+            if delta is not None and changes < len(target.connections):
+                items.append(delta)
+            else:
+                items.append(target)
+            self._known[target.name] = fingerprint
+        return IncrementalUpdate(tuple(items))
+
+    def note_received(self, summaries: Iterable[PeerSummary]) -> None:
+        """The neighbour sent us these, so it held them: usable as bases."""
+        for summary in summaries:
+            self._known[summary.name] = self._history.remember(canonical(summary))
+
+    def forget(self, names: Iterable[PeerName]) -> None:
+        """The neighbour lacks these (it asked for them): send them in full next time."""
+        for name in names:
+            self._known.pop(name, None)
+
+
+def resolve_items(table: PeerTable, items: Sequence[PeerSummary | PeerDelta],
+                  ) -> tuple[list[PeerSummary], frozenset[PeerName]]:
+    """Full summaries for the items the table can resolve, and the names it cannot."""
+    resolved: list[PeerSummary] = []
+    needs_full: set[PeerName] = set()
+    for item in items:
+        if isinstance(item, PeerSummary):
+            resolved.append(item)
+            continue
+        current = table.get(item.name)
+        if item.name == table.ourself:
+            # Only UID and Version of a summary about ourselves matter.
+            resolved.append(PeerSummary(item.name, item.nickname, item.uid, item.version,
+                                        item.short_id, item.has_short_id))
+        elif current is not None and summary_fingerprint(current) == item.base_fingerprint:
+            resolved.append(apply_delta(current, item))
+        elif current is None or supersedes(item, current):
+            needs_full.add(item.name)
+    return resolved, frozenset(needs_full)
+
+
+def apply_incremental_update(table: PeerTable, update: IncrementalUpdate) -> IncrementalResult:
+    """Merge an incremental update; see the module notes for the rules."""
+    resolved, needs_full = resolve_items(table, update.items)
+    result = table.apply_update(resolved)
+    received = frozenset(item.name for item in update.items)
+    return IncrementalResult(UpdateResult(received, result.new, result.changes), needs_full)

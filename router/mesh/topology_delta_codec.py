@@ -1,0 +1,204 @@
+"""Bytes for the incremental topology messages (Python peers only).
+
+The payload of a gossip message on :data:`~router.mesh.topology_delta.INCREMENTAL_TOPOLOGY_CHANNEL`.
+Go peers never receive it, so it is free of gob; it is compact and strict::
+
+    message  = kind:u8 body               kind 1 = IncrementalUpdate, 2 = FullSummaryRequest
+    update   = FORMAT:u8 count:uv item*   FORMAT is 1
+    item     = 0:u8 summary | 1:u8 delta
+    summary  = name:6 nickname:str uid:uv version:uv short_id:uv has_short_id:u8
+               count:uv connection*
+    delta    = name:6 base_version:uv base_fingerprint:8 nickname:str uid:uv version:uv
+               short_id:uv has_short_id:u8 count:uv connection* count:uv removed_name:6*
+    connection = remote:6 addr:str flags:u8   (bit 0 outbound, bit 1 established)
+    request  = count:uv name:6*
+    str      = length:uv UTF-8 bytes           uv = unsigned LEB128, at most 64 bits
+
+Design: every length is checked against what is left before anything is sliced,
+flags and booleans must be 0/1 (or the two flag bits), nothing may trail, and any
+violation raises :class:`~router.mesh.summary.TopologyError` naming the cause.
+"""
+
+from __future__ import annotations
+
+from router.mesh.names import NAME_SIZE, PeerName
+from router.mesh.summary import UINT64_MAX, ConnectionSummary, PeerSummary, TopologyError
+from router.mesh.topology_delta import FullSummaryRequest, IncrementalUpdate, PeerDelta
+
+_KIND_UPDATE = 1
+_KIND_REQUEST = 2
+_FORMAT = 1
+_ITEM_SUMMARY = 0
+_ITEM_DELTA = 1
+
+
+def encode_message(message: IncrementalUpdate | FullSummaryRequest) -> bytes:
+    out = bytearray()
+    if isinstance(message, IncrementalUpdate):
+        out += bytes([_KIND_UPDATE, _FORMAT])
+        _uvarint(out, len(message.items))
+        for item in message.items:
+            if isinstance(item, PeerSummary):
+                out.append(_ITEM_SUMMARY)
+                _summary(out, item)
+            else:
+                out.append(_ITEM_DELTA)
+                _delta(out, item)
+    else:
+        out.append(_KIND_REQUEST)
+        _uvarint(out, len(message.names))
+        for name in sorted(message.names):
+            out += name.to_bytes6()
+    return bytes(out)
+
+
+def decode_message(data: bytes) -> IncrementalUpdate | FullSummaryRequest:
+    reader = _Reader(data)
+    kind = reader.byte("message kind")
+    message: IncrementalUpdate | FullSummaryRequest
+    if kind == _KIND_UPDATE:
+        if reader.byte("format") != _FORMAT:
+            raise TopologyError("incremental update: unknown format")
+        count = reader.count("item count", 1 + NAME_SIZE)
+        items = [reader.summary() if reader.flag("item kind") == _ITEM_SUMMARY
+                 else reader.delta() for _ in range(count)]
+        message = IncrementalUpdate(tuple(items))
+    elif kind == _KIND_REQUEST:
+        count = reader.count("name count", NAME_SIZE)
+        message = FullSummaryRequest(frozenset(reader.name() for _ in range(count)))
+    else:
+        raise TopologyError(f"incremental topology: unknown message kind {kind}")
+    if not reader.at_end():
+        raise TopologyError("incremental topology: trailing bytes")
+    return message
+
+
+def _uvarint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _text(out: bytearray, text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    _uvarint(out, len(data))
+    out += data
+
+
+def _header(out: bytearray, nickname: str, uid: int, version: int, short_id: int,
+            has_short_id: bool) -> None:
+    _text(out, nickname)
+    _uvarint(out, uid)
+    _uvarint(out, version)
+    _uvarint(out, short_id)
+    out.append(has_short_id)
+
+
+def _connections(out: bytearray, connections: tuple[ConnectionSummary, ...]) -> None:
+    _uvarint(out, len(connections))
+    for conn in connections:
+        out += conn.remote.to_bytes6()
+        _text(out, conn.remote_tcp_addr)
+        out.append(conn.outbound | conn.established << 1)
+
+
+def _summary(out: bytearray, summary: PeerSummary) -> None:
+    out += summary.name.to_bytes6()
+    _header(out, summary.nickname, summary.uid, summary.version, summary.short_id,
+            summary.has_short_id)
+    _connections(out, summary.connections)
+
+
+def _delta(out: bytearray, delta: PeerDelta) -> None:
+    out += delta.name.to_bytes6()
+    _uvarint(out, delta.base_version)
+    out += delta.base_fingerprint.to_bytes(8, "big")
+    _header(out, delta.nickname, delta.uid, delta.version, delta.short_id, delta.has_short_id)
+    _connections(out, delta.added)
+    _uvarint(out, len(delta.removed))
+    for name in delta.removed:
+        out += name.to_bytes6()
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def at_end(self) -> bool:
+        return self._at == len(self._data)
+
+    def take(self, size: int, what: str) -> bytes:
+        if size > len(self._data) - self._at:
+            raise TopologyError(f"incremental topology: truncated {what}")
+        chunk = self._data[self._at:self._at + size]
+        self._at += size
+        return chunk
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def flag(self, what: str) -> bool:
+        value = self.byte(what)
+        if value > 1:
+            raise TopologyError(f"incremental topology: {what} must be 0 or 1, got {value}")
+        return value == 1
+
+    def uvarint(self, what: str) -> int:
+        value = shift = 0
+        while True:
+            byte = self.byte(what)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise TopologyError(f"incremental topology: {what} varint too long")
+        if value > UINT64_MAX:
+            raise TopologyError(f"incremental topology: {what} exceeds 64 bits")
+        return value
+
+    def count(self, what: str, min_item_size: int) -> int:
+        value = self.uvarint(what)
+        if value * min_item_size > len(self._data) - self._at:
+            raise TopologyError(f"incremental topology: {what} {value} exceeds the message")
+        return value
+
+    def text(self, what: str) -> str:
+        raw = self.take(self.count(f"{what} length", 1), what)
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as err:
+            raise TopologyError(f"incremental topology: {what} is not UTF-8") from err
+
+    def name(self) -> PeerName:
+        return PeerName.from_bytes6(self.take(NAME_SIZE, "peer name"))
+
+    def header(self) -> tuple[str, int, int, int, bool]:
+        return (self.text("nickname"), self.uvarint("UID"), self.uvarint("Version"),
+                self.uvarint("ShortID"), self.flag("HasShortID"))
+
+    def connections(self) -> tuple[ConnectionSummary, ...]:
+        conns = []
+        for _ in range(self.count("connection count", NAME_SIZE + 2)):
+            remote = self.name()
+            addr = self.text("remote address")
+            flags = self.byte("connection flags")
+            if flags > 3:
+                raise TopologyError(f"incremental topology: connection flags {flags:#x}")
+            conns.append(ConnectionSummary(remote, addr, bool(flags & 1), bool(flags & 2)))
+        return tuple(conns)
+
+    def summary(self) -> PeerSummary:
+        name = self.name()
+        return PeerSummary(name, *self.header(), self.connections())
+
+    def delta(self) -> PeerDelta:
+        name = self.name()
+        base_version = self.uvarint("base Version")
+        fingerprint = int.from_bytes(self.take(8, "base fingerprint"), "big")
+        header = self.header()
+        added = self.connections()
+        removed = tuple(self.name() for _ in range(self.count("removed count", NAME_SIZE)))
+        return PeerDelta(name, base_version, fingerprint, *header, added, removed)
