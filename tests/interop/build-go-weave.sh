@@ -136,6 +136,9 @@ build_binaries() {
 
 main() {
     parse_args "$@"
+    # absolute paths: GIT_CEILING_DIRECTORIES ignores relative entries
+    BUILD_DIR=$(realpath -m "$BUILD_DIR")
+    CACHE_DIR=$(realpath -m "$CACHE_DIR")
     [ -d "$WEAVE_MIRROR" ] || die "no weave mirror at $WEAVE_MIRROR"
     [ -f "$PATCH_FILE" ] || die "missing $PATCH_FILE"
     local go_dir

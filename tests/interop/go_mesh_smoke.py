@@ -8,7 +8,9 @@ Two rounds, each in a fresh lab: every weaver with the same ``--password``, then
 none with a password.  Per round: wait until each node has two established
 connections, print ``/status``, ``/status/peers`` and ``/status/connections`` of
 every node, restart node 1, and check that node 0's ``/report`` lists node 1
-under the same name with a different UID and that the mesh is whole again.
+under the same name with a different UID and that the mesh is whole again; then
+block node 0 <-> node 2 (iptables DROP), check that node 0 routes to node 2 via
+node 1, heal, and wait for the direct connection.
 Exits non-zero on the first failed check (after cleaning up).
 """
 
@@ -64,6 +66,45 @@ def wait_full_mesh(lab: GoLab, timeout: float = 40.0) -> float:
     return time.monotonic() - begin
 
 
+def route_via(lab: GoLab, index: int, dest: str) -> str | None:
+    """Next hop from node ``index`` to peer ``dest`` (``/report`` Router.UnicastRoutes)."""
+    router = lab.report(index)["Router"]
+    assert isinstance(router, dict)
+    for route in router.get("UnicastRoutes") or []:
+        if route.get("Dest") == dest:
+            return str(route.get("Via"))
+    return None
+
+
+def established_to(lab: GoLab, index: int, peer_ip: str) -> bool:
+    """Whether node ``index`` has an established connection whose address is ``peer_ip``."""
+    router = lab.report(index)["Router"]
+    assert isinstance(router, dict)
+    return any(
+        str(c.get("Address", "")).split(":")[0] == peer_ip and c.get("State") == "established"
+        for c in router.get("Connections") or []
+    )
+
+
+def partition_and_heal(lab: GoLab) -> None:
+    """Block node 0 <-> node 2: the mesh routes 0 -> 2 via node 1; heal: direct again."""
+    ip2, name1, name2 = lab.node_ip(2), peer_name(1), peer_name(2)
+    print("blocking traffic between node 0 and node 2 (iptables DROP in node 0)")
+    begin = time.monotonic()
+    lab.block(0, 2)
+    wait_until(lambda: not established_to(lab, 0, ip2), 90.0, "node 0 to drop node 2")
+    print(f"node 0 lost its connection to node 2 after {time.monotonic() - begin:.1f}s")
+    wait_until(lambda: route_via(lab, 0, name2) == name1, 30.0, "node 0 to route via node 1")
+    print(f"node 0's unicast route to {name2}: via {route_via(lab, 0, name2)}")
+    print("--- node 0 /status/connections during the partition")
+    print(lab.status(0, "connections").rstrip())
+    begin = time.monotonic()
+    lab.heal(0, 2)
+    wait_until(lambda: established_to(lab, 0, ip2), 90.0, "node 0 to reconnect to node 2")
+    print(f"healed; direct connection back after {time.monotonic() - begin:.1f}s")
+    print(f"full mesh again after {wait_full_mesh(lab):.1f}s")
+
+
 def print_node(lab: GoLab, index: int) -> None:
     print(f"--- node {index} ({lab.node_ip(index)}) /status")
     print(lab.status(index).rstrip())
@@ -100,6 +141,7 @@ def run_round(password: str | None) -> None:
             raise SystemExit(f"node 1 reports its UID as {own_uid}, node 0 as {uid_after}")
         print(f"full mesh again after {wait_full_mesh(lab):.1f}s")
         print_node(lab, 0)
+        partition_and_heal(lab)
     print(f"===== round {title}: OK (cleaned up)")
 
 

@@ -94,7 +94,7 @@ def go_weaver_argv(
         str(binary), "--port", str(MESH_PORT), "--name", name, "--nickname", nickname,
         "--http-addr", f"127.0.0.1:{HTTP_PORT}", "--docker-api", "", "--no-dns",
         "--db-prefix", f"{db_prefix}", "--ipalloc-range", ipalloc_range,
-    ]  # fmt: skip
+    ]
     if no_fastdp:
         argv.append("--no-fastdp")
     if password is not None:
@@ -159,7 +159,12 @@ def remove_orphaned_labs() -> list[str]:
 
 
 def _pid_alive(pid: str) -> bool:
-    return os.path.exists(f"/proc/{pid}")
+    """Whether ``pid`` is a live process (``/proc/<tid>`` also exists for any thread's id)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return f"\nTgid:\t{pid}\n" in status
 
 
 def wait_until(probe: Callable[[], T | None], timeout: float, what: str, step: float = 0.2) -> T:
