@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster_gen import objects
-from npc.lab.netns import open_netns
+from common.kernel.netns import open_netns
 from tests.apiserver import ApiServer
 from tests.e2e.controllers import http_get_in_netns, kubeconfig
 

@@ -36,12 +36,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cluster_gen import state as generated_state
+from common.kernel.exec import SubprocessRunner
+from common.kernel.netns import in_netns, open_netns
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
 from npc.dataplane.nftables import LibNftables, NftablesBackend, NftState
-from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.model.objects import ClusterState
 from npc.render import ipsets as ipset_render
 from npc.render.iptables import render_chains, rule_args

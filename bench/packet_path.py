@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npc.lab import Lab, LabPod, in_netns
+from common.lab import Lab, LabPod, in_netns
 from tests.cluster import Cluster, Enforcer, PodDef, lab_cluster, netpol
 
 TARGETS = {"nftables": 0.9, "iptables": 0.8}

@@ -101,7 +101,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from npc.dataplane.exec import CommandError, SubprocessRunner
+    from common.kernel.exec import CommandError, SubprocessRunner
     from npc.dataplane.nftables import NftError
     from npc.dataplane.select import make_backend
 
@@ -131,7 +131,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from npc.lab.demo import run_demo
+    from npc.demo import run_demo
 
     return run_demo()
 

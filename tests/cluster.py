@@ -10,13 +10,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.kernel.exec import SubprocessRunner
+from common.lab import Lab
 from npc.compile import names
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import ApplyReport, IptablesBackend
 from npc.dataplane.nftables import NftablesBackend, NftCli
-from npc.lab import Lab
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from npc.lab import Lab, LabPod, cleanup_stale
-from npc.lab.netns import list_netns
+from common.kernel.netns import list_netns
+from common.lab import Lab, LabPod, cleanup_stale
 from tests.cluster import Enforcer, pods_over_nodes
 from tests.e2e.scenario import ALL_PODS
 

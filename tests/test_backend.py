@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
+from common.kernel.exec import CommandError, SubprocessRunner
+from common.lab.netns import scratch_netns
 from npc.compile import names
 from npc.compile.compiler import compile_ruleset
 from npc.compile.ruleset import IpSet, Ruleset
-from npc.dataplane.exec import CommandError, SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
-from npc.lab.netns import scratch_netns
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
 from npc.render.ipsets import parse_ipset_save

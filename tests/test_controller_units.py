@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from common.kernel.exec import CommandError
 from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
@@ -16,7 +17,6 @@ from npc.controller.metrics import Metrics
 from npc.controller.settings import SettingsError, from_environment
 from npc.controller.store import ClusterStore, Kind, parse_object
 from npc.controller.sync import SyncRunner
-from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nftables import NftError
 
@@ -266,7 +266,7 @@ def test_weave_log_line_format() -> None:
     import io
     import re
 
-    from npc.controller import logs
+    from common.service import logs
 
     out = io.StringIO()
     logs.configure("info", "text", out)
@@ -282,7 +282,7 @@ def test_json_log_format() -> None:
     import io
     import json
 
-    from npc.controller import logs
+    from common.service import logs
 
     out = io.StringIO()
     logs.configure("debug", "json", out)
@@ -292,10 +292,10 @@ def test_json_log_format() -> None:
 
 
 def test_a_crashing_worker_stops_everything() -> None:
-    from npc.controller.main import Supervisor
+    from common.service.supervisor import Supervisor
 
     stop = threading.Event()
-    sup = Supervisor(stop, Log())
+    sup = Supervisor(stop)
     def idle() -> None:
         stop.wait()
 
@@ -317,7 +317,7 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
     import http.client
     import json
 
-    from npc.controller.http import HealthServer
+    from common.service.http import HealthServer
 
     backend = FakeBackend()
     sync_box: list[SyncRunner] = []
@@ -389,7 +389,7 @@ def test_ruleset_size_gauges_are_counted_when_scraped() -> None:
 
 # ---- progress: /status?wait on a real cluster's resourceVersions -------------------------
 def test_a_bookmark_covers_what_other_kinds_have_shown_an_event_does_not() -> None:
-    from npc.controller.progress import Progress, caught_up, overall
+    from common.service.progress import Progress, caught_up, overall
 
     pods = Progress().confirmed(100, highest_seen=100)  # listed at 100
     policies = Progress().confirmed(90, highest_seen=100).event(140)
@@ -422,14 +422,14 @@ def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
     holds its state as of the write: confirmed, and /status's overall version moves on."""
     from kubernetes import client
 
-    from npc.controller.main import kube_api_client
-    from npc.controller.watch import Watcher
+    from common.service.kube import kube_api_client
+    from npc.controller.watchers import watcher
     from tests.apiserver import ApiServer
     from tests.e2e.controllers import kubeconfig
 
     with ApiServer(namespaces=["x"], bookmark_interval=0.1) as api:
         api.create("Pod", {"metadata": {"name": "a", "namespace": "x"}})
-        kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)))
+        kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)), "weave-npc")
         core, net = client.CoreV1Api(kube), client.NetworkingV1Api(kube)
         stop = threading.Event()
         backend = FakeBackend()
@@ -438,8 +438,7 @@ def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
                              on_seen=lambda: sync_box[0].notify_progress())
         log = Log()
         watchers = {w.kind.value: w for w in (
-            Watcher(kind, func, store, on_error=lambda *_: None, on_invalid=lambda _: None,
-                    stop=stop, log=log)
+            watcher(kind, func, store, stop=stop, log=log)
             for kind, func in ((Kind.NAMESPACE, core.list_namespace),
                                (Kind.POD, core.list_pod_for_all_namespaces),
                                (Kind.POLICY, net.list_network_policy_for_all_namespaces)))}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import socket
 
+from common.lab import Lab, in_netns
 from npc.compile import names
 from npc.dataplane.iptables import IptablesBackend
-from npc.lab import Lab, in_netns
 from tests.cluster import Cluster, Enforcer, lab_cluster, netpol
 
 

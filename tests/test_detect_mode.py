@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from npc.dataplane.exec import CommandError, Runner
+from common.kernel.exec import CommandError, Runner
 from npc.dataplane.iptables import detect_mode
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from common.kernel.exec import SubprocessRunner
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import compile_ruleset
-from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.iptables import IptablesBackend
-from npc.lab.netns import scratch_netns
 from npc.model.load import load_files
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,12 +16,13 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
 from pyroute2.netlink.nfnetlink.ipset import IPSET_CMD_ADD, IPSET_CMD_DEL, ipset_msg
 
+from common.kernel.exec import CommandError, SubprocessRunner
+from common.kernel.netns import in_netns, open_netns
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options
 from npc.compile.incremental import IncrementalCompiler, PodChange
-from npc.dataplane.exec import CommandError, SubprocessRunner
 from npc.dataplane.ipset_netlink import IPSET_PROTOCOL, IpsetNetlink, MemberChange, encode
 from npc.dataplane.iptables import IptablesBackend
-from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.model.objects import Pod
 from npc.render.ipsets import parse_ipset_save
 from tests.test_compiler import ns, pod, policy

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from common.lab import Lab
 from npc.compile.compiler import compile_ruleset
 from npc.compile.incremental import IncrementalCompiler, PodChange
-from npc.lab import Lab
 from npc.model.objects import ClusterState, Pod
 from tests.cluster import Enforcer, lab_node_name
 from tests.oracle import expected_matrix

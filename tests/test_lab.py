@@ -1,4 +1,4 @@
-"""Tests for npc.lab against the real kernel (run as root; nothing is mocked or skipped).
+"""Tests for common.lab against the real kernel (run as root; nothing is mocked or skipped).
 
 Every test uses its own namespace prefix and a finalizer that removes leftovers,
 so a failing test cannot leak namespaces into the next one.
@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from npc.lab import (
+from common.kernel.netns import list_netns
+from common.lab import (
     Comparison,
     Lab,
     LabPod,
@@ -27,8 +28,7 @@ from npc.lab import (
     ordered_pairs,
     retry_mismatches,
 )
-from npc.lab.netns import list_netns
-from npc.lab.sctp import (
+from common.lab.sctp import (
     CHUNK_INIT,
     CHUNK_INIT_ACK,
     build_init,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 
-from npc.lab.netns import in_netns, open_netns
-from npc.lab.sctp import build_init, build_init_ack
+from common.kernel.netns import in_netns, open_netns
+from common.lab.sctp import build_init, build_init_ack
 from npc.observe import (
     BlockedConnection,
     BlockedConnectionCounter,

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from pyroute2.netlink import NLA_F_NESTED
 from pyroute2.netlink.nfnetlink.nftsocket import nft_rule_msg
 
+from common.kernel.netns import in_netns, open_netns
+from common.kernel.nfnetlink import attr
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, SetListener, compile_ruleset
 from npc.compile.incremental import IncrementalCompiler, PodChange, SetDeltas
 from npc.compile.ruleset import IpSet, Member, Ruleset
 from npc.dataplane import nft_netlink as NL
-from npc.dataplane.nfnetlink import attr
 from npc.dataplane.nft_expr import verdict
 from npc.dataplane.nftables import (
     LibNftables,
@@ -37,7 +39,6 @@ from npc.dataplane.nftables import (
     expected_state,
     settled,
 )
-from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.model.objects import ClusterState, Pod
 from npc.model.parse import parse_network_policy, parse_pod
 from npc.render import nft as R

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 from pyroute2.netlink import NLA_F_NESTED, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
+from common.kernel.netns import in_netns, open_netns
+from common.kernel.nfnetlink import HEADER, NFGEN, attr, message, open_socket, text
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.dataplane import nft_netlink as NL
-from npc.dataplane.nfnetlink import HEADER, NFGEN, attr, message, open_socket, text
 from npc.dataplane.nft_expr import COMMENT_BYTES, rule_expressions
 from npc.dataplane.nftables import (
     LibNftables,
@@ -28,7 +30,6 @@ from npc.dataplane.nftables import (
     NftState,
     _netlink_chains,
 )
-from npc.lab.netns import in_netns, open_netns, scratch_netns
 from npc.render import nft as R
 from tests.strategies import cluster_states
 

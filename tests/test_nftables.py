@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from common.kernel.exec import SubprocessRunner
+from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
-from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.nftables import NftablesBackend, NftCli
-from npc.lab.netns import scratch_netns
 from npc.model.load import Loaded, add_object, load_files
 from npc.render import nft
 from tests.test_compiler import ns, pod, policy

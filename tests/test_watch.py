@@ -15,10 +15,11 @@ import pytest
 from kubernetes import client
 from urllib3.exceptions import ProtocolError
 
-from npc.controller.apierrors import describe
-from npc.controller.main import kube_api_client, user_agent
+from common.service.apierrors import describe
+from common.service.kube import kube_api_client, user_agent
+from common.service.listwatch import Backoff
 from npc.controller.store import ClusterStore, Kind
-from npc.controller.watch import Backoff, Watcher
+from npc.controller.watchers import watcher
 from npc.model.parse import FieldError
 from tests.apiserver import ApiServer
 from tests.apiserver.helpers import pod
@@ -48,10 +49,11 @@ class Running:
         self.stop = threading.Event()
         self.errors: list[tuple[str, BaseException]] = []
         self.log = Log()
-        core = client.CoreV1Api(kube_api_client(str(kubeconfig(tmp_path / "kc", api.url))))
-        self.watcher = Watcher(Kind.POD, core.list_pod_for_all_namespaces, self.store,
+        kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)), "weave-npc")
+        core = client.CoreV1Api(kube)
+        self.watcher = watcher(Kind.POD, core.list_pod_for_all_namespaces, self.store,
                                on_error=lambda what, exc: self.errors.append((what, exc)),
-                               on_invalid=lambda _: None, stop=self.stop, log=self.log,
+                               stop=self.stop, log=self.log,
                                backoff=backoff or Backoff(initial=0.02, maximum=0.1),
                                watch_timeout=30)
         self.thread = threading.Thread(target=self.watcher.run, daemon=True)
@@ -124,7 +126,7 @@ def test_lists_are_logged_and_requests_say_who_asks(api: ApiServer, tmp_path: Pa
     assert listed[0]["resource_version"] != api.resource_version
     assert isinstance(listed[0]["seconds"], float)
     agents = {r.user_agent for r in api.requests()}
-    assert agents == {user_agent()} and user_agent().startswith("weave-npc/")
+    assert agents == {user_agent("weave-npc")} and user_agent("weave-npc").startswith("weave-npc/")
 
 
 def test_api_errors_name_the_status_reason_and_message(api: ApiServer,
@@ -243,10 +245,10 @@ def test_backoff_starts_afresh_after_a_healthy_watch() -> None:
     api = ScriptedApi(clock, stop, lasts=[120.0, 0.0, 0.0, 300.0, 0.0])
     backoff = Backoff(initial=1.0, maximum=30.0, healthy_after=10.0)
     errors: list[FieldError] = []
-    watcher = Watcher(Kind.POD, api, ClusterStore(), on_error=lambda *_: None,
+    looping = watcher(Kind.POD, api, ClusterStore(), on_error=lambda *_: None,
                       on_invalid=errors.append, stop=stop, log=Log(), backoff=backoff,
                       rng=random.Random(7), clock=clock)
-    watcher.run()
+    looping.run()
     first, quick, quicker, healthy, quick_again = stop.waits
     assert 0.5 <= first <= 1.0
     assert 1.0 <= quick <= 2.0 and 2.0 <= quicker <= 4.0  # failures in quick succession
@@ -297,10 +299,10 @@ class FailoverApi:
 
 def run_failover(api: FailoverApi) -> list[str]:
     errors: list[str] = []
-    watcher = Watcher(Kind.POD, api, ClusterStore(),
+    looping = watcher(Kind.POD, api, ClusterStore(),
                       on_error=lambda what, exc: errors.append(f"{what}: {describe(exc)}"),
-                      on_invalid=lambda _: None, stop=api.stop, log=Log())
-    watcher.run()
+                      stop=api.stop, log=Log())
+    looping.run()
     return errors
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from common.kernel.exec import SubprocessRunner
 from npc.compile.compiler import Options
 from npc.compile.interpret import Explanation, explain_connection, format_explanation
 from npc.controller.inspect import desired_state
-from npc.dataplane.exec import SubprocessRunner
 from npc.dataplane.select import in_use
 from npc.model.objects import ClusterState, Pod, Protocol
 from npc.render.nft import build_table

@@ -8,16 +8,14 @@ the kernel is shown alone.
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any
 
+from common.kernel.exec import CommandError, SubprocessRunner
+from common.service.kube import kube_api_client
+from common.service.listwatch import CONSISTENT
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
-from npc.controller import logs
-from npc.controller.store import ClusterStore, Kind
-from npc.controller.watch import CONSISTENT, Watcher
-from npc.dataplane.exec import CommandError, SubprocessRunner
+from npc.controller.store import ClusterStore
+from npc.controller.watchers import watchers
 from npc.dataplane.iptables import IptablesBackend
 from npc.dataplane.nftables import NftablesBackend
 from npc.dataplane.select import make_backend
@@ -28,21 +26,10 @@ from npc.render.live import parse_counted_save, render_live
 
 
 def state_from_api(kubeconfig: str | None) -> ClusterState:
-    """One complete list of each kind, parsed as the controller parses them."""
-    from kubernetes import client
-
-    from npc.controller.main import kube_api_client
-
-    api = kube_api_client(kubeconfig)
-    core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
+    """One complete, consistent list of each kind, parsed as the controller parses them."""
     store = ClusterStore()
-    stop = threading.Event()
-    funcs: dict[Kind, Callable[..., Any]] = {
-        Kind.NAMESPACE: core.list_namespace, Kind.POD: core.list_pod_for_all_namespaces,
-        Kind.POLICY: net.list_network_policy_for_all_namespaces}
-    for kind, func in funcs.items():
-        Watcher(kind, func, store, on_error=lambda *_: None, on_invalid=lambda _: None,
-                stop=stop, log=logs.silent()).list(CONSISTENT)
+    for w in watchers(kube_api_client(kubeconfig, "weave-npc"), store):
+        w.list(CONSISTENT)
     return store.snapshot()[1]
 
 

@@ -8,92 +8,28 @@ exit 0.  Kernel state is left in place on exit, so a restart enforces without a 
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
 import signal
 import sys
 import threading
-import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from common.kernel.exec import SubprocessRunner
+from common.service import logs
+from common.service.apierrors import describe
+from common.service.http import HealthServer
+from common.service.kube import kube_api_client
+from common.service.listwatch import Watcher
+from common.service.supervisor import Supervisor
 from npc.compile.compiler import Options
-from npc.controller import logs
-from npc.controller.apierrors import describe
-from npc.controller.http import HealthServer
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
 from npc.controller.store import ClusterStore, Kind
 from npc.controller.sync import SyncRunner
-from npc.controller.watch import Watcher
-from npc.dataplane.exec import SubprocessRunner
+from npc.controller.watchers import watchers
 from npc.dataplane.select import make_backend
 from npc.model.parse import FieldError
-
-
-def kube_api_client(kubeconfig: str | None) -> Any:
-    """``--kubeconfig``, else the in-cluster service account, else ``$KUBECONFIG``, else
-    ``~/.kube/config``."""
-    from kubernetes import client, config
-
-    if kubeconfig:
-        api = config.new_client_from_config(config_file=kubeconfig)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        api = client.ApiClient(configuration)
-    else:
-        path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-        api = config.new_client_from_config(config_file=path)
-    api.user_agent = user_agent()
-    return api
-
-
-def user_agent(program: str = "weave-npc") -> str:
-    """``weave-npc/0.1.0 (linux/amd64) python/3.11.2``: who is asking, in the API server's
-    audit log and metrics (client-go's form), instead of the generated client's name."""
-    try:
-        version = importlib.metadata.version("weave-npc-py")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-    return f"{program}/{version} ({sys.platform}/{arch}) python/{platform.python_version()}"
-
-
-class Supervisor:
-    """Runs workers in threads; remembers the first one that crashed."""
-
-    def __init__(self, stop: threading.Event, log: Any) -> None:
-        self.stop = stop
-        self.log = log
-        self.threads: list[threading.Thread] = []
-        self.crash: str | None = None
-
-    def spawn(self, name: str, target: Callable[[], None]) -> None:
-        def body() -> None:
-            try:
-                target()
-            except BaseException:  # a bug: report it, stop everything, exit non-zero
-                self.crash = f"{name}: {traceback.format_exc()}"
-                self.stop.set()
-        thread = threading.Thread(target=body, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def alive(self) -> bool:
-        return not self.stop.is_set() and all(t.is_alive() for t in self.threads)
-
-    def join(self, timeout: float) -> None:
-        """Wait for the workers, ``timeout`` seconds in all."""
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def run(settings: Settings) -> int:
@@ -126,7 +62,7 @@ def run(settings: Settings) -> int:
                       full_check_interval=settings.full_check_interval,
                       confirm=lambda kind, rv, timeout: watchers[kind].confirm(rv, timeout))
     sync_box.append(sync)
-    supervisor = Supervisor(stop, log)
+    supervisor = Supervisor(stop)
     for watcher in watchers.values():
         supervisor.spawn(f"watch-{watcher.kind.value}", watcher.run)
     supervisor.spawn("sync", lambda: sync.run(stop))
@@ -156,12 +92,7 @@ def run(settings: Settings) -> int:
 
 
 def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: Any,
-              stop: threading.Event) -> list[Watcher]:
-    from kubernetes import client
-
-    api = kube_api_client(settings.kubeconfig)
-    core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
-
+              stop: threading.Event) -> list[Watcher[Kind]]:
     def on_error(what: str, exc: BaseException) -> None:
         metrics.api_errors.labels(resource=what.split(":", 1)[0]).inc()
         log.warning(what, error=describe(exc))
@@ -169,13 +100,8 @@ def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: An
     def on_invalid(err: FieldError) -> None:
         log.warning("invalid object", problem=str(err))
 
-    return [
-        Watcher(kind, list_func, store, on_error=on_error, on_invalid=on_invalid, stop=stop,
-                log=log)
-        for kind, list_func in ((Kind.NAMESPACE, core.list_namespace),
-                                (Kind.POD, core.list_pod_for_all_namespaces),
-                                (Kind.POLICY, net.list_network_policy_for_all_namespaces))
-    ]
+    return watchers(kube_api_client(settings.kubeconfig, "weave-npc"), store,
+                    on_error=on_error, on_invalid=on_invalid, stop=stop, log=log)
 
 
 def _start_blocked_logger(store: ClusterStore, registry: CollectorRegistry, log: Any,

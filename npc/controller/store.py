@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from common.service.progress import Progress
 from npc.compile.incremental import PodChange
-from npc.controller.progress import Progress
 from npc.model.objects import ClusterState, Namespace, NetworkPolicy, Pod
 from npc.model.parse import (
     FieldError,

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.kernel.exec import CommandError
+from common.service.progress import Progress, caught_up, overall
 from npc.compile.compiler import Options
 from npc.compile.incremental import IncrementalCompiler
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
-from npc.controller.progress import Progress, caught_up, overall
 from npc.controller.store import ClusterStore, Kind
-from npc.dataplane.exec import CommandError
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nftables import NftError
 from npc.dataplane.select import Backend
@@ -45,7 +45,7 @@ class SyncStatus:
     last_version: int = -1
     applied: dict[str, Progress] = field(default_factory=dict)
     """Per kind, how far its watch was current when the last sync took the store (see
-    :mod:`npc.controller.progress`): the kernel reflects that much."""
+    :mod:`common.service.progress`): the kernel reflects that much."""
     syncs: int = 0
     failures_in_a_row: int = 0
     reported: set[str] = field(default_factory=set)
@@ -74,7 +74,7 @@ class SyncRunner:
         self.rng = rng or random.Random()
         self.confirm = confirm
         """``confirm(kind, rv, timeout)``: check by a list that the store holds ``kind``
-        as of ``rv`` or later (see :meth:`npc.controller.watch.Watcher.confirm`)."""
+        as of ``rv`` or later (see :meth:`common.service.listwatch.Watcher.confirm`)."""
         self.confirm_after = confirm_after
         self.confirm_interval = confirm_interval
         self.status = SyncStatus()
@@ -106,7 +106,7 @@ class SyncRunner:
         """Block until the kernel reflects every write up to ``resource_version`` of
         ``kind`` (or of every kind), at most ``timeout`` seconds; whether it does.  A kind
         with no write after ``resource_version`` is caught up once its watch confirms it
-        has nothing more to deliver (see :func:`npc.controller.progress.caught_up`): by a
+        has nothing more to deliver (see :func:`common.service.progress.caught_up`): by a
         bookmark, or, when ``confirm`` was given, by a list that shows the store holds its
         state at that version, asked for once events already on their way had a moment
         to land, and again every ``confirm_interval`` while the kind still lags."""

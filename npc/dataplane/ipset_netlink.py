@@ -26,8 +26,8 @@ from pyroute2.netlink import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
 from pyroute2.netlink.nfnetlink.ipset import IPSET_CMD_ADD, IPSET_CMD_DEL
 
-from npc.dataplane.exec import CommandError
-from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
+from common.kernel.exec import CommandError
+from common.kernel.nfnetlink import attr, message, open_socket, read_acks, text
 
 IPSET_PROTOCOL = 7
 """The ipset netlink protocol version of current kernels (6 is the oldest they accept)."""

@@ -25,11 +25,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from common.kernel.exec import CommandError, Runner, open_stream
 from npc.compile import names
 from npc.compile.compiler import SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Chain, InSet, IpSet, Rule, Ruleset
-from npc.dataplane.exec import CommandError, Runner, open_stream
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
 from npc.dataplane.ipset_netlink import MemberChange, MemberWriter
 from npc.render import ipsets as ipset_render

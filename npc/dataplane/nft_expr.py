@@ -34,7 +34,7 @@ from typing import Any
 
 from pyroute2.netlink import NLA_F_NESTED
 
-from npc.dataplane.nfnetlink import attr, text
+from common.kernel.nfnetlink import attr, text
 
 Json = dict[str, Any]
 

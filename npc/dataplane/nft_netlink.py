@@ -34,7 +34,7 @@ from typing import Any
 from pyroute2.netlink import NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
-from npc.dataplane.nfnetlink import attr, message, open_socket, read_acks, text
+from common.kernel.nfnetlink import attr, message, open_socket, read_acks, text
 from npc.dataplane.nft_expr import COMMENT_BYTES, verdict_data
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.

@@ -29,10 +29,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from common.kernel.exec import CommandError, Runner
 from npc.compile.compiler import Options, SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import IpSet, Ruleset, SetKind
-from npc.dataplane.exec import CommandError, Runner
 from npc.dataplane.iptables import ApplyReport
 from npc.dataplane.nft_expr import rule_expressions
 from npc.dataplane.nft_netlink import (

@@ -16,10 +16,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from common.kernel.exec import CommandError, Runner, SubprocessRunner
 from npc.compile.compiler import Options, SetListener
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.exec import CommandError, Runner, SubprocessRunner
 from npc.dataplane.ipset_netlink import IpsetNetlink
 from npc.dataplane.iptables import ApplyReport, IptablesBackend, detect_mode
 

@@ -91,7 +91,7 @@ class ApiServer:
                 self.store.compact()
             address = (self.host, self._port)
             if self.bind_netns_fd is not None:
-                from npc.lab.netns import in_netns
+                from common.kernel.netns import in_netns
 
                 with in_netns(self.bind_netns_fd):
                     httpd = ApiHTTPServer(address, self)

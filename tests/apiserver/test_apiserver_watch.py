@@ -391,7 +391,7 @@ def test_bad_watch_parameters(api: ApiServer) -> None:
 
 
 def test_listens_inside_a_network_namespace() -> None:
-    from npc.lab.netns import in_netns, open_netns
+    from common.kernel.netns import in_netns, open_netns
 
     name = f"apisrv{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from npc.lab import Lab, in_netns
+from common.lab import Lab, in_netns
 from tests.apiserver import ApiServer
 from tests.cluster import Cluster
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from common.lab import Lab, LabPod
 from npc.dataplane.nftables import NftablesBackend
-from npc.lab import Lab, LabPod
 from tests.apiserver import ApiServer
 from tests.cluster import Cluster, Enforcer, lab_cluster, netpol, pods_over_nodes
 from tests.conftest import remove_orphaned_labs

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from npc.lab import Lab
+from common.lab import Lab
 from tests.cluster import Cluster, Enforcer, PodDef, lab_node_name, substitute_ips
 from tests.e2e.scenario import (
     Case,

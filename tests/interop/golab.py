@@ -9,7 +9,7 @@ Shape::
 Each node namespace is empty apart from ``lo`` and ``eth0``: the weaver started
 in it creates its own ``weave`` bridge, ``vethwe-*`` pair and iptables chains,
 exactly as on a real host (which is why this does not reuse the ``npc`` lab's
-topology, whose nodes already own a ``weave`` bridge).  The ``npc.lab.netns``
+topology, whose nodes already own a ``weave`` bridge).  The ``common.lab.netns``
 helpers (iproute2 batches, per-thread ``setns``, namespace deletion) are reused.
 
 The HTTP API of a weaver binds ``127.0.0.1:6784`` *inside* its node namespace.
@@ -39,18 +39,16 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TypeVar
 
-from npc.lab.netns import (
+from common.kernel.netns import list_netns, open_netns, write_sysctls
+from common.lab.netns import (
     LabError,
     check_prefix,
     delete_netns,
     ip_batch,
     ip_batches_parallel,
-    list_netns,
-    open_netns,
     run,
-    write_sysctls,
 )
-from npc.lab.topology import FABRIC_SYSCTLS
+from common.lab.topology import FABRIC_SYSCTLS
 from tests.interop.golab_http import HttpReply, http_request
 from tests.interop.labproc import LabProcess, signal_pid
 
@@ -263,7 +261,7 @@ class GoLab:
         self.workdir.mkdir(parents=True)
         root = [f"netns add {ns}" for ns in self.all_ns()]
         for i in range(self.nodes):
-            # distinct ifindexes on the two ends: see npc.lab.topology.Topology.root_batch
+            # distinct ifindexes on the two ends: see common.lab.topology.Topology.root_batch
             root.append(
                 f"link add name fab-n{i} netns {self.fabric_ns} index {1000 + i}"
                 f" type veth peer name eth0 netns {self.node_ns(i)} index {100 + i}"

@@ -1,7 +1,7 @@
 """HTTP/1.1 requests to a loopback address inside another network namespace.
 
 A socket stays in the network namespace of the thread that created it, so the
-connection is opened inside :func:`npc.lab.netns.in_netns` (which moves only
+connection is opened inside :func:`common.lab.netns.in_netns` (which moves only
 the calling thread, and always moves it back) and the request is then sent
 over that socket by :mod:`http.client` as usual.  The weaver's API takes
 form-encoded bodies (``peer=a&peer=b``), so ``form`` is a list of pairs.
@@ -16,7 +16,8 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from npc.lab.netns import LabError, in_netns
+from common.kernel.netns import in_netns
+from common.lab.netns import LabError
 
 
 @dataclass(frozen=True)

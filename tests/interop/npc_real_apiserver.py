@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from npc.lab import Lab, LabPod
+from common.lab import Lab, LabPod
 from tests.e2e.controllers import http_get_in_netns
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 The listening socket is created inside one node's network namespace and each
 upstream socket inside another's (a socket keeps the namespace of the thread
-that created it, see :mod:`npc.lab.netns`), so a weaver told to connect to the
+that created it, see :mod:`common.lab.netns`), so a weaver told to connect to the
 relay's address is relayed to a real peer, and the peer sees the connection
 coming from the relay's namespace.  Each chunk read is forwarded unchanged and
 recorded with its direction and time, so the capture is exactly the byte
@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from npc.lab.netns import in_netns
+from common.kernel.netns import in_netns
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from npc.lab.netns import check_prefix
+from common.lab.netns import check_prefix
 
 POD_CIDR = ipaddress.IPv4Network("10.32.0.0/12")
 PREFIX_LEN = POD_CIDR.prefixlen

@@ -2,7 +2,7 @@
 
 Each pod needs listeners on TCP/UDP/SCTP ports 80 and 81.  Rather than one process
 per pod, sockets are created inside the pod's namespace by the creating thread
-(see :func:`npc.lab.netns.in_netns`) and then all of them are multiplexed by one
+(see :func:`common.lab.netns.in_netns`) and then all of them are multiplexed by one
 ``selectors`` loop in this process: a socket stays in the namespace it was born
 in, whichever thread later reads it.
 
@@ -10,7 +10,7 @@ in, whichever thread later reads it.
   listen backlog, so a probe's ``connect()`` succeeding is the signal.
 * UDP: answer every datagram with the pod's name (lets probes check who replied).
 * SCTP: one raw IPPROTO_SCTP socket per pod; an INIT to a served port gets an
-  INIT-ACK (see :mod:`npc.lab.sctp`).  Everything else (including INIT-ACKs that
+  INIT-ACK (see :mod:`common.lab.sctp`).  Everything else (including INIT-ACKs that
   arrive for this pod's own outgoing probes) is ignored.
 """
 
@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from npc.lab.netns import in_netns
-from npc.lab.sctp import CHUNK_INIT, IPPROTO_SCTP, build_init_ack, parse_ipv4_sctp
+from common.kernel.netns import in_netns
+from common.lab.sctp import CHUNK_INIT, IPPROTO_SCTP, build_init_ack, parse_ipv4_sctp
 
 DEFAULT_PORTS: tuple[int, ...] = (80, 81)
 

@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from npc.lab.lab import Lab
-from npc.lab.topology import LabPod
+from common.lab.lab import Lab
+from common.lab.topology import LabPod
 from npc.model.load import load_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -6,8 +6,9 @@ Nodes are namespaces with a ``weave`` bridge (br_netfilter on) and a
 threads of the calling process.  See :class:`Lab`.
 """
 
-from npc.lab.lab import Lab
-from npc.lab.matrix import (
+from common.kernel.netns import in_netns
+from common.lab.lab import Lab
+from common.lab.matrix import (
     Comparison,
     Matrix,
     compare,
@@ -18,9 +19,9 @@ from npc.lab.matrix import (
     retry_mismatches,
     validate,
 )
-from npc.lab.netns import LabError, cleanup_stale, in_netns
-from npc.lab.probe import ProbeResult, Protocol
-from npc.lab.topology import LabPod
+from common.lab.netns import LabError, cleanup_stale
+from common.lab.probe import ProbeResult, Protocol
+from common.lab.topology import LabPod
 
 __all__ = [
     "Comparison",

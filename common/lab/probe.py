@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from npc.lab.netns import in_netns
-from npc.lab.sctp import CHUNK_INIT_ACK, IPPROTO_SCTP, build_init, parse_ipv4_sctp
+from common.kernel.netns import in_netns
+from common.lab.sctp import CHUNK_INIT_ACK, IPPROTO_SCTP, build_init, parse_ipv4_sctp
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP", "SCTP")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from npc.lab.probe import ProbeResult, Protocol
+from common.lab.probe import ProbeResult, Protocol
 
 Pair = tuple[str, str]
 #: Probes many (src, dst) pairs for (port, protocol, timeout); returns a result per pair.

@@ -22,20 +22,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
 
-from npc.lab import matrix as mx
-from npc.lab.netns import (
+from common.kernel.netns import open_netns, write_sysctls
+from common.lab import matrix as mx
+from common.lab.netns import (
     LabError,
     cleanup_stale,
     delete_netns,
     ip_batch,
     ip_batches_parallel,
-    open_netns,
     run,
-    write_sysctls,
 )
-from npc.lab.probe import Prober, ProbeResult, ProbeSpec, Protocol, normalize_protocol
-from npc.lab.servers import DEFAULT_PORTS, PodServers
-from npc.lab.topology import FABRIC_SYSCTLS, NODE_SYSCTLS, LabPod, Topology
+from common.lab.probe import Prober, ProbeResult, ProbeSpec, Protocol, normalize_protocol
+from common.lab.servers import DEFAULT_PORTS, PodServers
+from common.lab.topology import FABRIC_SYSCTLS, NODE_SYSCTLS, LabPod, Topology
 
 Pair = tuple[str, str]
 
@@ -211,7 +210,7 @@ class Lab:
         return self.topology.pod_veth(key)
 
     def netns_fd(self, name: str) -> int:
-        """Open fd of one of the lab's namespaces (for :func:`npc.lab.in_netns`)."""
+        """Open fd of one of the lab's namespaces (for :func:`common.lab.in_netns`)."""
         return self._fds[name]
 
     # ---- commands ------------------------------------------------------------

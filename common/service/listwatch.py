@@ -33,20 +33,48 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from npc.controller.apierrors import Gone, WatchError, describe, status_code
-from npc.controller.store import ClusterStore, Kind, parse_object
-from npc.model.parse import FieldError
+from common.service.apierrors import Gone, WatchError, describe, status_code
 
 ListFunc = Callable[..., Any]
 Items = list[Any]
 """The raw objects of a list."""
+Parse = Callable[[dict[str, Any]], "tuple[str, Any] | None"]
+"""An API object → (its key, what the sink keeps of it), or None to leave it out (the
+parser reports why)."""
+KeyOf = Callable[[dict[str, Any]], str]
+"""The key of an API object (of a deletion's last state)."""
+K = TypeVar("K")
+K_contra = TypeVar("K_contra", contravariant=True)
+
+
+class Sink(Protocol[K_contra]):
+    """Where a watcher keeps what it reads: the cluster state of the kinds it watches,
+    and how far each kind's watch is known to be current (see :mod:`.progress`)."""
+
+    def replace(self, kind: K_contra, values: Iterable[tuple[str, Any]]) -> None:
+        """A (re)list: the kind's objects are exactly ``values`` now."""
+
+    def upsert(self, kind: K_contra, key: str, value: Any) -> None: ...
+
+    def delete(self, kind: K_contra, key: str) -> None: ...
+
+    def seen(self, kind: K_contra, resource_version: str) -> None:
+        """An event of the kind at ``resource_version`` arrived."""
+
+    def confirmed(self, kind: K_contra, resource_version: str) -> None:
+        """A bookmark, or a complete list, at ``resource_version``."""
+
+    def confirm_if_same(self, kind: K_contra, values: Iterable[tuple[str, Any]],
+                        resource_version: str) -> bool:
+        """A list taken to check how far the kind is current: if the sink holds exactly
+        ``values``, record the kind current through ``resource_version``."""
 
 RETRIED = (ApiException, HTTPError, OSError, ValueError, WatchError)
 """Failures of the API server or the network; anything else is a bug and propagates."""
@@ -87,21 +115,27 @@ def _lines(resp: Any) -> Iterator[str]:
         yield pending.decode()
 
 
-class Watcher:
-    """Keeps one kind of the store in step with the API server, in its own thread."""
+class Watcher(Generic[K]):
+    """Keeps one kind of a sink in step with the API server, in its own thread.
 
-    def __init__(self, kind: Kind, list_func: ListFunc, store: ClusterStore, *,
+    ``kind`` is the sink's token for the kind (its name in logs is ``name``, by default
+    ``kind``'s value); ``list_func`` the generated client's list function of the kind (a
+    list, or a watch with ``watch=True``); ``parse`` and ``key_of`` read its objects."""
+
+    def __init__(self, kind: K, list_func: ListFunc, store: Sink[K], *,
+                 parse: Parse, key_of: KeyOf,
                  on_error: Callable[[str, BaseException], None],
-                 on_invalid: Callable[[FieldError], None],
                  stop: threading.Event, log: Any, page_size: int = 500,
                  watch_timeout: int = 300, backoff: Backoff | None = None,
                  rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.kind = kind
+        self.name = str(getattr(kind, "value", kind))
+        self.parse = parse
+        self.key_of = key_of
         self.list_func = list_func
         self.store = store
         self.on_error = on_error
-        self.on_invalid = on_invalid
         self.stop = stop
         self.log = log
         self.page_size = page_size
@@ -126,7 +160,7 @@ class Watcher:
         self.lists += 1
         self.store.confirmed(self.kind, listed)
         self.resource_version = listed
-        self.log.info("listed", kind=self.kind.value, objects=len(items),
+        self.log.info("listed", kind=self.name, objects=len(items),
                       resource_version=listed, asked=resource_version or '""', pages=pages,
                       seconds=round(self.clock() - started, 3))
         return listed
@@ -141,7 +175,7 @@ class Watcher:
         try:
             items, listed, _ = self._fetch(str(at_least), timeout)
         except RETRIED as exc:
-            self.log.debug("confirming failed", kind=self.kind.value, error=describe(exc))
+            self.log.debug("confirming failed", kind=self.name, error=describe(exc))
             return False
         return self.store.confirm_if_same(self.kind, self._values(items), listed)
 
@@ -167,13 +201,7 @@ class Watcher:
                 return items, str(meta.get("resourceVersion", "")), pages
 
     def _values(self, items: Items) -> Items:
-        return [outcome for obj in items if (outcome := self._parse(obj)) is not None]
-
-    def _parse(self, obj: dict[str, Any]) -> Any:
-        outcome = parse_object(self.kind, obj)
-        for err in outcome.errors:
-            self.on_invalid(err)
-        return None if outcome.value is None else (outcome.key, outcome.value)
+        return [outcome for obj in items if (outcome := self.parse(obj)) is not None]
 
     # ---- watch -------------------------------------------------------------------
     def watch_once(self) -> None:
@@ -204,11 +232,11 @@ class Watcher:
             raise (Gone if obj.get("code") == 410 else WatchError)(obj)
         new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         if kind in ("ADDED", "MODIFIED"):
-            outcome = self._parse(obj)
+            outcome = self.parse(obj)
             if outcome is not None:
                 self.store.upsert(self.kind, *outcome)
         elif kind == "DELETED":
-            self.store.delete(self.kind, parse_object(self.kind, obj).key)
+            self.store.delete(self.kind, self.key_of(obj))
         if kind == "BOOKMARK":
             self.store.confirmed(self.kind, new_rv)
         else:
@@ -241,14 +269,14 @@ class Watcher:
                     listed = self.list(list_at)
                     relisted_at, after_410 = (listed if after_410 else ""), False
                     why = "after the list"
-                self.log.info("watching", kind=self.kind.value,
+                self.log.info("watching", kind=self.name,
                               resource_version=self.resource_version, why=why)
                 started = self.clock()
                 self.watch_once()
                 why = "the server ended the last watch"
                 delays = self.backoff.delays(self.rng)
             except Gone as exc:
-                self.on_error(f"{self.kind.value}: watch expired, relisting", exc)
+                self.on_error(f"{self.name}: watch expired, relisting", exc)
                 # A relist at the last version seen is served from the watch cache.  If
                 # the watch from that relist expires again at once, the server lists at a
                 # version its cache cannot watch from (a restarted API server, whose cache
@@ -266,7 +294,7 @@ class Watcher:
                 if not self.resource_version and code in (410, 504) and list_at != CONSISTENT:
                     # The list was too old for the server, or newer than its cache
                     # (another API server's): read the latest state from etcd, now.
-                    self.on_error(f"{self.kind.value}: cannot list at {list_at}, "
+                    self.on_error(f"{self.name}: cannot list at {list_at}, "
                                   "listing the latest state", exc)
                     list_at = CONSISTENT
                     continue
@@ -274,6 +302,6 @@ class Watcher:
                     list_at, self.resource_version = self.resource_version, ""
                 if self.clock() - started >= self.backoff.healthy_after:
                     delays = self.backoff.delays(self.rng)
-                self.on_error(f"{self.kind.value}: API request failed, retrying", exc)
+                self.on_error(f"{self.name}: API request failed, retrying", exc)
                 why = f"after an error ({describe(exc)[:120]})"
                 self.stop.wait(next(delays))

@@ -1,0 +1,1 @@
+"""The kernel seam both halves share: commands, nfnetlink framing, network namespaces."""

@@ -1,0 +1,1 @@
+"""Process services: logging, settings, supervision, HTTP, Kubernetes list/watch."""
