@@ -317,7 +317,8 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
     import http.client
     import json
 
-    from common.service.http import HealthServer
+    from common.service.http import HttpServer
+    from npc.controller.status import status_handler
 
     backend = FakeBackend()
     sync_box: list[SyncRunner] = []
@@ -327,9 +328,8 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
     sync_box.append(sync)
     for kind in Kind:
         store.replace(kind, [])
-    server = HealthServer(("127.0.0.1", 0), CollectorRegistry(), healthy=lambda: True,
-                          ready=lambda: sync.status.ready, status=lambda: {"syncs": 1},
-                          wait_applied=sync.wait_applied)
+    server = HttpServer(("127.0.0.1", 0))
+    server.route("GET", "/status", status_handler(lambda: {"syncs": 1}, sync.wait_applied))
     server.start()
     stop = threading.Event()
     thread = threading.Thread(target=sync.run, args=(stop,))

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from common.kernel.netns import in_netns, open_netns
+from common.kernel.nfnetlink import attr_table, iter_messages
 from common.lab.sctp import build_init, build_init_ack
 from npc.observe import (
     BlockedConnection,
@@ -43,10 +44,8 @@ from npc.observe.nflog import (
     NLM_F_REQUEST,
     NLMSG_DONE,
     PACKET_MSG_TYPE,
-    attr_table,
     build_config,
     cmd_attr,
-    iter_messages,
     parse_error,
     parse_packet,
 )

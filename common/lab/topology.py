@@ -24,12 +24,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common import contract
 from common.lab.netns import check_prefix
 
 POD_CIDR = ipaddress.IPv4Network("10.32.0.0/12")
 PREFIX_LEN = POD_CIDR.prefixlen
-BRIDGE = "weave"
-BRIDGE_PORT = "vethwe-bridge"
+BRIDGE = contract.BRIDGE
+BRIDGE_PORT = contract.BRIDGE_PORT
 FABRIC_BRIDGE = "fab"
 #: ifindex of fab-n<i> in the fabric namespace (see :meth:`Topology.root_batch`).
 FABRIC_IFINDEX = 1000

@@ -1,83 +1,143 @@
-"""``/metrics``, ``/healthz``, ``/readyz`` and ``/status`` on the metrics address (default
-:6781).
+"""One small HTTP server where each component registers its routes.
 
-``/status?wait=RV[&kind=pods][&timeout=S]`` answers once the kernel reflects resourceVersion
-``RV`` (of that kind's watch, or of every kind) or after ``S`` seconds (default 10, at most
-60), whichever comes first: scripts and tests wait for a write to be enforced without
-polling.  The body is the status either way; ``applied`` in it says which.
+npc serves ``/metrics``, ``/healthz``, ``/readyz`` and ``/status`` on its metrics address;
+the agent serves its API (``/status``, ``/report``, ``/connect``...) on 127.0.0.1:6784 and
+its metrics on 6782.  Each is an :class:`HttpServer` with the handlers the components
+registered: a handler takes the :class:`Request` and returns a :class:`Response`; it runs
+in the server's thread for that connection, so one that waits (``/status?wait=``) holds
+no one else up.  An exception in a handler is answered with 500 and its one-line text
+(the process goes on); ``allow`` refuses clients by address (403) before any handler
+runs, e.g. everything but loopback.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 
-class HealthServer:
-    """Serves metrics and probes in a daemon thread.  ``healthy`` says the process's
-    workers are alive; ``ready`` that the first full sync has been applied."""
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, *,
-                 healthy: Callable[[], bool], ready: Callable[[], bool],
-                 status: Callable[[], dict[str, object]] = dict,
-                 wait_applied: Callable[[int, str | None, float], bool] | None = None
-                 ) -> None:
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    """The path without the query; a prefix route's handler sees the whole path."""
+    query: dict[str, list[str]]
+    body: bytes
+    client: str
+    """The client's address."""
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of a query (or form) parameter."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = TEXT
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def text(body: str, status: int = 200) -> Response:
+        return Response(status, body.encode(), TEXT)
+
+
+Handler = Callable[[Request], Response]
+
+
+class HttpServer:
+    """Serves registered routes in daemon threads.  Routes are exact paths, or prefixes
+    (``"/ip/"``: every path under it); the longest matching prefix wins."""
+
+    def __init__(self, address: tuple[str, int], *,
+                 allow: Callable[[str], bool] | None = None, name: str = "http") -> None:
+        self._routes: dict[tuple[str, str], Handler] = {}
+        self._prefixes: list[tuple[str, str, Handler]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path, _, query = self.path.partition("?")
-                if path == "/metrics":
-                    outer._send(self, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/livez"):
-                    ok = healthy()
-                    outer._send(self, 200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
-                elif path == "/status":
-                    body: dict[str, object] | None = None
-                    params = parse_qs(query)
-                    if wait_applied is not None and "wait" in params:
-                        try:
-                            rv = int(params["wait"][0])
-                            timeout = min(60.0, float(params.get("timeout", ["10"])[0]))
-                        except ValueError:
-                            outer._send(self, 400, b"wait and timeout must be numbers\n")
-                            return
-                        kind = params.get("kind", [None])[0]
-                        applied = wait_applied(rv, kind, timeout)
-                        body = {**status(), "applied": applied}
-                    if body is None:
-                        body = status()
-                    outer._send(self, 200, json.dumps(body, sort_keys=True).encode(),
-                                "application/json")
-                elif path == "/readyz":
-                    ok = ready()
-                    outer._send(self, 200 if ok else 503,
-                                b"ok\n" if ok else b"not synced yet\n")
-                else:
-                    outer._send(self, 404, b"not found\n")
+        class _Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                outer._dispatch(self, allow)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
             def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would flood the log
 
-        self.server = ThreadingHTTPServer(address, Handler)
+        self.server = ThreadingHTTPServer(address, _Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="http",
+        self.thread = threading.Thread(target=self.server.serve_forever, name=name,
                                        daemon=True)
 
+    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        """Serve ``method`` requests for ``path`` (with ``prefix``: for every path that
+        starts with it) by ``handler``."""
+        if prefix:
+            self._prefixes.append((method, path, handler))
+            self._prefixes.sort(key=lambda r: -len(r[1]))
+        else:
+            self._routes[(method, path)] = handler
+
+    def _find(self, method: str, path: str) -> tuple[Handler | None, bool]:
+        """(handler, whether the path is served by some other method)."""
+        handler = self._routes.get((method, path))
+        if handler is not None:
+            return handler, False
+        for m, prefix, h in self._prefixes:
+            if path.startswith(prefix) and m == method:
+                return h, False
+        known = any(p == path for _, p in self._routes) or any(
+            path.startswith(p) for _, p, _ in self._prefixes)
+        return None, known
+
+    def _dispatch(self, raw: BaseHTTPRequestHandler,
+                  allow: Callable[[str], bool] | None) -> None:
+        client = str(raw.client_address[0])
+        if allow is not None and not allow(client):
+            self._send(raw, Response.text(f"requests from {client} are refused\n", 403))
+            return
+        url = urlsplit(raw.path)
+        length = int(raw.headers.get("Content-Length") or 0)
+        body = raw.rfile.read(length) if length > 0 else b""
+        query = parse_qs(url.query, keep_blank_values=True)
+        if raw.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            for key, values in parse_qs(body.decode(errors="replace"),
+                                        keep_blank_values=True).items():
+                query.setdefault(key, []).extend(values)
+        method = "GET" if raw.command == "HEAD" else raw.command
+        handler, known = self._find(method, url.path)
+        if handler is None:
+            response = (Response.text("method not allowed\n", 405) if known
+                        else Response.text("not found\n", 404))
+        else:
+            try:
+                response = handler(Request(method, url.path, query, body, client))
+            except Exception as exc:  # a handler's bug answers 500, the server goes on
+                response = Response.text(f"{type(exc).__name__}: {exc}\n", 500)
+        self._send(raw, response, head=raw.command == "HEAD")
+
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes,
-              content_type: str = "text/plain; charset=utf-8") -> None:
-        handler.send_response(code)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+    def _send(raw: BaseHTTPRequestHandler, response: Response, head: bool = False) -> None:
+        raw.send_response(response.status)
+        raw.send_header("Content-Type", response.content_type)
+        raw.send_header("Content-Length", str(len(response.body)))
+        for key, value in response.headers.items():
+            raw.send_header(key, value)
+        raw.end_headers()
+        if not head:
+            raw.wfile.write(response.body)
 
     @property
     def port(self) -> int:
@@ -89,3 +149,24 @@ class HealthServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """``/metrics``: the registry in Prometheus' text format."""
+    return lambda _: Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+
+def probe_handler(check: Callable[[], bool], ok: str = "ok", failing: str = "unhealthy") -> Handler:
+    """A health probe: 200 while ``check()`` holds, else 503."""
+    return lambda _: (Response.text(f"{ok}\n") if check()
+                      else Response.text(f"{failing}\n", 503))
+
+
+def loopback_only(client: str) -> bool:
+    """For ``allow``: only the host itself (127.0.0.0/8, ::1, and the IPv4-mapped form)."""
+    try:
+        address = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from common import contract
 from npc.compile import names
 from npc.compile.layout import static_chains
 from npc.compile.ruleset import (
@@ -72,7 +73,7 @@ renderer appends the rule fingerprint)."""
 @dataclass(frozen=True)
 class Options:
     allow_mcast: bool = True
-    bridge_port: str = "vethwe-bridge"
+    bridge_port: str = contract.BRIDGE_PORT
     max_list_size: int = 1024
 
 

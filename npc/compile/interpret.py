@@ -23,6 +23,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
+from common import contract
 from npc.compile import layout as hooks
 from npc.compile import names
 from npc.compile.layout import ESTABLISHED, NEW
@@ -51,7 +52,7 @@ from npc.compile.ruleset import (
 )
 from npc.model.objects import Protocol
 
-DEFAULT_BRIDGE_PORT = "vethwe-bridge"
+DEFAULT_BRIDGE_PORT = contract.BRIDGE_PORT
 _EGRESS_CHAINS = frozenset({names.EGRESS_CHAIN, names.EGRESS_DEFAULT_CHAIN,
                             names.EGRESS_CUSTOM_CHAIN, names.EGRESS_ACCEPT_CHAIN})
 _INGRESS_CHAINS = frozenset({names.MAIN_CHAIN, names.DEFAULT_CHAIN, names.INGRESS_CHAIN})
@@ -270,7 +271,7 @@ class _Walker:
         return None
 
 
-def walk(ruleset: Ruleset, packet: Packet, *, bridge: str = "weave") -> PacketVerdict:
+def walk(ruleset: Ruleset, packet: Packet, *, bridge: str = contract.BRIDGE) -> PacketVerdict:
     """Walk ``packet`` through the built-in chain that sees it on one node.  What npc's
     hooks neither accept nor drop is left to the rest of that chain: allowed here."""
     walker = _Walker(ruleset, packet)

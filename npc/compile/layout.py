@@ -14,6 +14,7 @@ Packet walk (filter table, bridged traffic seen through br_netfilter):
 
 from __future__ import annotations
 
+from common import contract
 from npc.compile import names
 from npc.compile.ruleset import (
     Accept,
@@ -86,7 +87,7 @@ def static_chains(allow_mcast: bool, bridge_port: str, *, egress_drop: bool) -> 
 _NOTE = "NOTE: this must go before '-j KUBE-FORWARD'"
 
 
-def forward_hooks(bridge: str = "weave") -> tuple[str, ...]:
+def forward_hooks(bridge: str = contract.BRIDGE) -> tuple[str, ...]:
     """The FORWARD block, each rule in ``iptables-save`` form (without ``-A FORWARD``)."""
     return (
         f'-i {bridge} -m comment --comment "{_NOTE}" -j {names.EGRESS_CHAIN}',
@@ -98,5 +99,5 @@ def forward_hooks(bridge: str = "weave") -> tuple[str, ...]:
     )
 
 
-def input_hook(bridge: str = "weave") -> str:
+def input_hook(bridge: str = contract.BRIDGE) -> str:
     return f"-i {bridge} -j {names.EGRESS_CHAIN}"

@@ -18,13 +18,14 @@ from prometheus_client import CollectorRegistry
 from common.kernel.exec import SubprocessRunner
 from common.service import logs
 from common.service.apierrors import describe
-from common.service.http import HealthServer
+from common.service.http import HttpServer, metrics_handler, probe_handler
 from common.service.kube import kube_api_client
 from common.service.listwatch import Watcher
 from common.service.supervisor import Supervisor
 from npc.compile.compiler import Options
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
+from npc.controller.status import status_handler
 from npc.controller.store import ClusterStore, Kind
 from npc.controller.sync import SyncRunner
 from npc.controller.watchers import watchers
@@ -73,9 +74,13 @@ def run(settings: Settings) -> int:
                 "applied_resource_versions": sync.applied_by_kind(),
                 "objects": store.counts(), "node": settings.node_name}
 
-    http = HealthServer(settings.metrics_addr, registry, healthy=supervisor.alive,
-                        ready=lambda: sync.status.ready, status=status,
-                        wait_applied=sync.wait_applied)
+    http = HttpServer(settings.metrics_addr)
+    http.route("GET", "/metrics", metrics_handler(registry))
+    for path in ("/healthz", "/livez"):
+        http.route("GET", path, probe_handler(supervisor.alive))
+    http.route("GET", "/readyz", probe_handler(lambda: sync.status.ready,
+                                                failing="not synced yet"))
+    http.route("GET", "/status", status_handler(status, sync.wait_applied))
     http.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,6 +13,7 @@ and drop every new packet toward a pod: policy is fail-closed by construction.
 
 from __future__ import annotations
 
+from common import contract
 from npc.compile import names
 from npc.compile.layout import forward_hooks, input_hook
 
@@ -31,7 +32,7 @@ def builtin_rules(save_text: str, chain: str) -> list[str]:
             if line.startswith(prefix)]
 
 
-def hook_restore_lines(save_text: str, bridge: str = "weave") -> list[str]:
+def hook_restore_lines(save_text: str, bridge: str = contract.BRIDGE) -> list[str]:
     """Restore lines that make FORWARD and INPUT hold the hooks; [] if they already do.
 
     ``save_text`` is the current ``iptables-save -t filter`` output.
@@ -50,7 +51,7 @@ def hook_restore_lines(save_text: str, bridge: str = "weave") -> list[str]:
     return lines
 
 
-def hook_restore_text(save_text: str, bridge: str = "weave") -> str:
+def hook_restore_text(save_text: str, bridge: str = contract.BRIDGE) -> str:
     """A complete restore file for the hooks alone (what the router runs); "" if none."""
     lines = hook_restore_lines(save_text, bridge)
     if not lines:

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from common import contract
 from common.kernel.exec import CommandError, Runner, open_stream
 from npc.compile import names
 from npc.compile.compiler import SetListener, collector_paused
@@ -114,7 +115,7 @@ def _differences(expected: KernelState, actual: KernelState) -> list[str]:
 
 class IptablesBackend:
     def __init__(self, runner: Runner, *, mode: str, list_size: int = 1024,
-                 bridge: str = "weave", member_writer: MemberWriter | None = None) -> None:
+                 bridge: str = contract.BRIDGE, member_writer: MemberWriter | None = None) -> None:
         self.run = runner
         self.member_writer = member_writer
         """Writes a pod event's member changes (netlink); None: ``ipset restore``."""

@@ -67,14 +67,12 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple
 
-from npc.compile.names import NFLOG_GROUP
+from common.contract import NFLOG_GROUP
+from common.kernel import nfnetlink as nl
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
 NFULNL_MSG_PACKET = 0
 NFULNL_MSG_CONFIG = 1
@@ -85,7 +83,6 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
-NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 NFULNL_CFG_CMD_BIND = 1
 NFULNL_CFG_CMD_UNBIND = 2
@@ -115,11 +112,7 @@ NFULA_GID = 14
 PACKET_MSG_TYPE = NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET
 CONFIG_MSG_TYPE = NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_NFGENMSG = struct.Struct("!BBH")
-_NLATTR = struct.Struct("=HH")
 _U32 = struct.Struct("!I")
-_SO_RCVBUFFORCE = 33
 _ACK_TIMEOUT = 2.0
 
 
@@ -155,50 +148,14 @@ class LoggedPacket:
     timestamp: float | None = None
 
 
-class NetlinkMessage(NamedTuple):
-    """One message of a netlink datagram; ``body`` is everything after ``nlmsghdr``."""
-
-    msg_type: int
-    flags: int
-    seq: int
-    body: bytes
-
-
-def align4(length: int) -> int:
-    """Netlink's NLMSG_ALIGN / NLA_ALIGN: round up to a multiple of 4."""
-    return (length + 3) & ~3
-
-
-def pack_attr(attr_type: int, value: bytes) -> bytes:
-    """One netlink attribute: header, value, zero padding to 4 bytes."""
-    length = _NLATTR.size + len(value)
-    return _NLATTR.pack(length, attr_type) + value + b"\0" * (align4(length) - length)
-
-
-def iter_messages(data: bytes) -> Iterator[NetlinkMessage]:
-    """Split one received datagram into its netlink messages (a truncated tail is dropped)."""
-    offset = 0
-    end = len(data)
-    while offset + _NLMSGHDR.size <= end:
-        length, msg_type, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > end:
-            return
-        yield NetlinkMessage(msg_type, flags, seq, data[offset + _NLMSGHDR.size : offset + length])
-        offset += align4(length)
-
-
 def build_config(seq: int, attrs: bytes, family: int = socket.AF_UNSPEC, group: int = 0) -> bytes:
     """An ``NFULNL_MSG_CONFIG`` request (with ``NLM_F_ACK``) carrying packed attributes."""
-    body = _NFGENMSG.pack(family, NFNETLINK_V0, group) + attrs
-    header = _NLMSGHDR.pack(
-        _NLMSGHDR.size + len(body), CONFIG_MSG_TYPE, NLM_F_REQUEST | NLM_F_ACK, seq, 0
-    )
-    return header + body
+    return nl.message(CONFIG_MSG_TYPE, NLM_F_REQUEST | NLM_F_ACK, seq, family, group, attrs)
 
 
 def cmd_attr(command: int) -> bytes:
     """``NFULA_CFG_CMD`` holding ``struct nfulnl_msg_config_cmd`` (one u8)."""
-    return pack_attr(NFULA_CFG_CMD, bytes([command]))
+    return nl.attr(NFULA_CFG_CMD, bytes([command]))
 
 
 def mode_attrs(copy_range: int, queue_threshold: int, flush_timeout: float) -> bytes:
@@ -209,41 +166,21 @@ def mode_attrs(copy_range: int, queue_threshold: int, flush_timeout: float) -> b
     """
     mode = struct.pack("!IBB", copy_range, NFULNL_COPY_PACKET, 0)
     return (
-        pack_attr(NFULA_CFG_MODE, mode)
-        + pack_attr(NFULA_CFG_QTHRESH, _U32.pack(queue_threshold))
-        + pack_attr(NFULA_CFG_TIMEOUT, _U32.pack(round(flush_timeout * 100)))
-        + pack_attr(NFULA_CFG_FLAGS, struct.pack("!H", NFULNL_CFG_F_SEQ))
+        nl.attr(NFULA_CFG_MODE, mode)
+        + nl.attr(NFULA_CFG_QTHRESH, _U32.pack(queue_threshold))
+        + nl.attr(NFULA_CFG_TIMEOUT, _U32.pack(round(flush_timeout * 100)))
+        + nl.attr(NFULA_CFG_FLAGS, struct.pack("!H", NFULNL_CFG_F_SEQ))
     )
 
 
 def parse_error(body: bytes) -> tuple[int, int]:
     """``(errno, seq of the request)`` from an ``NLMSG_ERROR`` body (``s32 error`` then the
     request's header); the kernel sends the negative errno, 0 for an ACK."""
-    if len(body) < 4 + _NLMSGHDR.size:
+    if len(body) < 4 + nl.HEADER.size:
         return errno.EPROTO, -1
     (error,) = struct.unpack_from("=i", body)
-    seq = _NLMSGHDR.unpack_from(body, 4)[3]
+    seq = nl.HEADER.unpack_from(body, 4)[3]
     return -error, seq
-
-
-def attr_table(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """The attributes in ``data[offset:]`` by type (flag bits masked off; the last
-    attribute of a type wins).
-
-    A malformed tail (length shorter than the header or running past the end) ends
-    the walk rather than raising: the kernel never sends one, and a log reader must
-    not die on a bad message.
-    """
-    table: dict[int, bytes] = {}
-    end = len(data)
-    unpack = _NLATTR.unpack_from
-    while offset + 4 <= end:
-        length, attr_type = unpack(data, offset)
-        if length < 4 or offset + length > end:
-            break
-        table[attr_type & NLA_TYPE_MASK] = data[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return table
 
 
 def _u32(table: dict[int, bytes], attr_type: int) -> int | None:
@@ -253,8 +190,8 @@ def _u32(table: dict[int, bytes], attr_type: int) -> int | None:
 
 def parse_packet(body: bytes) -> LoggedPacket:
     """Decode the body of an ``NFULNL_MSG_PACKET`` message (``nfgenmsg`` + attributes)."""
-    family, _version, group = _NFGENMSG.unpack_from(body)
-    attrs = attr_table(body, _NFGENMSG.size)
+    family, _version, group = nl.NFGEN.unpack_from(body)
+    attrs = nl.attr_table(body, nl.NFGEN.size)
     hw_protocol = hook = 0
     header = attrs.get(NFULA_PACKET_HDR)
     if header is not None and len(header) >= 3:
@@ -334,9 +271,8 @@ class NflogReader:
         self._pending: list[LoggedPacket] = []
         self._acks: dict[int, int] = {}
         self._buf = bytearray(1 << 17)
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._sock = nl.open_socket(timeout=0.0, rcvbuf=rcvbuf)
         try:
-            self._setup_socket(rcvbuf)
             if bind_pf:
                 self._bind_pf()
             self._configure(copy_range, queue_threshold, flush_timeout)
@@ -345,14 +281,6 @@ class NflogReader:
             raise
         self._poll = select.poll()
         self._poll.register(self._sock.fileno(), select.POLLIN)
-
-    def _setup_socket(self, rcvbuf: int) -> None:
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, rcvbuf)
-        except PermissionError:  # needs CAP_NET_ADMIN; fall back to the capped option
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self._sock.bind((0, 0))  # port id 0: the kernel assigns one
-        self._sock.setblocking(False)
 
     def _bind_pf(self) -> None:
         unbind = self._request(cmd_attr(NFULNL_CFG_CMD_PF_UNBIND), family=socket.AF_INET)
@@ -431,8 +359,8 @@ class NflogReader:
             self._dispatch(bytes(self._buf[:nbytes]), out)
 
     def _dispatch(self, datagram: bytes, out: list[LoggedPacket]) -> None:
-        for msg in iter_messages(datagram):
-            if msg.msg_type == PACKET_MSG_TYPE and len(msg.body) >= _NFGENMSG.size:
+        for msg in nl.iter_messages(datagram):
+            if msg.msg_type == PACKET_MSG_TYPE and len(msg.body) >= nl.NFGEN.size:
                 packet = parse_packet(msg.body)
                 if packet.seq is not None:
                     self.lost += (packet.seq - self._next_packet_seq) & 0xFFFFFFFF

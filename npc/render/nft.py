@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import contract
 from npc.compile import names
 from npc.compile.ruleset import (
     L4,
@@ -470,7 +471,7 @@ def _pending(fld: str, prefix: str) -> Json:
 
 
 def _static_chains(allow_mcast: bool) -> list[NftChain]:
-    weave = "weave"
+    weave = contract.BRIDGE
     mcast = _match(_payload("ip", "daddr"), _addr_value(names.MULTICAST_CIDR))
     ipv4_only = _match({"meta": {"key": "nfproto"}}, "ipv4", "!=")
     iif = _match({"meta": {"key": "iifname"}}, weave)

@@ -18,6 +18,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import contract
 from npc.compile.interpret import (
     Explanation,
     Packet,
@@ -107,8 +108,8 @@ class _Walker:
             key = expr["meta"]["key"]
             known: dict[str, Any] = {
                 "nfproto": "ipv4", "mark": self.mark,
-                "iifname": "weave" if p.in_bridge else "",
-                "oifname": "weave" if p.out_bridge else "",
+                "iifname": contract.BRIDGE if p.in_bridge else "",
+                "oifname": contract.BRIDGE if p.out_bridge else "",
                 "l4proto": p.protocol.value.lower() if p.protocol is not None else "other"}
             if key in known:
                 return known[key]
