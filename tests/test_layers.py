@@ -1,7 +1,12 @@
-"""The layering of npc, checked: a lower layer never imports a higher one.
+"""The layering of the three packages, checked on every module's imports.
 
-model → compile → render → dataplane/observe → controller → lab → cli.  Pure logic
-(model, compile, render) never touches the kernel; only dataplane and observe do.
+* ``common`` (what both halves need) imports neither ``npc`` nor ``router``; inside it,
+  contract → kernel → service → lab, lower never importing higher.
+* ``npc`` and ``router`` never import each other.
+* Inside ``npc``: model → compile → render → dataplane/observe → controller → demo → cli.
+* Inside each package, pure logic never touches the kernel or the network: npc's model,
+  compile and render; the agent's wire formats and protocol state machines (the modules
+  listed in ``ROUTER_PURE``); common's contract.
 """
 
 from __future__ import annotations
@@ -11,18 +16,29 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "npc"
-LAYERS = {"model": 0, "compile": 1, "render": 2, "dataplane": 3, "observe": 3,
-          "controller": 4, "lab": 5, "cli": 6}
-PURE = {"model", "compile", "render"}
-KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables"}
-
-
-def layer_of(module: str) -> str | None:
-    parts = module.split(".")
-    if parts[0] != "npc" or len(parts) < 2:
-        return None
-    return parts[1] if parts[1] in LAYERS else None
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("common", "npc", "router")
+LAYERS = {
+    "common": {"contract": 0, "kernel": 1, "service": 2, "lab": 3},
+    "npc": {"model": 0, "compile": 1, "render": 2, "dataplane": 3, "observe": 3,
+            "controller": 4, "demo": 5, "cli": 6},
+    "router": {},
+}
+PURE = {
+    "common": {"contract"},
+    "npc": {"model", "compile", "render"},
+    "router": set(),
+}
+ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/protocol.py",
+               "router/mesh/crypto.py", "router/mesh/features.py",
+               "router/mesh/handshake.py", "router/mesh/session.py",
+               "router/mesh/v1stream.py", "router/mesh/names.py", "router/mesh/summary.py",
+               "router/mesh/peers.py", "router/mesh/short_ids.py", "router/mesh/routes.py",
+               "router/mesh/topology_delta.py", "router/mesh/topology_delta_codec.py",
+               "router/ipam/messages.py")
+KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
+                  "select", "selectors", "threading"}
+NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}
 
 
 def imports(path: Path) -> set[str]:
@@ -31,24 +47,52 @@ def imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
     return found
 
 
-MODULES = sorted(p for p in ROOT.rglob("*.py"))
+def layer(module: str) -> tuple[str, str] | None:
+    """(package, layer) of a module of ours whose package has layers."""
+    parts = module.split(".")
+    if parts[0] not in PACKAGES or len(parts) < 2:
+        return None
+    return (parts[0], parts[1]) if parts[1] in LAYERS[parts[0]] else None
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(ROOT)) for p in MODULES])
-def test_lower_layers_never_import_higher_ones(path: Path) -> None:
-    rel = path.relative_to(ROOT)
-    own = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-    if own not in LAYERS:
-        return
-    for module in imports(path):
-        other = layer_of(module)
-        assert other is None or LAYERS[other] <= LAYERS[own], (
-            f"npc/{rel} ({own}) imports {module} ({other})")
-        if own in PURE:
-            assert module.split(".")[0] not in KERNEL_MODULES, (
-                f"npc/{rel} is pure logic but imports {module}")
+def is_pure(rel: str) -> bool:
+    package, _, rest = rel.partition("/")
+    top = rest.split("/")[0].removesuffix(".py")
+    if package == "router":
+        return rel.startswith(ROUTER_PURE)
+    return top in PURE[package]
+
+
+MODULES = sorted(p.relative_to(ROOT).as_posix() for package in PACKAGES
+                 for p in (ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("rel", MODULES)
+def test_layering(rel: str) -> None:
+    package = rel.split("/")[0]
+    parts = Path(rel).with_suffix("").parts
+    own = layer(".".join(parts))
+    for module in imports(ROOT / rel):
+        top = module.split(".")[0]
+        assert top not in NEVER[package], f"{rel} ({package}) imports {module}"
+        other = layer(module)
+        if own is not None and other is not None and other[0] == own[0]:
+            ranks = LAYERS[own[0]]
+            assert ranks[other[1]] <= ranks[own[1]], (
+                f"{rel} ({own[1]}) imports {module} ({other[1]}), a higher layer")
+        if is_pure(rel):
+            assert top not in KERNEL_MODULES, f"{rel} is pure logic but imports {module}"
+
+
+def test_every_pure_router_module_exists() -> None:
+    for rel in ROUTER_PURE:
+        assert (ROOT / rel).exists(), f"{rel} is listed as pure but does not exist"
+
+
+def test_the_check_sees_every_package() -> None:
+    assert {m.split("/")[0] for m in MODULES} == set(PACKAGES)
