@@ -101,8 +101,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from common.kernel.exec import CommandError, SubprocessRunner
-    from npc.dataplane.nftables import NftError
+    from common.kernel.exec import SubprocessRunner
+    from npc.dataplane.backend import BackendError
     from npc.dataplane.select import make_backend
 
     loaded = load_files(args.files)
@@ -112,17 +112,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"npc: enforced fail-closed: {problem}", file=sys.stderr)
     runner = SubprocessRunner()
     try:
-        backend, description = make_backend(args.backend, runner, _options(args))
-    except ValueError as exc:
+        backend = make_backend(args.backend, runner, _options(args),
+                               install_hooks=args.install_hooks)
+    except (ValueError, BackendError) as exc:
         print(f"npc: error: {exc}", file=sys.stderr)
         return 2
     try:
-        report = backend.apply(ruleset, install_hooks=args.install_hooks)
-    except (CommandError, NftError) as exc:
+        report = backend.apply(ruleset)
+    except BackendError as exc:
         print(f"npc: error: applying failed: {exc}", file=sys.stderr)
         return 2
     changed = ", ".join(report.chains_rewritten) or "none"
-    label = description.removeprefix("iptables-").split(",")[0].split(" ")[0]
+    label = backend.description.removeprefix("iptables-").split(",")[0].split(" ")[0]
     print(f"npc: applied ({label}): {len(ruleset.sets)} sets, "
           f"{sum(len(c.rules) for c in ruleset.chains)} rules; ipset lines written: "
           f"{report.ipset_lines}; chains rewritten: {changed}; sets destroyed: "

@@ -15,7 +15,8 @@ from common.lab import Lab
 from npc.compile import names
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
-from npc.dataplane.iptables import ApplyReport, IptablesBackend
+from npc.dataplane.backend import ApplyReport
+from npc.dataplane.iptables import IptablesBackend
 from npc.dataplane.nftables import NftablesBackend, NftCli
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
@@ -105,7 +106,8 @@ class Enforcer:
                         for i in range(lab.topology.nodes)]
         self.backends: list[IptablesBackend | NftablesBackend] = [
             NftablesBackend(NftCli(r), options=self.options) if mode == "nftables"
-            else IptablesBackend(r, mode=mode, list_size=self.options.max_list_size)
+            else IptablesBackend(r, mode=mode, list_size=self.options.max_list_size,
+                                 install_hooks=True)
             for r in self.runners]
 
     @property
@@ -114,13 +116,14 @@ class Enforcer:
 
     def apply(self, state: ClusterState) -> tuple[Ruleset, list[ApplyReport]]:
         ruleset = compile_ruleset(state, self.options)
-        reports = [b.apply(ruleset, install_hooks=True) for b in self.backends]
+        reports = [b.apply(ruleset) for b in self.backends]
         return ruleset, reports
 
     def prepare(self) -> None:
         """What a starting controller does before its first sync (fail closed)."""
+        empty = compile_ruleset(ClusterState(), self.options)
         for b in self.backends:
-            b.prepare(install_hooks=True)
+            b.prepare(empty)
 
     def remove(self) -> None:
         for b in self.backends:

@@ -101,19 +101,19 @@ def test_adopts_the_go_original_state(runner: Recorder, mode: str) -> None:
         f"-A {names.INGRESS_CHAIN} -m set --match-set weave-oldpeer src -j ACCEPT",
         f"-A {names.INGRESS_CHAIN} -m set --match-set {client_set} src -j ACCEPT",
         f"-A {names.MAIN_CHAIN} -j {names.INGRESS_CHAIN}", "COMMIT", ""]))
-    backend = IptablesBackend(runner, mode=mode)
-    report = backend.apply(want, install_hooks=True)
+    backend = IptablesBackend(runner, mode=mode, install_hooks=True)
+    report = backend.apply(want)
     assert set(report.sets_destroyed) == {"weave-local-pods", "weave-oldpeer", client_set}
     sets = parse_ipset_save(runner(["ipset", "save"]))
     assert set(sets) == {s.name for s in want.sets}
     assert sets[client_set].kind == "hash:ip"
-    assert not backend.apply(want, install_hooks=True).changed
+    assert not backend.apply(want).changed
 
 
 @pytest.mark.parametrize("mode", ["nft", "legacy"])
 def test_remove_all_leaves_nothing(runner: Recorder, mode: str) -> None:
     backend = IptablesBackend(runner, mode=mode)
-    backend.apply(ruleset(3), install_hooks=True)
+    backend.apply(ruleset(3))
     backend.remove_all()
     assert "WEAVE" not in runner([f"iptables-{mode}-save"])
     assert parse_ipset_save(runner(["ipset", "save"])) == {}

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from common.kernel.exec import CommandError
-from npc.compile.compiler import Options, SetListener
-from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import Ruleset
+from npc.compile.compiler import Options
 from npc.controller.metrics import Metrics
 from npc.controller.settings import SettingsError, from_environment
 from npc.controller.store import ClusterStore, Kind, parse_object
 from npc.controller.sync import SyncRunner
-from npc.dataplane.iptables import ApplyReport
-from npc.dataplane.nftables import NftError
+from npc.dataplane.memory import MemoryBackend
+from tests.support.doubles import FlakyBackend, RecordingLog, UntidyBackend
 
 
 # ---- settings ----------------------------------------------------------------------------
@@ -56,7 +52,8 @@ def pod(name: str, ip: str, labels: dict[str, str] | None = None,
 
 def test_store_ignores_updates_that_do_not_matter_to_policy() -> None:
     changes: list[int] = []
-    store = ClusterStore(on_change=lambda: changes.append(1))
+    store = ClusterStore()
+    store.subscribe(on_change=lambda: changes.append(1), on_seen=lambda: None)
     outcome = parse_object(Kind.POD, pod("a", "10.0.0.1"))
     assert outcome.value is not None
     store.upsert(Kind.POD, outcome.key, outcome.value)
@@ -87,61 +84,15 @@ def test_rejected_policy_is_kept_as_rejected() -> None:
 
 
 # ---- sync runner -------------------------------------------------------------------------
-class FakeBackend:
-    """In-memory backend: records what it was asked to apply; can be made to fail."""
-
-    def __init__(self) -> None:
-        self.applied: list[tuple[Ruleset, bool]] = []
-        self.fail = 0
-
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: SetDeltas | None = None) -> ApplyReport:
-        if self.fail:
-            self.fail -= 1
-            raise CommandError(["iptables-restore"], 4, "", "Another app is currently "
-                               "holding the xtables lock", None)
-        self.applied.append((ruleset, full_check))
-        return ApplyReport(chains_rewritten=["WEAVE-NPC"])
-
-    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
-                       ) -> tuple[Ruleset, ApplyReport]:
-        ruleset = compile(None)
-        return ruleset, self.sync(ruleset, install_hooks=install_hooks, full_check=full_check)
-
-    def untidy(self) -> int:
-        return 0
-
-    def tidy(self) -> ApplyReport | None:
-        return None
-
-    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
-        return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
-
-    def prepare(self, *, install_hooks: bool) -> list[str]:
-        return []
-
-    def remove_all(self) -> None:
-        self.applied.clear()
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Any:
-        return lambda msg, **kw: self.lines.append((level, msg, kw))
-
-
-def runner(backend: FakeBackend, store: ClusterStore) -> tuple[SyncRunner, Metrics, Log]:
+def runner(backend: MemoryBackend, store: ClusterStore) -> tuple[SyncRunner, Metrics, RecordingLog]:
     metrics = Metrics(CollectorRegistry())
-    log = Log()
+    log = RecordingLog()
     return SyncRunner(store=store, backend=backend, options=Options(), metrics=metrics,
-                      log=log, install_hooks=False, min_interval=0), metrics, log
+                      log=log, min_interval=0), metrics, log
 
 
 def test_nothing_is_applied_before_every_kind_is_listed() -> None:
-    backend, store = FakeBackend(), ClusterStore()
+    backend, store = FlakyBackend(), ClusterStore()
     sync, _, _ = runner(backend, store)
     store.replace(Kind.NAMESPACE, [])
     stop = threading.Event()
@@ -166,51 +117,23 @@ def test_nothing_is_applied_before_every_kind_is_listed() -> None:
 
 
 def test_kernel_failure_is_counted_and_retried_with_a_full_check() -> None:
-    backend, store = FakeBackend(), ClusterStore()
+    backend, store = FlakyBackend(), ClusterStore()
     for kind in Kind:
         store.replace(kind, [])
     sync, metrics, log = runner(backend, store)
     backend.fail = 1
     assert sync.sync_once(full_check=False) is False
-    assert metrics.kernel_failures._value.get() == 1
-    assert sync.sync_once(full_check=sync.clock() >= sync._next_full) is True
+    assert metrics.registry.get_sample_value("weavenpc_kernel_command_failures_total") == 1
+    assert sync.sync_once(full_check=sync.full_check_due()) is True
     assert backend.applied[-1][1] is True
     assert any(level == "error" for level, _, _ in log.lines)
-
-
-class Untidy(FakeBackend):
-    """Each sync leaves a pod pending, as the nftables backend's pod events do."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending = 0
-        self.tidies: list[int] = []
-        self.fail_tidy = False
-
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: SetDeltas | None = None) -> ApplyReport:
-        report = super().sync(ruleset, install_hooks=install_hooks, full_check=full_check,
-                              changed_sets=changed_sets)
-        self.pending += 1
-        return report
-
-    def untidy(self) -> int:
-        return self.pending
-
-    def tidy(self) -> ApplyReport | None:
-        if self.fail_tidy:
-            self.fail_tidy = False
-            raise NftError("nft failed (netlink): injected")
-        self.tidies.append(self.pending)
-        self.pending = 0
-        return ApplyReport(ipset_lines=1)
 
 
 def test_the_runner_tidies_once_events_stop_coming() -> None:
     """While events keep coming, nothing is tidied; once none has come for tidy_after,
     the backend tidies everything at once.  A failed tidy counts as a kernel failure and
     the next sync reads the kernel back."""
-    backend, store = Untidy(), ClusterStore()
+    backend, store = UntidyBackend(), ClusterStore()
     for kind in Kind:
         store.replace(kind, [])
     sync, metrics, _ = runner(backend, store)
@@ -231,10 +154,10 @@ def test_the_runner_tidies_once_events_stop_coming() -> None:
         backend.fail_tidy = True
         sync.mark_dirty()
         for _ in range(40):
-            if metrics.kernel_failures._value.get():
+            if metrics.registry.get_sample_value("weavenpc_kernel_command_failures_total"):
                 break
             stop.wait(0.05)
-        assert metrics.kernel_failures._value.get() == 1
+        assert metrics.registry.get_sample_value("weavenpc_kernel_command_failures_total") == 1
         for _ in range(60):  # the retry is a full check
             if backend.applied[-1][1]:
                 break
@@ -246,7 +169,7 @@ def test_the_runner_tidies_once_events_stop_coming() -> None:
 
 
 def test_rejected_policy_counted_once_in_the_original_metric() -> None:
-    backend, store = FakeBackend(), ClusterStore()
+    backend, store = FlakyBackend(), ClusterStore()
     for kind in Kind:
         store.replace(kind, [])
     bad = parse_object(Kind.POLICY, {"metadata": {"name": "p", "namespace": "x"}, "spec": {
@@ -320,12 +243,9 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
     from common.service.http import HttpServer
     from npc.controller.status import status_handler
 
-    backend = FakeBackend()
-    sync_box: list[SyncRunner] = []
-    store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty(),
-                         on_seen=lambda: sync_box[0].notify_progress())
+    backend = FlakyBackend()
+    store = ClusterStore()
     sync, _, _ = runner(backend, store)
-    sync_box.append(sync)
     for kind in Kind:
         store.replace(kind, [])
     server = HttpServer(("127.0.0.1", 0))
@@ -368,7 +288,7 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
 def test_ruleset_size_gauges_are_counted_when_scraped() -> None:
     """The rules/sets/members gauges tell the size of the ruleset last applied, counted
     at scrape time (a pod event's sync does not count the whole ruleset)."""
-    backend, store = FakeBackend(), ClusterStore()
+    backend, store = FlakyBackend(), ClusterStore()
     for kind in Kind:
         store.replace(kind, [])
     sync, metrics, _ = runner(backend, store)
@@ -432,11 +352,9 @@ def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
         kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)), "weave-npc")
         core, net = client.CoreV1Api(kube), client.NetworkingV1Api(kube)
         stop = threading.Event()
-        backend = FakeBackend()
-        sync_box: list[SyncRunner] = []
-        store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty(),
-                             on_seen=lambda: sync_box[0].notify_progress())
-        log = Log()
+        backend = FlakyBackend()
+        store = ClusterStore()
+        log = RecordingLog()
         watchers = {w.kind.value: w for w in (
             watcher(kind, func, store, stop=stop, log=log)
             for kind, func in ((Kind.NAMESPACE, core.list_namespace),
@@ -449,9 +367,7 @@ def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
             return watchers[kind].confirm(rv, timeout)
 
         sync = SyncRunner(store=store, backend=backend, options=Options(),
-                          metrics=Metrics(CollectorRegistry()), log=log, install_hooks=False,
-                          min_interval=0)
-        sync_box.append(sync)
+                          metrics=Metrics(CollectorRegistry()), log=log, min_interval=0)
         threads = [threading.Thread(target=w.run) for w in watchers.values()]
         threads.append(threading.Thread(target=sync.run, args=(stop,)))
         for t in threads:

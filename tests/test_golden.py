@@ -63,16 +63,16 @@ def test_golden_kernel_state(mode: str, netns: str) -> None:
     loaded = load_files(INPUT)
     assert not loaded.failed
     runner = SubprocessRunner(("ip", "netns", "exec", netns))
-    backend = IptablesBackend(runner, mode=mode)
+    backend = IptablesBackend(runner, mode=mode, install_hooks=True)
     ruleset = compile_ruleset(loaded.state())
-    first = backend.apply(ruleset, install_hooks=True)
+    first = backend.apply(ruleset)
     assert first.changed
     check("iptables-save.txt", normalise_iptables(runner([f"iptables-{mode}-save",
                                                           "-t", "filter"])))
     check("ipset-save.txt", normalise_ipset(runner(["ipset", "save"])))
     # Idempotence: the same state again writes nothing at all.
     before = without_comments(runner([f"iptables-{mode}-save", "-c"]))
-    second = backend.apply(ruleset, install_hooks=True)
+    second = backend.apply(ruleset)
     assert not second.changed, second
     assert second.commands == 2  # the two reads, no write
     assert without_comments(runner([f"iptables-{mode}-save", "-c"])) == before

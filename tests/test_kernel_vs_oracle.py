@@ -80,7 +80,7 @@ def test_pods_pending_after_pod_events_are_enforced(lab: Lab, enforcer: Enforcer
         inc = IncrementalCompiler(enforcer.options)
         ruleset = inc.full(before)
         for backend in enforcer.backends:
-            backend.sync(ruleset, install_hooks=True, full_check=True)
+            backend.sync(ruleset, full_check=True)
         old = {p.key: p for p in before.pods}
         # Pods with named ports appearing can make the compiler start over (no pod event).
         changes = [PodChange(old.get(p.key), p) for p in state.pods if old.get(p.key) != p]

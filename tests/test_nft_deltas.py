@@ -756,7 +756,7 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
     assert any("Egress" in p.directions for p in ruleset.policies)
     backend = NftablesBackend(nft_ns, options=Options(), fill=nft_ns.fill, patch=nft_ns.patch)
     backend.remove_all()
-    backend.prepare(install_hooks=False)
+    backend.prepare(compile_ruleset(ClusterState(), Options()))
     assert backend.read_state().sets["egress_open"] == {"0.0.0.0"}
     nft_ns.batches.clear()
     if streamed:  # every address set loads beside the compile: the rest is staged still

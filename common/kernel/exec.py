@@ -16,8 +16,10 @@ import tempfile
 from collections.abc import Sequence
 from typing import IO, Protocol
 
+from common.kernel.errors import KernelError
 
-class CommandError(Exception):
+
+class CommandError(KernelError):
     """A kernel tool failed.  ``retryable`` marks lock contention and commit races."""
 
     def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str,

@@ -22,7 +22,7 @@ from common.service.http import HttpServer, metrics_handler, probe_handler
 from common.service.kube import kube_api_client
 from common.service.listwatch import Watcher
 from common.service.supervisor import Supervisor
-from npc.compile.compiler import Options
+from npc.compile.compiler import Options, compile_ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
 from npc.controller.status import status_handler
@@ -30,6 +30,7 @@ from npc.controller.store import ClusterStore, Kind
 from npc.controller.sync import SyncRunner
 from npc.controller.watchers import watchers
 from npc.dataplane.select import make_backend
+from npc.model.objects import ClusterState
 from npc.model.parse import FieldError
 
 
@@ -44,25 +45,22 @@ def run(settings: Settings) -> int:
     metrics = Metrics(registry)
     runner = SubprocessRunner()
     options = Options(settings.allow_mcast, settings.bridge_port_name, settings.max_list_size)
-    backend, description = make_backend(settings.backend, runner, options)
-    log.info("weave-npc starting", node=settings.node_name, backend=description,
+    backend = make_backend(settings.backend, runner, options,
+                           install_hooks=settings.install_hooks)
+    log.info("weave-npc starting", node=settings.node_name, backend=backend.description,
              metrics_addr=f"{settings.metrics_addr[0]}:{settings.metrics_addr[1]}")
-    created = backend.prepare(install_hooks=settings.install_hooks)
+    created = backend.prepare(compile_ruleset(ClusterState(), options))
     if created:
         log.info("created empty chains: traffic to pods is blocked until the first sync",
                  chains=",".join(created))
     stop = threading.Event()
-    sync_box: list[SyncRunner] = []
-    store = ClusterStore(on_change=lambda: sync_box[0].mark_dirty() if sync_box else None,
-                         on_seen=lambda: sync_box[0].notify_progress() if sync_box else None)
+    store = ClusterStore()
     watchers = {w.kind.value: w for w in _watchers(settings, store, metrics, log, stop)}
     sync = SyncRunner(store=store, backend=backend, metrics=metrics, log=log,
                       options=options,
-                      install_hooks=settings.install_hooks,
                       min_interval=settings.min_sync_interval,
                       full_check_interval=settings.full_check_interval,
                       confirm=lambda kind, rv, timeout: watchers[kind].confirm(rv, timeout))
-    sync_box.append(sync)
     supervisor = Supervisor(stop)
     for watcher in watchers.values():
         supervisor.spawn(f"watch-{watcher.kind.value}", watcher.run)

@@ -68,19 +68,24 @@ def parse_object(kind: Kind, obj: Mapping[str, Any]) -> ParseOutcome:
 
 
 class ClusterStore:
-    def __init__(self, on_change: Callable[[], None] = lambda: None,
-                 on_seen: Callable[[], None] = lambda: None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._on_seen = on_seen
+        self._on_seen: Callable[[], None] = lambda: None
         self._objects: dict[Kind, dict[str, Value]] = {k: {} for k in Kind}
         self._listed: set[Kind] = set()
         self._version = 0
         self._snapshot: tuple[int, ClusterState] | None = None
-        self._on_change = on_change
+        self._on_change: Callable[[], None] = lambda: None
         self._pod_ips: dict[str, str] = {}
         self._progress: dict[Kind, Progress] = {}
         self._changes: list[PodChange] = []
         self._structural = True  # until a sync has taken a full snapshot
+
+    def subscribe(self, *, on_change: Callable[[], None], on_seen: Callable[[], None]) -> None:
+        """Who to tell: ``on_change`` after a change that matters to policy, ``on_seen``
+        after a watch moved on (called outside the store's lock).  One subscriber: the
+        sync runner."""
+        self._on_change, self._on_seen = on_change, on_seen
 
     # ---- writes (watchers) ---------------------------------------------------------
     def replace(self, kind: Kind, values: Iterable[tuple[str, Value]]) -> None:

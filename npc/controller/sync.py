@@ -26,16 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.kernel.exec import CommandError
 from common.service.progress import Progress, caught_up, overall
 from npc.compile.compiler import Options
 from npc.compile.incremental import IncrementalCompiler
 from npc.compile.ruleset import Ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.store import ClusterStore, Kind
-from npc.dataplane.iptables import ApplyReport
-from npc.dataplane.nftables import NftError
-from npc.dataplane.select import Backend
+from npc.dataplane.backend import ApplyReport, Backend, BackendError
 
 
 @dataclass
@@ -53,7 +50,7 @@ class SyncStatus:
 
 class SyncRunner:
     def __init__(self, *, store: ClusterStore, backend: Backend, options: Options,
-                 metrics: Metrics, log: Any, install_hooks: bool,
+                 metrics: Metrics, log: Any,
                  min_interval: float = 0.05, full_check_interval: float = 60.0,
                  max_backoff: float = 30.0, tidy_after: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,
@@ -65,7 +62,6 @@ class SyncRunner:
         self.options = options
         self.metrics = metrics
         self.log = log
-        self.install_hooks = install_hooks
         self.min_interval = min_interval
         self.full_check_interval = full_check_interval
         self.max_backoff = max_backoff
@@ -89,6 +85,7 @@ class SyncRunner:
         metrics.sets.set_function(lambda: self._size(lambda r: len(r.sets)))
         metrics.set_members.set_function(lambda: self._size(
             lambda r: sum(len(s.members) for s in r.sets)))
+        store.subscribe(on_change=self.mark_dirty, on_seen=self.notify_progress)
 
     def _size(self, count: Callable[[Ruleset], int]) -> float:
         ruleset = self.status.last_ruleset
@@ -158,6 +155,11 @@ class SyncRunner:
         has been listed)."""
         return overall(self.applied_progress(), [k.value for k in Kind])
 
+    def full_check_due(self) -> bool:
+        """Whether the next sync is to read the kernel back (periodically, and after a
+        failure)."""
+        return self.clock() >= self._next_full
+
     def _jittered(self, seconds: float) -> float:
         return seconds * self.rng.uniform(0.8, 1.2)
 
@@ -182,7 +184,7 @@ class SyncRunner:
             if not self.store.synced:
                 self._dirty.clear()  # fail closed until every kind has been listed
                 continue
-            full = self.clock() >= self._next_full
+            full = self.full_check_due()
             if not (self._dirty.is_set() or full or backoff):
                 continue
             # Coalesce: let a burst of events land before compiling.
@@ -204,7 +206,7 @@ class SyncRunner:
         failure (the next sync reads the kernel back)."""
         try:
             report = self.backend.tidy()
-        except (CommandError, NftError) as exc:
+        except BackendError as exc:
             self._failed(exc)
             return False
         if report is not None:
@@ -213,7 +215,7 @@ class SyncRunner:
                            chains=",".join(report.chains_rewritten) or "-")
         return True
 
-    def _failed(self, exc: CommandError | NftError) -> None:
+    def _failed(self, exc: BackendError) -> None:
         self.status.failures_in_a_row += 1
         self.metrics.kernel_failures.inc()
         self.metrics.syncs.labels(result="failed").inc()
@@ -231,7 +233,7 @@ class SyncRunner:
         try:
             if patched is not None:
                 ruleset, touched = patched
-                report = self.backend.sync(ruleset, install_hooks=self.install_hooks,
+                report = self.backend.sync(ruleset,
                                            full_check=full_check, changed_sets=touched)
             else:
                 if state is None:
@@ -240,9 +242,9 @@ class SyncRunner:
                 # The backend loads sets while the compile goes on (see sync_compiling).
                 ruleset, report = self.backend.sync_compiling(
                     lambda on_set: self.compiler.full(snapshot, on_set),
-                    install_hooks=self.install_hooks, full_check=full_check)
+                    full_check=full_check)
                 self._report_problems(ruleset)
-        except (CommandError, NftError) as exc:
+        except BackendError as exc:
             self._failed(exc)
             return False
         if full_check:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from common import contract
 from common.kernel.exec import CommandError, Runner, open_stream
@@ -31,10 +31,12 @@ from npc.compile import names
 from npc.compile.compiler import SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Chain, InSet, IpSet, Rule, Ruleset
+from npc.dataplane.backend import ApplyReport, KernelView
 from npc.dataplane.hooks import builtin_rules, forward_hooks, hook_restore_lines, input_hook
 from npc.dataplane.ipset_netlink import MemberChange, MemberWriter
 from npc.render import ipsets as ipset_render
 from npc.render.iptables import FINGERPRINT, render_chains
+from npc.render.live import parse_counted_save, render_live
 
 _COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
@@ -86,24 +88,6 @@ def chain_fingerprints(save_text: str) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in chains.items()}
 
 
-@dataclass
-class ApplyReport:
-    """What one apply wrote (empty lists: the kernel already matched)."""
-
-    ipset_lines: int = 0
-    chains_rewritten: list[str] = field(default_factory=list)
-    hooks_installed: bool = False
-    sets_destroyed: list[str] = field(default_factory=list)
-    commands: int = 0
-    drift: list[str] = field(default_factory=list)
-    """What a full check found different from what we last wrote (outside changes)."""
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.ipset_lines or self.chains_rewritten or self.hooks_installed
-                    or self.sets_destroyed)
-
-
 def _differences(expected: KernelState, actual: KernelState) -> list[str]:
     """Our objects that are not in the kernel as we left them."""
     out = [f"set {name}" for name, want in expected.sets.items()
@@ -115,8 +99,14 @@ def _differences(expected: KernelState, actual: KernelState) -> list[str]:
 
 class IptablesBackend:
     def __init__(self, runner: Runner, *, mode: str, list_size: int = 1024,
-                 bridge: str = contract.BRIDGE, member_writer: MemberWriter | None = None) -> None:
+                 bridge: str = contract.BRIDGE, member_writer: MemberWriter | None = None,
+                 install_hooks: bool = False) -> None:
         self.run = runner
+        self.install_hooks = install_hooks
+        """Also install weaver's FORWARD/INPUT hooks into our chains (normally weaver
+        does); re-asserted on every full check."""
+        self.description = f"iptables-{mode}" + (", ipset changes over netlink"
+                                                  if member_writer else "")
         self.member_writer = member_writer
         """Writes a pod event's member changes (netlink); None: ``ipset restore``."""
         self.mode = mode
@@ -133,14 +123,14 @@ class IptablesBackend:
         save = self.run([self._tool("save"), "-t", "filter"])
         return KernelState(sets, chain_fingerprints(save), save)
 
-    def prepare(self, *, install_hooks: bool) -> list[str]:
+    def prepare(self, empty: Ruleset) -> list[str]:
         """Before the first sync: create whichever of our chains is missing, empty.  With
         weaver's hooks in place, empty chains drop every new connection to a pod, so the
         node is fail-closed until the first sync; chains that exist (a restart) are left
         as they are and keep enforcing the last state.  Returns the chains created."""
         save = self.run([self._tool("save"), "-t", "filter"])
-        missing = [c for c in names.ALL_CHAINS if f":{c} " not in save]
-        hooks = hook_restore_lines(save, self.bridge) if install_hooks else []
+        missing = [c.name for c in empty.chains if f":{c.name} " not in save]
+        hooks = hook_restore_lines(save, self.bridge) if self.install_hooks else []
         if missing or hooks:
             lines = ["*filter", *(f":{c} - [0:0]" for c in missing), *hooks, "COMMIT"]
             self.run([self._tool("restore"), "--noflush", "--wait"], "\n".join(lines) + "\n")
@@ -158,9 +148,16 @@ class IptablesBackend:
         chains = {c.name: tuple(r.fingerprint for r in c.rules) for c in ruleset.chains}
         return KernelState(sets, chains, "")
 
-    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
+    def apply(self, ruleset: Ruleset) -> ApplyReport:
         """Read the kernel and converge it to ``ruleset`` (``npc apply``; a full check)."""
-        return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
+        return self.sync(ruleset, full_check=True)
+
+    def inspect(self, desired: Ruleset | None) -> KernelView:
+        """``iptables-save -c`` and ``ipset save``, each rule mapped to its policy rule."""
+        save = self.run([self._tool("save"), "-c", "-t", "filter"])
+        sets = ipset_render.parse_ipset_save(self.run(["ipset", "save"]))
+        text, count = render_live(parse_counted_save(save), sets, desired)
+        return KernelView(text, count)
 
     def untidy(self) -> int:
         """Nothing is ever left to tidy: every sync leaves the final layout."""
@@ -169,7 +166,7 @@ class IptablesBackend:
     def tidy(self) -> ApplyReport | None:
         return None
 
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+    def sync(self, ruleset: Ruleset, *, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport:
         """Converge the kernel to ``ruleset``.
 
@@ -189,7 +186,7 @@ class IptablesBackend:
         if full_check or known is None:
             state = self.read_state()
             drift = _differences(known, state) if known is not None else []
-            report = self._converge(ruleset, state, install_hooks=install_hooks, reads=2)
+            report = self._converge(ruleset, state, install_hooks=self.install_hooks, reads=2)
         else:
             drift = []
             report = self._converge(ruleset, known, install_hooks=False, reads=0)
@@ -226,7 +223,7 @@ class IptablesBackend:
 
     @collector_paused()  # its allocations live on: see collector_paused
     def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
+                       full_check: bool = False
                        ) -> tuple[Ruleset, ApplyReport]:
         """A full sync that overlaps the compile with the kernel's work: ``compile`` is
         called with a listener that streams each set, as soon as the compiler completes
@@ -263,12 +260,13 @@ class IptablesBackend:
         stream.close()  # CommandError: _known stays None, the next sync reads the kernel
         expected = self.expected_state(ruleset)
         if deferred:
-            report = self._converge(ruleset, self.read_state(), install_hooks=install_hooks,
+            report = self._converge(ruleset, self.read_state(),
+                                    install_hooks=self.install_hooks,
                                     reads=reads + 2)
         else:
             after = KernelState({**state.sets, **expected.sets}, state.chains, state.save_text)
             report = ApplyReport(commands=reads + 1, ipset_lines=streamed)
-            self._write_rules(ruleset, after, install_hooks, report)
+            self._write_rules(ruleset, after, self.install_hooks, report)
             self._collect_garbage(ruleset, state, report)
         if drift_from is not None:
             report.drift = _differences(drift_from, state)

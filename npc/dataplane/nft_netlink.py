@@ -34,6 +34,7 @@ from typing import Any
 from pyroute2.netlink import NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
+from common.kernel.errors import KernelError
 from common.kernel.nfnetlink import attr, message, open_socket, read_acks, text
 from npc.dataplane.nft_expr import COMMENT_BYTES, verdict_data
 
@@ -71,7 +72,7 @@ elements (16 bytes an address, ~45 a map element), a message at most this many
 addresses (its element list is one attribute, at most 64 KiB)."""
 
 
-class NetlinkRefused(Exception):
+class NetlinkRefused(KernelError):
     """The kernel refused the batch (nothing of it was applied)."""
 
     def __init__(self, message: str, code: int) -> None:

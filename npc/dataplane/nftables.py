@@ -29,11 +29,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from common.kernel.errors import KernelError
 from common.kernel.exec import CommandError, Runner
 from npc.compile.compiler import Options, SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import IpSet, Ruleset, SetKind
-from npc.dataplane.iptables import ApplyReport
+from npc.dataplane.backend import ApplyReport, KernelView
 from npc.dataplane.nft_expr import rule_expressions
 from npc.dataplane.nft_netlink import (
     ElementCommand,
@@ -49,17 +50,13 @@ from npc.render import nft as R
 Json = dict[str, Any]
 
 
-class NftError(Exception):
+class NftError(KernelError):
     """libnftables refused a command; carries the input and its error text."""
 
     def __init__(self, message: str, commands: list[Json] | None = None) -> None:
         super().__init__(message)
         self.commands = commands or []
         self.retryable = "resource busy" in message.lower()
-
-    def describe(self) -> str:
-        return str(self)
-
 
 STAGE_BATCH = 256
 """Commands per transaction when staging what nothing reaches yet (dependencies come
@@ -234,9 +231,14 @@ def parse_table(listing: Json) -> NftState:
 class NftablesBackend:
     def __init__(self, run: NftRunner, *, options: Options,
                  fill: Fill | None = None,
-                 patch: Callable[[Patch], None] | None = None) -> None:
+                 patch: Callable[[Patch], None] | None = None,
+                 listing: Callable[[], str] | None = None) -> None:
         self.run = run
+        self.listing = listing
+        """``nft list table inet weave-npc`` as text, for ``npc debug`` (None: the JSON
+        listing is shown instead)."""
         self.options = options
+        self.description = f"nftables (inet {R.TABLE})"
         if isinstance(run, LibNftables) and run.fills:
             fill, patch = fill or run.fill, patch or run.patch
         self.fill = fill
@@ -301,23 +303,39 @@ class NftablesBackend:
                 ) -> R.NftTable:
         return R.build_table(ruleset, allow_mcast=self.options.allow_mcast, built=built)
 
-    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport:
-        return self.sync(ruleset, install_hooks=install_hooks, full_check=True)
+    def apply(self, ruleset: Ruleset) -> ApplyReport:
+        return self.sync(ruleset, full_check=True)
 
-    def prepare(self, *, install_hooks: bool) -> list[str]:
-        """Before the first sync: if our table is missing, create it with the static chains
-        and empty sets, which drop every new connection to a pod (fail closed)."""
-        del install_hooks  # nftables mode needs no iptables hooks
+    def prepare(self, empty: Ruleset) -> list[str]:
+        """Before the first sync: if our table is missing, create it from ``empty`` (the
+        static chains and empty sets), which drops every new connection to a pod (fail
+        closed)."""
         if self.read_state().chains:
             return []
-        from npc.compile.compiler import compile_ruleset
-        from npc.model.objects import ClusterState
-
-        self.sync(compile_ruleset(ClusterState(), self.options), full_check=True)
+        self.sync(empty, full_check=True)
         self._known = None
-        return ["inet weave-npc"]
+        return [f"inet {R.TABLE}"]
 
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
+    def inspect(self, desired: Ruleset | None) -> KernelView:
+        """``nft list table inet weave-npc`` (rules carry their policy rules as comments,
+        and their counters), then every difference from ``desired``."""
+        try:
+            if self.listing is not None:
+                text = self.listing()
+            else:
+                text = json.dumps(self.run([{"list": {"table": {
+                    "family": "inet", "name": R.TABLE}}}]), indent=1) + "\n"
+        except KernelError as exc:
+            return KernelView(f"# no table inet {R.TABLE}: {exc.describe()}\n",
+                              0 if desired is None else 1)
+        if desired is None:
+            return KernelView(text, 0)
+        differences = self.differences(desired)
+        lines = [f"!! differs from the desired state: {item}" for item in differences]
+        lines.append(f"# {len(differences)} difference(s) from the desired state")
+        return KernelView(text + "\n".join(lines) + "\n", len(differences))
+
+    def sync(self, ruleset: Ruleset, *, full_check: bool = False,
              changed_sets: SetDeltas | None = None) -> ApplyReport:
         """Converge the kernel to ``ruleset``: build the table in memory and write what
         differs from what we last wrote (or, on a full check, from what the kernel holds).
@@ -327,7 +345,6 @@ class NftablesBackend:
         building the table, so a pod event costs what it changes; a change that cannot be
         mapped with certainty takes the full path.
         """
-        del install_hooks  # nftables mode needs no iptables hooks
         known = self._known
         if changed_sets is not None and known is not None and not full_check:
             report = self._sync_elements(known, changed_sets)
@@ -349,14 +366,12 @@ class NftablesBackend:
 
     @collector_paused()  # its allocations live on: see collector_paused
     def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
-                       ) -> tuple[Ruleset, ApplyReport]:
+                       full_check: bool = False) -> tuple[Ruleset, ApplyReport]:
         """A full sync that overlaps the compile with the kernel's work: each new address
         set the compiler completes is created and filled by a thread of its own (see
         :class:`_SetLoader`) while the compile goes on; nothing refers to those sets
         until the final transaction, so the switch stays atomic.  The kernel ends as
         :meth:`sync` leaves it.  Returns the compiled ruleset too."""
-        del install_hooks  # nftables mode needs no iptables hooks
         if self.fill is None:  # no netlink: one transaction, as sync
             ruleset = compile(None)
             return ruleset, self.sync(ruleset, full_check=full_check)
@@ -1063,7 +1078,3 @@ def _differences(expected: NftState, actual: NftState) -> list[str]:
     if not actual.bridge_ok:
         out.append("table bridge weave-npc")
     return out
-
-
-def dump_json(listing: Json) -> str:
-    return json.dumps(listing, indent=1)

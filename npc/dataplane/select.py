@@ -13,41 +13,16 @@ hooks into netfilter by itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Mapping
 
 from common.kernel.exec import CommandError, Runner, SubprocessRunner
-from npc.compile.compiler import Options, SetListener
-from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import Ruleset
+from npc.compile.compiler import Options
+from npc.dataplane.backend import Backend
 from npc.dataplane.ipset_netlink import IpsetNetlink
-from npc.dataplane.iptables import ApplyReport, IptablesBackend, detect_mode
+from npc.dataplane.iptables import IptablesBackend, detect_mode
+from npc.render.nft import TABLE
 
 BACKENDS = ("iptables", "nftables", "auto")
-
-
-class Backend(Protocol):
-    def sync(self, ruleset: Ruleset, *, install_hooks: bool = False, full_check: bool = False,
-             changed_sets: SetDeltas | None = None) -> ApplyReport: ...
-
-    def sync_compiling(self, compile: Callable[[SetListener | None], Ruleset], *,
-                       install_hooks: bool = False, full_check: bool = False
-                       ) -> tuple[Ruleset, ApplyReport]: ...
-
-    def untidy(self) -> int:
-        """How much work :meth:`tidy` has waiting (0: none)."""
-        ...
-
-    def tidy(self) -> ApplyReport | None:
-        """Work that only speeds up packets, done when the controller is idle (the
-        nftables backend folds pending pods into its dispatch maps); None if none."""
-        ...
-
-    def apply(self, ruleset: Ruleset, *, install_hooks: bool = False) -> ApplyReport: ...
-
-    def prepare(self, *, install_hooks: bool) -> list[str]: ...
-
-    def remove_all(self) -> None: ...
 
 
 def _iptables_in_use(runner: Runner) -> bool:
@@ -90,9 +65,12 @@ def choose(name: str, runner: Runner, env: Mapping[str, str] | None = None) -> s
     return "nftables" if nftables.available() else "iptables"
 
 
-def make_backend(name: str, runner: Runner, options: Options,
-                 env: Mapping[str, str] | None = None) -> tuple[Backend, str]:
-    """The backend and a description of it (for logs)."""
+def make_backend(name: str, runner: Runner, options: Options, *,
+                 install_hooks: bool = False,
+                 env: Mapping[str, str] | None = None) -> Backend:
+    """The backend ``name`` chooses (see :func:`choose`).  ``install_hooks``: the iptables
+    backend also installs weaver's hooks into its chains (the nftables table hooks into
+    netfilter by itself)."""
     chosen = choose(name, runner, env)
     # In-process kernel access (libnftables, ipset netlink) for this network namespace;
     # the commands otherwise (a runner with a prefix targets another namespace).
@@ -101,9 +79,9 @@ def make_backend(name: str, runner: Runner, options: Options,
         from npc.dataplane.nftables import LibNftables, NftablesBackend, NftCli
 
         nft = LibNftables() if in_process else NftCli(runner)
-        return NftablesBackend(nft, options=options), "nftables (inet weave-npc)"
+        return NftablesBackend(nft, options=options, listing=lambda: runner(
+            ["nft", "list", "table", "inet", TABLE]))
     mode = detect_mode(runner, None if env is None else dict(env))
     writer = IpsetNetlink() if in_process else None
-    return (IptablesBackend(runner, mode=mode, list_size=options.max_list_size,
-                            member_writer=writer),
-            f"iptables-{mode}" + (", ipset changes over netlink" if writer else ""))
+    return IptablesBackend(runner, mode=mode, list_size=options.max_list_size,
+                           member_writer=writer, install_hooks=install_hooks)
