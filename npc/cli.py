@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from common.service.settings import Flag, Resolved, SettingsError, add_flags, resolve
 from npc.compile.compiler import Options, compile_ruleset
+from npc.controller.settings import (
+    BACKEND,
+    BACKENDS,
+    INSTALL_HOOKS,
+    IPTABLES_MODE,
+    POLICY_FLAGS,
+    policy_options,
+)
 from npc.model.load import Loaded, load_files
 
 
@@ -15,20 +26,7 @@ def _add_policy_options(p: argparse.ArgumentParser, files_required: bool = True)
     p.add_argument("-f", "--filename", dest="files", action="append",
                    required=files_required,
                    metavar="FILE", help="YAML/JSON file or directory (repeatable)")
-    p.add_argument("--allow-mcast", default=True, type=_bool, metavar="BOOL",
-                   help="allow all multicast traffic (default true)")
-    p.add_argument("--bridge-port-name", default="vethwe-bridge",
-                   help="bridge port toward the router (default vethwe-bridge)")
-    p.add_argument("--max-list-size", default=1024, type=int,
-                   help="size of list:set ipsets (default 1024)")
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+    add_flags(p, POLICY_FLAGS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--format", choices=("text", "json", "restore"), default="text")
     debug.add_argument("--kubeconfig", default=None,
                        help="for the live view: where to read the desired state from")
-    debug.add_argument("--backend", choices=("iptables", "nftables", "auto"), default="auto",
-                       help="for the live view: which kernel state to read (default auto)")
+    debug.add_argument("--backend", choices=BACKENDS, default="auto",
+                       help="for the live view and explain: which kernel state to read "
+                            "(default auto: the one this node holds)")
     debug.add_argument("--live", action="store_true",
                        help="show the kernel state even when -f gives the desired state")
     debug.add_argument("what", nargs="*", metavar="explain SRC DST PORT[/PROTO]",
@@ -52,11 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="apply the objects in files to this network "
                            "namespace's kernel once, and exit")
     _add_policy_options(apply)
-    apply.add_argument("--install-hooks", action="store_true",
-                       help="also install weaver's FORWARD/INPUT hooks into npc's chains")
-    apply.add_argument("--backend", choices=("iptables", "nftables", "auto"),
-                       default="iptables", help="kernel backend (default iptables; auto: "
-                       "nftables unless iptables is configured or in use)")
+    add_flags(apply, (BACKEND, INSTALL_HOOKS, IPTABLES_MODE))
     sub.add_parser("run", add_help=False, help="run as the weave-npc controller (the default "
                    "when started as weave-npc); see 'npc run --help'")
     demo = sub.add_parser("demo", help="build a lab of network namespaces and show policies "
@@ -65,9 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resolved(args: argparse.Namespace, flags: Sequence[Flag[Any]]) -> Resolved:
+    resolved = resolve(flags, args, os.environ)
+    if resolved.problems:
+        raise SettingsError(resolved.problems)
+    return resolved
+
+
 def _options(args: argparse.Namespace) -> Options:
-    return Options(allow_mcast=args.allow_mcast, bridge_port=args.bridge_port_name,
-                   max_list_size=args.max_list_size)
+    return policy_options(_resolved(args, POLICY_FLAGS))
 
 
 def _report(loaded: Loaded) -> None:
@@ -94,7 +95,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(dump.to_json(ruleset))
     elif args.format == "restore":
-        sys.stdout.write(dump.to_restore(ruleset, args.max_list_size))
+        sys.stdout.write(dump.to_restore(ruleset, _options(args).max_list_size))
     else:
         sys.stdout.write(dump.to_text(ruleset))
     return 1 if loaded.failed else 0
@@ -111,9 +112,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for problem in ruleset.problems:
         print(f"npc: enforced fail-closed: {problem}", file=sys.stderr)
     runner = SubprocessRunner()
+    chosen = _resolved(args, (BACKEND, INSTALL_HOOKS, IPTABLES_MODE)).values
     try:
-        backend = make_backend(args.backend, runner, _options(args),
-                               install_hooks=args.install_hooks)
+        backend = make_backend(chosen["backend"], runner, _options(args),
+                               install_hooks=chosen["install_hooks"],
+                               iptables_mode=chosen["iptables_mode"])
     except (ValueError, BackendError) as exc:
         print(f"npc: error: {exc}", file=sys.stderr)
         return 2
@@ -139,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(argv: Sequence[str]) -> int:
     from npc.controller import main as controller
-    from npc.controller.settings import SettingsError, from_environment
+    from npc.controller.settings import from_environment
 
     try:
         settings = from_environment(argv)
@@ -164,7 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except SettingsError as exc:
+        print(f"npc: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

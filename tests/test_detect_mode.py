@@ -19,20 +19,20 @@ def saver(legacy: int, nft: int | None) -> Runner:
     return run
 
 
-@pytest.mark.parametrize(("legacy", "nft", "env", "mode"), [
-    (0, 0, {}, "legacy"),
-    (10, 50, {}, "legacy"),
-    (3, 2, {}, "legacy"),
-    (3, 4, {}, "nft"),
-    (0, None, {}, "legacy"),
-    (12, 0, {"IPTABLES_BACKEND": "nft"}, "nft"),
-    (0, 40, {"IPTABLES_BACKEND": "legacy"}, "legacy"),
+@pytest.mark.parametrize(("legacy", "nft", "forced", "mode"), [
+    (0, 0, None, "legacy"),
+    (10, 50, None, "legacy"),
+    (3, 2, None, "legacy"),
+    (3, 4, None, "nft"),
+    (0, None, None, "legacy"),
+    (12, 0, "nft", "nft"),
+    (0, 40, "legacy", "legacy"),
 ], ids=["empty-tie", "legacy-ten-or-more", "legacy-more", "nft-more", "nft-missing",
-        "env-nft", "env-legacy"])
-def test_detect_mode(legacy: int, nft: int | None, env: dict[str, str], mode: str) -> None:
-    assert detect_mode(saver(legacy, nft), env) == mode
+        "forced-nft", "forced-legacy"])
+def test_detect_mode(legacy: int, nft: int | None, forced: str | None, mode: str) -> None:
+    assert detect_mode(saver(legacy, nft), forced) == mode
 
 
 def test_detect_mode_rejects_unknown_override() -> None:
-    with pytest.raises(ValueError, match="IPTABLES_BACKEND"):
-        detect_mode(saver(0, 0), {"IPTABLES_BACKEND": "bogus"})
+    with pytest.raises(ValueError, match="'bogus'"):
+        detect_mode(saver(0, 0), "bogus")

@@ -22,7 +22,7 @@ from common.service.http import HttpServer, metrics_handler, probe_handler
 from common.service.kube import kube_api_client
 from common.service.listwatch import Watcher
 from common.service.supervisor import Supervisor
-from npc.compile.compiler import Options, compile_ruleset
+from npc.compile.compiler import compile_ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
 from npc.controller.status import status_handler
@@ -44,9 +44,10 @@ def run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     runner = SubprocessRunner()
-    options = Options(settings.allow_mcast, settings.bridge_port_name, settings.max_list_size)
+    options = settings.options
     backend = make_backend(settings.backend, runner, options,
-                           install_hooks=settings.install_hooks)
+                           install_hooks=settings.install_hooks,
+                           iptables_mode=settings.iptables_mode)
     log.info("weave-npc starting", node=settings.node_name, backend=backend.description,
              metrics_addr=f"{settings.metrics_addr[0]}:{settings.metrics_addr[1]}")
     created = backend.prepare(compile_ruleset(ClusterState(), options))

@@ -1,8 +1,10 @@
-"""Settings of ``npc run`` / ``weave-npc``: one frozen value built and validated at start.
+"""npc's flags, each declared once (default, environment variable, help), and the frozen
+settings value of ``npc run`` / ``weave-npc`` built from them at start.
 
 The flags and defaults are weave-npc's (reference §5), so an existing DaemonSet's args keep
 working; ``EXTRA_ARGS`` is put before the command line as weave's launch script did, and
-unknown positional arguments are tolerated as before.  Every problem is reported at once,
+unknown positional arguments are tolerated as before.  ``npc apply`` and ``npc debug``
+take the same declarations for the flags they share.  Every problem is reported at once,
 with where the offending value came from.
 """
 
@@ -13,71 +15,94 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from common import contract
+from common.service.settings import (
+    Flag,
+    Resolved,
+    SettingsError,
+    add_flags,
+    build,
+    one_of,
+    parse_address,
+    parse_bool,
+    parse_positive_float,
+    parse_positive_int,
+    resolve,
+)
+from npc.compile.compiler import Options
 
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
+BACKENDS = ("iptables", "nftables", "auto")
+
+METRICS_ADDR = Flag("metrics_addr", ("", contract.NPC_METRICS_PORT),
+                    "address of the metrics and health server", parse_address,
+                    metavar="HOST:PORT")
+LOG_LEVEL = Flag("log_level", "debug", "debug, info, warning or error",
+                 one_of(*LOG_LEVELS, lower=True))
+LOG_FORMAT = Flag("log_format", "text", "text: weave's line format; json: one object a line",
+                  one_of("text", "json"))
+NODE_NAME = Flag("node_name", "", "this node's name", str, env="HOSTNAME")
+ALLOW_MCAST = Flag("allow_mcast", True, "allow all multicast traffic", parse_bool,
+                   boolean=True)
+MAX_LIST_SIZE = Flag("max_list_size", 1024, "size of list:set ipsets", parse_positive_int)
+BRIDGE_PORT_NAME = Flag("bridge_port_name", contract.BRIDGE_PORT,
+                        "bridge port toward the router", str)
+KUBECONFIG = Flag("kubeconfig", None, "kubeconfig file (default: in-cluster service account,"
+                  " then $KUBECONFIG, then ~/.kube/config)", str)
+BACKEND = Flag("backend", "iptables", "kernel backend: iptables, nftables or auto (nftables "
+               "unless iptables is configured or already in use)", one_of(*BACKENDS),
+               env=contract.NPC_BACKEND_ENV)
+INSTALL_HOOKS = Flag("install_hooks", False, "install weaver's FORWARD/INPUT hooks into "
+                     "npc's chains (normally weaver does; iptables backend)", parse_bool,
+                     boolean=True)
+FULL_CHECK_INTERVAL = Flag("full_check_interval", 60.0, "seconds between full comparisons "
+                           "of the kernel with the desired state", parse_positive_float)
+IPTABLES_MODE = Flag("iptables_mode", None, "iptables flavour: nft or legacy (default: the "
+                     "one whose tables hold rules)", one_of("nft", "legacy"),
+                     env="IPTABLES_BACKEND", flag="--iptables-mode")
+
+POLICY_FLAGS = (ALLOW_MCAST, BRIDGE_PORT_NAME, MAX_LIST_SIZE)
+"""What the compile depends on: every command that compiles takes them."""
+RUN_FLAGS = (METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, NODE_NAME, *POLICY_FLAGS, KUBECONFIG,
+             BACKEND, INSTALL_HOOKS, FULL_CHECK_INTERVAL, IPTABLES_MODE)
 
 
 @dataclass(frozen=True)
 class Settings:
-    metrics_addr: tuple[str, int] = ("", 6781)
-    log_level: str = "debug"
-    log_format: str = "text"
-    allow_mcast: bool = True
-    node_name: str = ""
-    max_list_size: int = 1024
-    bridge_port_name: str = "vethwe-bridge"
-    kubeconfig: str | None = None
-    backend: str = "iptables"
-    iptables_mode: str | None = None
-    install_hooks: bool = False
-    full_check_interval: float = 60.0
+    metrics_addr: tuple[str, int] = METRICS_ADDR.default
+    log_level: str = LOG_LEVEL.default
+    log_format: str = LOG_FORMAT.default
+    allow_mcast: bool = ALLOW_MCAST.default
+    node_name: str = NODE_NAME.default
+    max_list_size: int = MAX_LIST_SIZE.default
+    bridge_port_name: str = BRIDGE_PORT_NAME.default
+    kubeconfig: str | None = KUBECONFIG.default
+    backend: str = BACKEND.default
+    iptables_mode: str | None = IPTABLES_MODE.default
+    install_hooks: bool = INSTALL_HOOKS.default
+    full_check_interval: float = FULL_CHECK_INTERVAL.default
     min_sync_interval: float = 0.0
     """Least time between the starts of two syncs.  0: a change is applied at once, and
     whatever arrives during a sync is batched into the next one (a sync costs what
     changed, so a burst needs no extra delay to coalesce)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
-
-class SettingsError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
-        self.problems = problems
+    @property
+    def options(self) -> Options:
+        return options(self.allow_mcast, self.bridge_port_name, self.max_list_size)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes", "t"):
-        return True
-    if lowered in ("false", "0", "no", "f"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+def options(allow_mcast: bool, bridge_port: str, max_list_size: int) -> Options:
+    return Options(allow_mcast=allow_mcast, bridge_port=bridge_port,
+                   max_list_size=max_list_size)
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics-addr", default=":6781",
-                   help="address of the metrics and health server (default :6781)")
-    p.add_argument("--log-level", default="debug", help="debug, info, warning or error")
-    p.add_argument("--log-format", default="text", choices=("text", "json"),
-                   help="text: weave's line format; json: one object per line")
-    p.add_argument("--allow-mcast", default=True, type=_bool, nargs="?", const=True,
-                   metavar="BOOL", help="allow all multicast traffic (default true)")
-    p.add_argument("--node-name", default="", help="this node's name (default $HOSTNAME)")
-    p.add_argument("--max-list-size", default=1024, type=int,
-                   help="size of list:set ipsets (default 1024)")
-    p.add_argument("--bridge-port-name", default="vethwe-bridge",
-                   help="bridge port toward the router (default vethwe-bridge)")
-    p.add_argument("--kubeconfig", default=None,
-                   help="kubeconfig file (default: in-cluster service account, then "
-                        "$KUBECONFIG, then ~/.kube/config)")
-    p.add_argument("--backend", default="iptables", choices=("iptables", "nftables", "auto"),
-                   help="kernel backend (default iptables; auto: nftables unless iptables "
-                        "is configured or already in use)")
-    p.add_argument("--install-hooks", action="store_true",
-                   help="install weaver's FORWARD/INPUT hooks (normally weaver does)")
-    p.add_argument("--full-check-interval", default=60.0, type=float,
-                   help="seconds between full comparisons of the kernel with the desired "
-                        "state (default 60)")
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # tolerated, as before
+def policy_options(resolved: Resolved) -> Options:
+    """The compile's options from resolved :data:`POLICY_FLAGS`."""
+    v = resolved.values
+    return options(v["allow_mcast"], v["bridge_port_name"], v["max_list_size"])
 
 
 def command_line(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
@@ -86,60 +111,25 @@ def command_line(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     return [*shlex.split(env.get("EXTRA_ARGS", "")), *argv]
 
 
-def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{text!r} is not host:port (e.g. :6781 or 127.0.0.1:6781)")
-    return host.strip("[]"), int(port)
-
-
-def build(args: argparse.Namespace, env: Mapping[str, str],
-          given: set[str]) -> Settings:
-    """Validate parsed flags and the environment; raise SettingsError listing every
-    problem.  ``given`` names the flags present on the command line."""
-    problems: list[str] = []
-    sources = {name: ("flag" if name in given else "default")
-               for name in ("metrics_addr", "log_level", "node_name", "kubeconfig")}
-    try:
-        metrics = _address(args.metrics_addr)
-    except ValueError as exc:
-        problems.append(f"--metrics-addr ({sources['metrics_addr']}): {exc}")
-        metrics = ("", 6781)
-    level = args.log_level.lower()
-    if level not in LOG_LEVELS:
-        problems.append(f"--log-level ({sources['log_level']}): {args.log_level!r} is not "
-                        f"one of {', '.join(LOG_LEVELS)}")
-    node = args.node_name
-    if not node:
-        node = env.get("HOSTNAME", "")
-        sources["node_name"] = "environment HOSTNAME"
-    if not node:
-        problems.append("--node-name: not given and $HOSTNAME is empty")
-    if args.max_list_size < 1:
-        problems.append(f"--max-list-size: {args.max_list_size} must be positive")
-    mode = env.get("IPTABLES_BACKEND") or None
-    if mode not in (None, "nft", "legacy"):
-        problems.append(f"IPTABLES_BACKEND (environment): {mode!r} must be nft or legacy")
-    if args.full_check_interval <= 0:
-        problems.append("--full-check-interval must be positive")
-    if problems:
-        raise SettingsError(problems)
-    return Settings(
-        metrics_addr=metrics, log_level=level, log_format=args.log_format,
-        allow_mcast=args.allow_mcast, node_name=node, max_list_size=args.max_list_size,
-        bridge_port_name=args.bridge_port_name, kubeconfig=args.kubeconfig,
-        backend=args.backend, iptables_mode=mode, install_hooks=args.install_hooks,
-        full_check_interval=args.full_check_interval, sources=sources)
-
-
-def given_flags(argv: Sequence[str]) -> set[str]:
-    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weave-npc", description=(
+        "The weave-npc controller: watches Pods, Namespaces and NetworkPolicies and keeps "
+        "this node's kernel in step."))
+    add_flags(parser, RUN_FLAGS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # tolerated, as before
+    return parser
 
 
 def from_environment(argv: Sequence[str], env: Mapping[str, str] | None = None
                      ) -> Settings:
     env = os.environ if env is None else env
-    full = command_line(argv, env)
-    parser = argparse.ArgumentParser(prog="weave-npc")
-    add_run_flags(parser)
-    return build(parser.parse_args(full), env, given_flags(full))
+    given = run_parser().parse_args(command_line(argv, env))
+    resolved = resolve(RUN_FLAGS, given, env)
+    if not resolved.values["node_name"]:
+        resolved.problems.append("--node-name: not given and $HOSTNAME is empty")
+    extra: dict[str, Any] = {}
+    return build(Settings, resolved, **extra)
+
+
+__all__ = ["BACKENDS", "POLICY_FLAGS", "RUN_FLAGS", "Settings", "SettingsError",
+           "from_environment", "policy_options", "run_parser"]

@@ -20,7 +20,6 @@ sets; npc must use the one kube-proxy and weaver use.  ``IPTABLES_BACKEND`` (``n
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,15 +40,13 @@ from npc.render.live import parse_counted_save, render_live
 _COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
 
-def detect_mode(runner: Runner, env: dict[str, str] | None = None) -> str:
-    """``nft`` or ``legacy``: ``IPTABLES_BACKEND`` if set, else weave's heuristic —
-    legacy when iptables-legacy-save shows 10 or more rules or at least as many as
-    iptables-nft-save, nft otherwise."""
-    env = dict(os.environ) if env is None else env
-    forced = env.get("IPTABLES_BACKEND", "").strip()
+def detect_mode(runner: Runner, forced: str | None = None) -> str:
+    """``nft`` or ``legacy``: ``forced`` if given (the settings' ``IPTABLES_BACKEND``),
+    else weave's heuristic — legacy when iptables-legacy-save shows 10 or more rules or at
+    least as many as iptables-nft-save, nft otherwise."""
     if forced:
         if forced not in ("nft", "legacy"):
-            raise ValueError(f"IPTABLES_BACKEND={forced!r}: must be 'nft' or 'legacy'")
+            raise ValueError(f"iptables flavour {forced!r}: must be 'nft' or 'legacy'")
         return forced
 
     def count(tool: str) -> int:

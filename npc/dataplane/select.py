@@ -1,19 +1,16 @@
 """Choosing the kernel backend: ``iptables``, ``nftables`` or ``auto``.
 
 ``auto`` picks nftables when libnftables and the kernel support it and nothing else is
-configured; it stays with iptables when ``IPTABLES_BACKEND`` is set, when weave-npc's
-iptables chains already exist (a node upgraded from the Go original or from iptables mode),
-or when weaver's iptables hooks are installed (weaver was started with ``--expect-npc``
-expecting iptables).  The router and npc agree on the mode through the DaemonSet: both
-containers get the same ``NPC_BACKEND`` environment variable; a router that sees
-``NPC_BACKEND=nftables`` does not install its iptables hooks, because the nftables table
-hooks into netfilter by itself.
+configured; it stays with iptables when an iptables flavour is set (``IPTABLES_BACKEND``),
+when weave-npc's iptables chains already exist (a node upgraded from the Go original or
+from iptables mode), or when weaver's iptables hooks are installed (weaver was started
+with ``--expect-npc`` expecting iptables).  The router and npc agree on the mode through
+the DaemonSet: both containers get the same ``NPC_BACKEND`` environment variable (npc's
+``--backend`` defaults to it); a router that sees ``NPC_BACKEND=nftables`` does not
+install its iptables hooks, because the nftables table hooks into netfilter by itself.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Mapping
 
 from common.kernel.exec import CommandError, Runner, SubprocessRunner
 from npc.compile.compiler import Options
@@ -53,25 +50,25 @@ def in_use(name: str, runner: Runner) -> str:
     return "iptables" if _iptables_in_use(runner) else choose(name, runner)
 
 
-def choose(name: str, runner: Runner, env: Mapping[str, str] | None = None) -> str:
-    """The backend to use: "iptables" or "nftables"."""
+def choose(name: str, runner: Runner, iptables_mode: str | None = None) -> str:
+    """The backend to use: "iptables" or "nftables" (``auto``: see the module's
+    docstring; an iptables flavour given explicitly means iptables)."""
     from npc.dataplane import nftables
 
-    env = os.environ if env is None else env
     if name != "auto":
         return name
-    if env.get("IPTABLES_BACKEND") or _iptables_in_use(runner):
+    if iptables_mode or _iptables_in_use(runner):
         return "iptables"
     return "nftables" if nftables.available() else "iptables"
 
 
 def make_backend(name: str, runner: Runner, options: Options, *,
-                 install_hooks: bool = False,
-                 env: Mapping[str, str] | None = None) -> Backend:
-    """The backend ``name`` chooses (see :func:`choose`).  ``install_hooks``: the iptables
-    backend also installs weaver's hooks into its chains (the nftables table hooks into
-    netfilter by itself)."""
-    chosen = choose(name, runner, env)
+                 install_hooks: bool = False, iptables_mode: str | None = None) -> Backend:
+    """The backend ``name`` chooses (see :func:`choose`).  The iptables backend's own
+    settings: ``install_hooks`` (also install weaver's hooks into its chains; the nftables
+    table hooks into netfilter by itself) and ``iptables_mode`` (nft or legacy; None:
+    detect)."""
+    chosen = choose(name, runner, iptables_mode)
     # In-process kernel access (libnftables, ipset netlink) for this network namespace;
     # the commands otherwise (a runner with a prefix targets another namespace).
     in_process = isinstance(runner, SubprocessRunner) and not runner.prefix
@@ -81,7 +78,7 @@ def make_backend(name: str, runner: Runner, options: Options, *,
         nft = LibNftables() if in_process else NftCli(runner)
         return NftablesBackend(nft, options=options, listing=lambda: runner(
             ["nft", "list", "table", "inet", TABLE]))
-    mode = detect_mode(runner, None if env is None else dict(env))
+    mode = detect_mode(runner, iptables_mode)
     writer = IpsetNetlink() if in_process else None
     return IptablesBackend(runner, mode=mode, list_size=options.max_list_size,
                            member_writer=writer, install_hooks=install_hooks)
