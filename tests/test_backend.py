@@ -18,7 +18,7 @@ from npc.dataplane.iptables import IptablesBackend
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
 from npc.render.ipsets import parse_ipset_save
-from tests.test_compiler import ns, pod, policy
+from tests.support.objects import ns, pod, policy
 
 
 class Recorder(SubprocessRunner):

@@ -5,10 +5,7 @@ the diff like code."""
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,45 +14,13 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import compile_ruleset
 from npc.dataplane.iptables import IptablesBackend
 from npc.model.load import load_files
-
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "tests" / "golden"
-INPUT = [ROOT / "examples", GOLDEN / "extra.yaml"]
+from tests.support.golden import INPUT, check, normalise_ipset, normalise_iptables, without_comments
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
     with scratch_netns("npcgold") as name:
         yield name
-
-
-def normalise_iptables(text: str) -> str:
-    lines = [re.sub(r"^\[\d+:\d+\] ", "", line) for line in text.splitlines()
-             if line and not line.startswith("#")]
-    return "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in lines) + "\n"
-
-
-def normalise_ipset(text: str) -> str:
-    """Hash sets list members in hash order, and initval is random: sort, drop it."""
-    creates: list[str] = []
-    adds: list[str] = []
-    for line in text.splitlines():
-        line = re.sub(r" (bucketsize \d+|initval 0x[0-9a-f]+)", "", line)
-        (creates if line.startswith("create") else adds).append(line)
-    return "\n".join(sorted(creates) + sorted(adds)) + "\n"
-
-
-def without_comments(save: str) -> str:
-    """iptables-save output minus its "# Generated/Completed on <time>" lines."""
-    return "\n".join(line for line in save.splitlines() if not line.startswith("#"))
-
-
-def check(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("NPC_UPDATE_GOLDEN"):
-        path.write_text(actual)
-    assert path.exists(), f"{path} missing: run with NPC_UPDATE_GOLDEN=1"
-    assert actual == path.read_text(), f"{name} differs from the golden file"
 
 
 @pytest.mark.parametrize("mode", ["nft", "legacy"])

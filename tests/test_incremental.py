@@ -75,7 +75,7 @@ def test_patching_equals_a_full_compile(data: st.DataObject) -> None:
 
 
 def test_a_relabel_is_patched_without_a_full_compile() -> None:
-    from tests.test_compiler import BASE, policy, state
+    from tests.support.objects import BASE, policy, state
 
     s = state(*BASE, policy("x/p", {"podSelector": {"matchLabels": {"app": "a"}},
                                     "ingress": [{"from": [{"podSelector": {}}]}]}))

@@ -25,8 +25,8 @@ from npc.dataplane.ipset_netlink import IPSET_PROTOCOL, IpsetNetlink, MemberChan
 from npc.dataplane.iptables import IptablesBackend
 from npc.model.objects import Pod
 from npc.render.ipsets import parse_ipset_save
-from tests.test_compiler import ns, pod, policy
-from tests.test_compiler import state as compiled_state
+from tests.support.objects import ns, pod, policy
+from tests.support.objects import state as compiled_state
 
 
 def pyroute2_encoding(change: MemberChange, seq: int) -> bytes:

@@ -96,3 +96,17 @@ def test_every_pure_router_module_exists() -> None:
 
 def test_the_check_sees_every_package() -> None:
     assert {m.split("/")[0] for m in MODULES} == set(PACKAGES)
+
+
+TEST_MODULES = sorted(p.relative_to(ROOT).as_posix() for d in ("tests", "bench")
+                      for p in (ROOT / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize("rel", TEST_MODULES)
+def test_no_module_imports_a_test_module(rel: str) -> None:
+    """Helpers live in support modules (tests/support/, tests/cluster.py...), never in a
+    test module another one imports."""
+    for module in imports(ROOT / rel):
+        last = module.split(".")[-1]
+        assert not (module.startswith("tests.") and last.startswith("test_")), (
+            f"{rel} imports the test module {module}")

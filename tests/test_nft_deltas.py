@@ -380,7 +380,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
 def test_union_sets_follow_their_member_sets(nft_ns: NetnsNft) -> None:
     """A namespace list:set's nft set is the union of its namespaces' pod sets: a pod
     joining or leaving one namespace changes it, through the delta path."""
-    from tests.test_compiler import ns, pod, policy, state
+    from tests.support.objects import ns, pod, policy, state
 
     base = state(ns("x", team="a"), ns("y", team="a"),
                  pod("x/a", "10.32.0.1"), pod("y/b", "10.32.0.2"), pod("x/t", "10.32.0.3",
@@ -408,7 +408,7 @@ def test_union_sets_follow_their_member_sets(nft_ns: NetnsNft) -> None:
 
 # ---- what a pod event writes -------------------------------------------------------------
 def web_cluster(extra: list[dict[str, Any]]) -> ClusterState:
-    from tests.test_compiler import ns, pod, policy, state
+    from tests.support.objects import ns, pod, policy, state
 
     return state(ns("x"), *(pod(f"x/p{i}", f"10.32.0.{i + 1}", {"app": "web"}) for i in range(4)),
                  policy("x/web", {"podSelector": {"matchLabels": {"app": "web"}},
@@ -662,7 +662,7 @@ def test_jump_chains_over_netlink_are_what_libnftables_writes(nft_ns: NetnsNft) 
 # ---- new sets filled over netlink before the transaction that uses them ---------------------
 def big_cluster() -> ClusterState:
     """Enough pods that one set spans several fill messages and transactions."""
-    from tests.test_compiler import ns, pod, policy, state
+    from tests.support.objects import ns, pod, policy, state
 
     count = 2 * NL.FILL_BYTES // 16 + 7
     pods = [pod(f"x/p{i}", f"10.33.{i // 250}.{i % 250 + 1}",

@@ -19,8 +19,8 @@ from npc.compile.compiler import Options, compile_ruleset
 from npc.dataplane.nftables import NftablesBackend, NftCli
 from npc.model.load import Loaded, add_object, load_files
 from npc.render import nft
-from tests.test_compiler import ns, pod, policy
-from tests.test_golden import INPUT, check
+from tests.support.golden import INPUT, check
+from tests.support.objects import ns, pod, policy
 
 ROOT = Path(__file__).resolve().parents[1]
 NPC = ROOT / ".venv" / "bin" / "npc"

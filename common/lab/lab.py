@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
 
 from common.kernel.netns import open_netns, write_sysctls
-from common.lab import matrix as mx
+from common.lab.matrix import Comparison, Matrix, probe_matrix
+from common.lab.matrix import validate as validate_matrix
 from common.lab.netns import (
     LabError,
     cleanup_stale,
@@ -230,11 +231,6 @@ class Lab:
         """Run a command in node ``index``'s namespace (e.g. ``iptables-restore``)."""
         return self.run_in_ns(self.node_ns(index), argv, input=input, check=check)
 
-    def run_in_pod(
-        self, key: str, argv: Sequence[str], input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run_in_ns(self.pod_ns(key), argv, input=input, check=check)
-
     def flush_conntrack(self) -> None:
         """``conntrack -F`` in every node namespace, concurrently.
 
@@ -295,10 +291,10 @@ class Lab:
 
     def matrix(
         self, port: int, protocol: str, timeout: float = 0.5, keys: Sequence[str] | None = None
-    ) -> mx.Matrix:
+    ) -> Matrix:
         """Probe all ordered pairs of ``keys`` (default: all pods)."""
         proto = normalize_protocol(protocol)
-        return mx.probe_matrix(self._probe_many_typed, keys or self.keys, port, proto, timeout)
+        return probe_matrix(self._probe_many_typed, keys or self.keys, port, proto, timeout)
 
     def validate(
         self,
@@ -308,10 +304,10 @@ class Lab:
         timeout: float = 0.5,
         keys: Sequence[str] | None = None,
         retry: bool = True,
-    ) -> mx.Comparison:
+    ) -> Comparison:
         """Matrix + comparison with ``expected``, re-probing wrong cells once if ``retry``."""
         proto = normalize_protocol(protocol)
-        return mx.validate(
+        return validate_matrix(
             self._probe_many_typed, expected, keys or self.keys, port, proto, timeout, retry
         )
 

@@ -41,6 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from common.service.apierrors import Gone, WatchError, describe, status_code
+from common.service.logs import Logger
 
 ListFunc = Callable[..., Any]
 Items = list[Any]
@@ -125,7 +126,7 @@ class Watcher(Generic[K]):
     def __init__(self, kind: K, list_func: ListFunc, store: Sink[K], *,
                  parse: Parse, key_of: KeyOf,
                  on_error: Callable[[str, BaseException], None],
-                 stop: threading.Event, log: Any, page_size: int = 500,
+                 stop: threading.Event, log: Logger, page_size: int = 500,
                  watch_timeout: int = 300, backoff: Backoff | None = None,
                  rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:

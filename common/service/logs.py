@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import structlog
 
@@ -47,14 +47,31 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
     )
 
 
-def get() -> Any:
-    return structlog.get_logger()
+class Logger(Protocol):
+    """What components log through: a message and key/value fields (structlog's bound
+    logger is one)."""
+
+    def debug(self, event: str, **fields: Any) -> Any: ...
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
+
+    def critical(self, event: str, **fields: Any) -> Any: ...
 
 
-def silent() -> Any:
+def get() -> Logger:
+    logger: Logger = structlog.get_logger()
+    return logger
+
+
+def silent() -> Logger:
     """A logger that drops everything (for one-shot commands whose stdout is their
     output)."""
     def drop(_logger: Any, _method: str, _event: MutableMapping[str, Any]) -> str:
         raise structlog.DropEvent
 
-    return structlog.wrap_logger(structlog.ReturnLogger(), processors=[drop])
+    logger: Logger = structlog.wrap_logger(structlog.ReturnLogger(), processors=[drop])
+    return logger

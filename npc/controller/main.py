@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +20,7 @@ from common.service.apierrors import describe
 from common.service.http import HttpServer, metrics_handler, probe_handler
 from common.service.kube import kube_api_client
 from common.service.listwatch import Watcher
+from common.service.logs import Logger
 from common.service.supervisor import Supervisor
 from npc.compile.compiler import compile_ruleset
 from npc.controller.metrics import Metrics
@@ -95,7 +95,7 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: Any,
+def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: Logger,
               stop: threading.Event) -> list[Watcher[Kind]]:
     def on_error(what: str, exc: BaseException) -> None:
         metrics.api_errors.labels(resource=what.split(":", 1)[0]).inc()
@@ -108,7 +108,7 @@ def _watchers(settings: Settings, store: ClusterStore, metrics: Metrics, log: An
                     on_error=on_error, on_invalid=on_invalid, stop=stop, log=log)
 
 
-def _start_blocked_logger(store: ClusterStore, registry: CollectorRegistry, log: Any,
+def _start_blocked_logger(store: ClusterStore, registry: CollectorRegistry, log: Logger,
                           stop: threading.Event, supervisor: Supervisor) -> None:
     """Blocked connections from NFLOG group 86, read natively (no ulogd), counted and
     logged as the original did, with pod names added; a reader failure stops npc."""

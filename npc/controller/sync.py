@@ -24,8 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from common.service.logs import Logger
 from common.service.progress import Progress, caught_up, overall
 from npc.compile.compiler import Options
 from npc.compile.incremental import IncrementalCompiler
@@ -50,7 +50,7 @@ class SyncStatus:
 
 class SyncRunner:
     def __init__(self, *, store: ClusterStore, backend: Backend, options: Options,
-                 metrics: Metrics, log: Any,
+                 metrics: Metrics, log: Logger,
                  min_interval: float = 0.05, full_check_interval: float = 60.0,
                  max_backoff: float = 30.0, tidy_after: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,

@@ -10,6 +10,7 @@ from typing import Any
 
 from common.service import logs
 from common.service.listwatch import ListFunc, Parse, Watcher
+from common.service.logs import Logger
 from npc.controller.store import ClusterStore, Kind, object_key, parse_object
 from npc.model.parse import FieldError
 
@@ -37,7 +38,7 @@ def list_functions(api_client: Any) -> dict[Kind, ListFunc]:
 def watcher(kind: Kind, list_func: ListFunc, store: ClusterStore, *,
             on_error: Callable[[str, BaseException], None] = lambda *_: None,
             on_invalid: Callable[[FieldError], None] = lambda _: None,
-            stop: threading.Event | None = None, log: Any = None,
+            stop: threading.Event | None = None, log: Logger | None = None,
             **tuning: Any) -> Watcher[Kind]:
     """One kind's watcher (``tuning``: the loop's page size, timeouts, backoff, clock)."""
     return Watcher(kind, list_func, store, parse=parser(kind, on_invalid),

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from npc.compile import names
-from npc.compile.ruleset import IpSet, Member, SetKind
+from npc.compile.ruleset import IpSet, SetKind
 
 MAXELEM = 1048576
 """Room for a very large cluster; hash sets grow on demand, so this costs nothing."""
@@ -76,11 +76,6 @@ def _create(name: str, kind: SetKind, list_size: int) -> str:
     if kind is SetKind.LIST_SET:
         return f"create {name} list:set size {list_size} comment"
     return f"create {name} {kind.value} family inet hashsize 1024 maxelem {MAXELEM} comment"
-
-
-def add_line(name: str, member: Member, with_comment: bool) -> str:
-    """An idempotent ``add`` (it also updates an existing member's comment)."""
-    return _add(name, member.value, member.comment, with_comment, exist=True)
 
 
 def comment_text(comment: str) -> str:

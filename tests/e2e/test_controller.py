@@ -18,7 +18,7 @@ from tests.cluster import Cluster, Enforcer, lab_cluster, netpol, pods_over_node
 from tests.conftest import remove_orphaned_labs
 from tests.e2e.controllers import API_ADDRESS, Controllers, publish
 from tests.e2e.scenario import ALL_PODS, Case
-from tests.e2e.test_upstream import case_id, initial_cluster, run_case
+from tests.e2e.upstream import case_id, initial_cluster, run_case
 from tests.e2e.upstream_cases import CASES
 from tests.oracle import expected_matrix
 
