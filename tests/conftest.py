@@ -1,4 +1,10 @@
-"""Shared fixtures: one netns lab per session for the kernel tests, per iptables flavour."""
+"""Shared fixtures: one netns lab per session for the kernel tests, per iptables flavour;
+and the ``kernel`` marker, given to every test that needs root and the kernel, so that
+``pytest -m "not kernel"`` runs the pure tests alone.
+
+A test is a kernel test when its module says so (``pytestmark``) or, in modules that mix
+both, when it uses one of the fixtures that build network namespaces
+(:data:`KERNEL_FIXTURES`)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,17 @@ from common.kernel.netns import list_netns
 from common.lab import Lab, LabPod, cleanup_stale
 from tests.cluster import Enforcer, pods_over_nodes
 from tests.e2e.scenario import ALL_PODS
+
+KERNEL_FIXTURES = frozenset({"lab", "enforcer", "netns", "netns_fd", "nft_ns", "api_lab",
+                             "controllers"})
+"""Fixtures that create network namespaces (and whatever runs in them)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernel)
+
 
 MODES = ("nft", "legacy", "nftables")
 """The iptables backend in both iptables flavours, and the nftables backend."""

@@ -20,6 +20,8 @@ from npc.model.objects import ClusterState
 from npc.render.ipsets import parse_ipset_save
 from tests.support.objects import ns, pod, policy
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 
 class Recorder(SubprocessRunner):
     """Runs commands for real and remembers them (to assert on what was written)."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -348,6 +348,7 @@ def test_status_wait_on_a_quiet_cluster(tmp_path: Any) -> None:
     from tests.e2e.controllers import kubeconfig
 
     with ApiServer(namespaces=["x"], bookmark_interval=0.1) as api:
+        api.store.catch_up_wait = 0.2
         api.create("Pod", {"metadata": {"name": "a", "namespace": "x"}})
         kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)), "weave-npc")
         core, net = client.CoreV1Api(kube), client.NetworkingV1Api(kube)

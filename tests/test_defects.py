@@ -6,10 +6,14 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
+
 from common.lab import Lab, in_netns
 from npc.compile import names
 from npc.dataplane.iptables import IptablesBackend
 from tests.cluster import Cluster, Enforcer, lab_cluster, netpol
+
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
 
 
 def reach(lab: Lab, src: str, dst: str, port: int = 80, proto: str = "TCP") -> bool:

@@ -16,6 +16,8 @@ from npc.dataplane.iptables import IptablesBackend
 from npc.model.load import load_files
 from tests.support.golden import INPUT, check, normalise_ipset, normalise_iptables, without_comments
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 
 @pytest.fixture
 def netns() -> Iterator[str]:

@@ -28,6 +28,8 @@ from npc.render.ipsets import parse_ipset_save
 from tests.support.objects import ns, pod, policy
 from tests.support.objects import state as compiled_state
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 
 def pyroute2_encoding(change: MemberChange, seq: int) -> bytes:
     data: list[list[object]] = [

@@ -23,6 +23,8 @@ from tests.cluster import Enforcer, lab_node_name
 from tests.oracle import expected_matrix
 from tests.strategies import POD_LABELS, cluster_states, probes
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 EXAMPLES = int(os.environ.get("NPC_ORACLE_EXAMPLES", "500"))
 
 

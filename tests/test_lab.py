@@ -37,6 +37,8 @@ from common.lab.sctp import (
     parse_ipv4_sctp,
 )
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 Pair = tuple[str, str]
 
 SIX_PODS = [

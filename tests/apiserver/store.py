@@ -129,9 +129,12 @@ def decode_continue(token: str) -> tuple[int, str]:
 class Store:
     """Thread-safe object store with a bounded event history for watch replay."""
 
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(self, history_limit: int = 1000, catch_up_wait: float = 3.0) -> None:
         self.cond = threading.Condition(threading.RLock())
         self.history_limit = history_limit
+        self.catch_up_wait = catch_up_wait
+        """How long a list at a version newer than the newest waits before 504 (the
+        real server gives its watch cache 3 s to catch up)."""
         self.rv = FIRST_RESOURCE_VERSION
         """The global resourceVersion (etcd's revision): the newest write of any kind."""
         self.kind_rv = {rt.kind: FIRST_RESOURCE_VERSION for rt in RESOURCES}
@@ -205,7 +208,7 @@ class Store:
         at_least = parse_resource_version(resource_version)
         if at_least > self.rv:
             # The real server waits up to 3 s for its cache to catch up first.
-            self.cond.wait_for(lambda: self.rv >= at_least, 3.0)
+            self.cond.wait_for(lambda: self.rv >= at_least, self.catch_up_wait)
         if at_least > self.rv:
             raise too_large(at_least, self.kind_rv[rt.kind])
         return self.kind_rv[rt.kind] if self.kind_rv[rt.kind] >= at_least else self.rv

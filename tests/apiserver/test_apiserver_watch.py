@@ -390,6 +390,7 @@ def test_bad_watch_parameters(api: ApiServer) -> None:
     assert resp.status == 400
 
 
+@pytest.mark.kernel
 def test_listens_inside_a_network_namespace() -> None:
     from common.kernel.netns import in_netns, open_netns
 

@@ -22,6 +22,8 @@ from tests.e2e.upstream import case_id, initial_cluster, run_case
 from tests.e2e.upstream_cases import CASES
 from tests.oracle import expected_matrix
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 BACKENDS = ("nft", "nftables")
 """The iptables backend (nf_tables flavour) and the nftables backend."""
 

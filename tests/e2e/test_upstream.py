@@ -11,6 +11,8 @@ from tests.e2e.scenario import Case
 from tests.e2e.upstream import case_id, run_case
 from tests.e2e.upstream_cases import CASES
 
+pytestmark = pytest.mark.kernel  # network namespaces, netfilter, real traffic
+
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_upstream_case(case: Case, lab: Lab, enforcer: Enforcer) -> None:
