@@ -28,7 +28,9 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY pyproject.toml ./
+COPY common ./common
 COPY npc ./npc
+COPY router ./router
 RUN python3 -m venv --system-site-packages /opt/npc \
  && /opt/npc/bin/pip install --no-cache-dir .
 

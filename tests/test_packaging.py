@@ -221,6 +221,25 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
         assert f"!{excluded}" not in ignore
 
 
+def test_the_image_holds_every_package_the_product_imports() -> None:
+    """npc imports common (and the agent will be in the same image): the build stage
+    copies each first-party package any product module imports, so ``pip install .``
+    installs them all."""
+    import ast
+
+    first_party = {"common", "npc", "router"}
+    needed = {"npc"}
+    for package in first_party:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module] if isinstance(node, ast.ImportFrom)
+                         and node.module and not node.level else [])
+                needed |= {n.split(".")[0] for n in names} & first_party
+    copied = {args.split()[0] for stage in stages() for args in args_of(stage, "COPY")}
+    assert needed <= copied, f"the image lacks {sorted(needed - copied)}"
+
+
 # ---- launch.sh ---------------------------------------------------------------------------
 
 
