@@ -1,0 +1,1 @@
+"""The agent's HTTP API and what it shows: status pages, the report, metrics."""
