@@ -138,6 +138,8 @@ class Routes:
         self._unicast_all = widen(topology, ourself, False)[1]
         self._broadcast: dict[PeerName, tuple[PeerName, ...]] = {}
         self._broadcast_all: dict[PeerName, tuple[PeerName, ...]] = {}
+        self.broadcast(ourself)  # computed at once, as Go does; the others on first use
+        self.broadcast_all(ourself)
 
     @property
     def ourself(self) -> PeerName:
@@ -176,6 +178,10 @@ class Routes:
             hops = self._broadcast_all[source] = broadcast_hops(
                 self._topology, self._ourself, source, False)
         return hops
+
+    def computed_broadcasts(self) -> dict[PeerName, tuple[PeerName, ...]]:
+        """The broadcast routes computed so far (what Go's status lists)."""
+        return dict(self._broadcast)
 
     def gossip_neighbours(self, except_: PeerName, rng: random.Random) -> list[PeerName]:
         """The neighbour subset for ``GossipNeighbourSubset`` / ``Send``."""

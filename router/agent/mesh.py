@@ -1,0 +1,364 @@
+"""The mesh router (Go's ``mesh.Router`` and ``localPeer``): our peer, its connections,
+the gossip channels, routes; one instance per agent, in the agent's event loop.
+
+* **Connections** (:mod:`.connection`) register here once their handshake is done.
+  Registration applies the original's rules: a peer with our name and another UID is a
+  *name collision* (two machines cloned with the same machine-id: said in one log line
+  naming both UIDs and the address, never retried), a connection to ourselves is refused,
+  a second connection to the same peer is resolved by the connection UID (both ends agree
+  which one survives), and the connection limit is checked.  A peer we learn about for
+  the first time, or one that restarted, gets all our gossip at once.
+* **Gossip channels** register with :meth:`Mesh.new_gossip` (the one place where the
+  agent's services plug in: topology here, IPAM next); an unknown channel gets a
+  surrogate that relays it.  Received gossip is decoded and dispatched by tag.
+* **Routes** are recomputed 100 ms after a change (changes come in bursts), from the
+  topology the peer table holds.
+* **Timers**: every gossip interval each channel's complete state goes to a neighbour
+  subset; our own topology changes are batched for a second (:mod:`.topology`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.service.logs import Logger
+from router.agent.connection import ConnectionClosed, MeshConnection
+from router.agent.gossip import GossipData, Gossiper, SurrogateGossiper
+from router.agent.overlay import Overlay
+from router.agent.topology import CHANNEL, PendingUpdates, TopologyGossiper
+from router.mesh import messages
+from router.mesh.gob import GobError
+from router.mesh.handshake import HandshakeResult
+from router.mesh.names import PeerName
+from router.mesh.peers import PeerTable, TableChanges
+from router.mesh.protocol import ProtocolTag, encode_message
+from router.mesh.routes import Routes
+from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError
+
+ROUTE_DELAY = 0.1
+"""Go's recalcDeferTime: route recomputations within this window are one."""
+GOSSIP_INTERVAL = 30.0
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    name: PeerName
+    nickname: str
+    port: int = 6783
+    host: str = ""
+    password: bytes | None = None
+    conn_limit: int = 200
+    peer_discovery: bool = True
+    trusted_subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    gossip_interval: float = GOSSIP_INTERVAL
+
+
+class NameCollision(ConnectionClosed):
+    """A peer with our name but another UID: another machine calls itself what we do."""
+
+
+class GossipChannel:
+    """A registered channel, as its service sees it (Go's ``mesh.Gossip``)."""
+
+    def __init__(self, mesh: Mesh, name: str, gossiper: Gossiper) -> None:
+        self.mesh = mesh
+        self.name = name
+        self.gossiper = gossiper
+
+    def gossip_unicast(self, destination: PeerName, payload: bytes) -> None:
+        """Send ``payload`` to one peer, hop by hop (raises if no route reaches it)."""
+        body = messages.encode_gossip(messages.GossipBody(
+            self.name, int(self.mesh.name), payload, int(destination)))
+        self.mesh.relay_unicast(destination, body)
+
+    def gossip_broadcast(self, data: GossipData) -> None:
+        self.mesh.relay_broadcast(self.name, self.mesh.name, data)
+
+    def gossip_neighbour_subset(self, data: GossipData) -> None:
+        self.mesh.relay(self.name, self.mesh.name, data)
+
+    send = gossip_neighbour_subset
+
+
+class Mesh:
+    def __init__(self, config: MeshConfig, overlay: Overlay, log: Logger,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.overlay = overlay
+        self.log = log
+        self.rng = rng or random.Random()
+        self.uid = self.rng.getrandbits(64)
+        self.table = PeerTable(config.name, config.nickname, self.uid,
+                               self.rng.randrange(4096), self.rng)
+        self.routes = Routes(self.table.topology(), config.name)
+        self.connections: dict[PeerName, MeshConnection] = {}
+        """Our registered connections, by remote peer."""
+        self.handshaking: set[MeshConnection] = set()
+        self.channels: dict[str, GossipChannel] = {}
+        self.termination_count = 0
+        self.on_peer_gone: list[Callable[[PeerSummary], None]] = []
+        """Called with each peer garbage collection removes (IPAM reclaims its space)."""
+        self.on_connection_change: list[Callable[[MeshConnection, bool], None]] = []
+        """Called with a connection when it is added (True) and when it ends (False)."""
+        self.on_routes_changed: list[Callable[[], None]] = []
+        """Called after routes were recomputed (the connection maker looks again)."""
+        self.topology = TopologyGossiper(self.table, changed=self._topology_changed,
+                                         applied=self._apply_changes, log=log)
+        self.topology_channel = self.new_gossip(CHANNEL, self.topology)
+        self.pending_updates = PendingUpdates(
+            config.name, lambda names: self.topology_channel.gossip_neighbour_subset(
+                self.topology.data(names)))
+        self._route_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gossip_task: asyncio.Task[None] | None = None
+
+    # ---- services --------------------------------------------------------------------
+    def new_gossip(self, name: str, gossiper: Gossiper) -> GossipChannel:
+        """Register a gossip channel (the topology's, IPAM's...)."""
+        existing = self.channels.get(name)
+        if existing is not None and not isinstance(existing.gossiper, SurrogateGossiper):
+            raise ValueError(f"[gossip] duplicate channel {name}")
+        channel = self.channels[name] = GossipChannel(self, name, gossiper)
+        return channel
+
+    def _channel(self, name: str) -> GossipChannel:
+        channel = self.channels.get(name)
+        if channel is None:
+            loop = asyncio.get_running_loop()
+            channel = self.new_gossip(name, SurrogateGossiper(
+                loop.time, self.config.gossip_interval))
+            self.log.info(f"[gossip {name}]: created surrogate channel")
+        return channel
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._gossip_task = asyncio.create_task(self._gossip_periodically())
+
+    async def stop(self) -> None:
+        if self._gossip_task is not None:
+            self._gossip_task.cancel()
+        self.pending_updates.cancel()
+        for conn in [*self.connections.values(), *self.handshaking]:
+            conn.shutdown(ConnectionClosed("shutting down"))
+        await asyncio.gather(*(t for t in self._tasks), return_exceptions=True)
+        await self.overlay.stop()
+
+    def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+              outbound: bool, address: str, accept_new_peer: bool = True) -> MeshConnection:
+        """Run a connection on an open TCP stream (accepted, or dialled by us)."""
+        conn = MeshConnection(self, reader, writer, outbound=outbound, address=address,
+                              accept_new_peer=accept_new_peer, log=self.log, rng=self.rng)
+        self.handshaking.add(conn)
+        task = asyncio.create_task(conn.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def _gossip_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gossip_interval)
+            for channel in list(self.channels.values()):
+                data = channel.gossiper.gossip()
+                if data is not None:
+                    channel.send(data)
+
+    # ---- registering connections ---------------------------------------------------------
+    def short_id(self) -> int:
+        return self.table.local_summary().short_id
+
+    def overlay_names(self) -> tuple[str, ...] | None:
+        features: dict[str, str] = {}
+        self.overlay.add_features(features)
+        overlays = features.get("Overlays")
+        return tuple(overlays.split()) if overlays is not None else None
+
+    def trusts(self, address: str) -> bool:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in subnet for subnet in self.config.trusted_subnets)
+
+    async def register(self, conn: MeshConnection, result: HandshakeResult) -> None:
+        """Admit a connection whose handshake is done (Go's registerRemote, then the
+        overlay's forwarder, then doAddConnection); raises to refuse it."""
+        remote = result.remote
+        name = PeerName(remote.name)
+        if conn.accept_new_peer:
+            known, changes = self.table.fetch_with_default(name, remote.nickname, remote.uid,
+                                                           remote.short_id)
+            self._apply_changes(changes)
+        else:
+            found = self.table.add_reference(name)
+            if found is None:
+                raise ConnectionClosed(f"Found unknown remote name: {name} at {conn.address}")
+            known = found
+        conn.referenced = True
+        if name == self.name and remote.uid != self.uid:
+            self.log.error(
+                f"peer name collision: the peer at {conn.address} calls itself {name} "
+                f"({remote.nickname}), as we do, with another UID ({remote.uid}, ours "
+                f"{self.uid}); two machines share a name, e.g. cloned with the same "
+                "/etc/machine-id: give one of them another --name (the original weave "
+                "handed out duplicate pod addresses instead)")
+            raise NameCollision(f"Peer name collision with {name}({remote.nickname}) at "
+                                f"{conn.address}")
+        if name == self.name:
+            raise ConnectionClosed("Cannot connect to ourself")
+        restarted = known.uid != remote.uid
+        conn.overlay = await self.overlay.prepare_connection(
+            conn.overlay_params(conn.send_message))
+        self._add_connection(conn, name, restarted)
+        self.handshaking.discard(conn)
+        conn.overlay.confirm()
+
+    def _add_connection(self, conn: MeshConnection, name: PeerName, restarted: bool) -> None:
+        duplicate = self.connections.get(name)
+        if duplicate is not None and duplicate is not conn:
+            text = (f"Multiple connections to {name}({conn.remote_nickname}) added to "
+                    f"{self.name}({self.config.nickname})")
+            if conn.uid < duplicate.uid:  # we win: the other goes
+                duplicate.shutdown(ConnectionClosed(text))
+                self._forget(duplicate)
+            else:  # lost, or tied: both go
+                if conn.uid == duplicate.uid:
+                    duplicate.shutdown(ConnectionClosed(text))
+                    self._forget(duplicate)
+                raise ConnectionClosed(text)
+        if self.config.conn_limit and len(self.connections) >= self.config.conn_limit:
+            raise ConnectionClosed(f"Connection limit reached ({self.config.conn_limit})")
+        connected = self.routes.unicast(name) is not None
+        self.connections[name] = conn
+        self._apply_changes(self.table.add_local_connection(
+            ConnectionSummary(name, conn.address, conn.outbound, False)))
+        if restarted:
+            self.log.info(f"{conn}: connection added (restarted peer)")
+        elif connected:
+            self.log.info(f"{conn}: connection added")
+        else:
+            self.log.info(f"{conn}: connection added (new peer)")
+        if restarted or not connected:
+            self._send_all_gossip_down(conn)
+        self._topology_changed()
+        self.pending_updates.add(name)
+        for callback in self.on_connection_change:
+            callback(conn, True)
+
+    def connection_established(self, conn: MeshConnection) -> None:
+        assert conn.remote is not None
+        if self.connections.get(conn.remote) is not conn:
+            conn.shutdown(ConnectionClosed("Cannot set unknown connection active"))
+            return
+        self._apply_changes(self.table.set_local_connection_established(conn.remote))
+        self.log.info(f"{conn}: connection fully established")
+        self._topology_changed()
+        self.pending_updates.add()
+
+    def connection_ended(self, conn: MeshConnection, error: Exception) -> None:
+        self.handshaking.discard(conn)
+        self._forget(conn)
+        if conn.referenced and conn.remote is not None:
+            conn.referenced = False
+            self.table.dereference(conn.remote)
+        self.termination_count += 1
+        for callback in self.on_connection_change:
+            callback(conn, False)
+
+    def _forget(self, conn: MeshConnection) -> None:
+        """Take a registered connection out of our peer (Go's handleDeleteConnection)."""
+        if conn.remote is None or self.connections.get(conn.remote) is not conn:
+            return
+        del self.connections[conn.remote]
+        self.log.info(f"{conn}: connection deleted")
+        if conn.referenced:
+            conn.referenced = False
+            self.table.dereference(conn.remote)
+        self._apply_changes(self.table.delete_local_connection(conn.remote))
+        self._topology_changed()
+        self.pending_updates.add()
+
+    # ---- table changes and routes ----------------------------------------------------------
+    def _apply_changes(self, changes: TableChanges) -> None:
+        for peer in changes.removed:
+            self.log.info(f"Removed unreachable peer {peer.name}({peer.nickname})")
+            for callback in self.on_peer_gone:
+                callback(peer)
+        if changes.local_peer_changed:
+            self.pending_updates.add()
+
+    def _topology_changed(self) -> None:
+        if self._route_timer is None:
+            self._route_timer = asyncio.get_running_loop().call_later(
+                ROUTE_DELAY, self.recalculate_routes)
+
+    def recalculate_routes(self) -> None:
+        self._route_timer = None
+        self.routes = Routes(self.table.topology(), self.name)
+        for callback in self.on_routes_changed:
+            callback()
+
+    # ---- gossip ---------------------------------------------------------------------------
+    def on_gossip_message(self, conn: MeshConnection, tag: ProtocolTag, body: bytes) -> None:
+        """A gossip message from ``conn``; a malformed one is logged and dropped."""
+        try:
+            gossip = messages.decode_gossip(body, unicast=tag is ProtocolTag.GOSSIP_UNICAST)
+            channel = self._channel(gossip.channel)
+            source = PeerName(gossip.source)
+            if tag is ProtocolTag.GOSSIP_UNICAST:
+                assert gossip.destination is not None
+                if gossip.destination == self.name:
+                    channel.gossiper.on_unicast(source, gossip.payload)
+                else:
+                    self.relay_unicast(PeerName(gossip.destination), body)
+            elif tag is ProtocolTag.GOSSIP_BROADCAST:
+                data = channel.gossiper.on_broadcast(source, gossip.payload)
+                if data is not None:
+                    self.relay_broadcast(channel.name, source, data)
+            else:
+                data = channel.gossiper.on_gossip(gossip.payload)
+                if data is not None:
+                    self.relay(channel.name, source, data)
+        except (GobError, TopologyError, ValueError, KeyError) as exc:
+            self.log.warning(f"{conn}: dropped a {tag.name.lower()} message: {exc}")
+
+    def relay_unicast(self, destination: PeerName, body: bytes) -> None:
+        hop = self.routes.unicast_all(destination)
+        if hop is None:
+            raise KeyError(f"unknown relay destination: {destination}")
+        conn = self.connections.get(hop)
+        if conn is None:
+            raise KeyError(f"unable to find connection to relay peer {hop}")
+        conn.send_message(ProtocolTag.GOSSIP_UNICAST, body)
+
+    def relay_broadcast(self, channel: str, source: PeerName, data: GossipData) -> None:
+        for hop in self.routes.broadcast_all(source):
+            conn = self.connections.get(hop)
+            if conn is not None:
+                conn.sender(channel).broadcast(source, data)
+
+    def relay(self, channel: str, source: PeerName, data: GossipData) -> None:
+        for hop in self.routes.gossip_neighbours(source, self.rng):
+            conn = self.connections.get(hop)
+            if conn is not None:
+                conn.sender(channel).send(data)
+
+    def _send_all_gossip_down(self, conn: MeshConnection) -> None:
+        for channel in self.channels.values():
+            data = channel.gossiper.gossip()
+            if data is not None:
+                conn.sender(channel.name).send(data)
+
+    def encode_gossip(self, conn: MeshConnection, channel: str, data: GossipData,
+                      source: PeerName | None) -> list[bytes]:
+        """The protocol messages that send ``data`` of ``channel`` down ``conn``: gossip
+        from us, or a broadcast from ``source``."""
+        tag = ProtocolTag.GOSSIP if source is None else ProtocolTag.GOSSIP_BROADCAST
+        origin = int(self.name if source is None else source)
+        return [encode_message(tag, messages.encode_gossip(
+            messages.GossipBody(channel, origin, payload))) for payload in data.encode()]

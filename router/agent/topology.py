@@ -1,0 +1,126 @@
+"""The ``topology`` gossip channel: every peer's summary and connections (Go's Router as
+its own Gossiper, and the local peer's batching of its updates).
+
+* A received update is merged into the peer table (:class:`router.mesh.peers.PeerTable`,
+  the original's rules); the peers it improved are relayed (gossip) or everything it named
+  (broadcast); routes are recomputed and the connection maker told; a garbage collection
+  follows one second later.
+* Our own changes (connections added, established, gone) are batched for one second and
+  then gossiped to a neighbour subset as the summaries of the peers concerned, ourselves
+  always included.
+* What is sent is the *names* of the peers to describe; they are encoded when the message
+  goes out (:class:`TopologyData`), so a message that waited carries the latest state,
+  and merging two pending messages is a set union.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.service.logs import Logger
+from router.agent.gossip import GossipData
+from router.mesh.names import PeerName
+from router.mesh.peers import PeerTable, TableChanges
+from router.mesh.summary import TopologyError
+from router.mesh.topology_codec import decode_update, encode_update
+
+CHANNEL = "topology"
+BATCH_DELAY = 1.0
+"""Go's deferTopologyUpdateDuration: our own changes wait this long to be sent together."""
+GC_DELAY = 1.0
+"""Go's gcInterval: a collection runs this long after an update."""
+
+
+@dataclass(frozen=True)
+class TopologyData:
+    """The summaries of ``names``, encoded from the table when sent."""
+
+    table: PeerTable
+    names: frozenset[PeerName]
+
+    def encode(self) -> list[bytes]:
+        return [encode_update(self.table.encode_summaries(sorted(self.names)))]
+
+    def merge(self, other: GossipData) -> GossipData:
+        assert isinstance(other, TopologyData)
+        return TopologyData(self.table, self.names | other.names)
+
+
+class TopologyGossiper:
+    """The channel's gossiper.  ``changed`` is called after every change that may move
+    routes (the mesh recomputes them and wakes its connection maker); ``applied`` with the
+    table's changes (peers removed, our summary changed) for the mesh to act on."""
+
+    def __init__(self, table: PeerTable, *, changed: Callable[[], None],
+                 applied: Callable[[TableChanges], None], log: Logger) -> None:
+        self.table = table
+        self.changed = changed
+        self.applied = applied
+        self.log = log
+        self._gc: asyncio.TimerHandle | None = None
+
+    def data(self, names: frozenset[PeerName]) -> TopologyData:
+        return TopologyData(self.table, names)
+
+    def on_unicast(self, source: PeerName, payload: bytes) -> None:
+        raise TopologyError(f"unexpected topology gossip unicast from {source}")
+
+    def on_broadcast(self, source: PeerName, payload: bytes) -> GossipData | None:
+        received, _ = self._apply(payload)
+        return self.data(received) if received else None
+
+    def gossip(self) -> GossipData | None:
+        return self.data(self.table.names())
+
+    def on_gossip(self, payload: bytes) -> GossipData | None:
+        _, new = self._apply(payload)
+        return self.data(new) if new else None
+
+    def _apply(self, payload: bytes) -> tuple[frozenset[PeerName], frozenset[PeerName]]:
+        result = self.table.apply_update(decode_update(payload))
+        self.applied(result.changes)
+        if result.new:
+            self.changed()
+            self._schedule_gc()
+        return result.received, result.new
+
+    def _schedule_gc(self) -> None:
+        if self._gc is None:
+            self._gc = asyncio.get_running_loop().call_later(GC_DELAY, self._collect)
+
+    def _collect(self) -> None:
+        self._gc = None
+        changes = self.table.garbage_collect()
+        self.applied(changes)
+        if changes.removed:
+            self.changed()
+
+
+class PendingUpdates:
+    """Our own topology changes, batched (Go's ``broadcastPeerUpdate``): ``send`` gets the
+    names to gossip once the batch delay is over, ourselves always among them."""
+
+    def __init__(self, ourself: PeerName, send: Callable[[frozenset[PeerName]], None],
+                 delay: float = BATCH_DELAY) -> None:
+        self.ourself = ourself
+        self.send = send
+        self.delay = delay
+        self._names: set[PeerName] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, *names: PeerName) -> None:
+        self._names.update(names)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        names, self._names = frozenset({*self._names, self.ourself}), set()
+        self.send(names)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,253 @@
+"""The mesh runtime in one process: several meshes on loopback, real TCP, the real
+handshake and gossip, no data path (the null overlay).  What real agents in network
+namespaces do is tested in tests/router/test_agents.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from router.agent.gossip import GossipData, Messages
+from router.agent.mesh import Mesh, MeshConfig
+from router.agent.overlay import NullOverlay
+from router.mesh.names import PeerName
+from tests.support.doubles import RecordingLog
+
+
+@dataclass
+class Node:
+    mesh: Mesh
+    server: asyncio.Server
+    log: RecordingLog
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def name(self) -> PeerName:
+        return self.mesh.name
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node] = field(default_factory=list)
+
+    async def add(self, index: int, *, password: bytes | None = None,
+                  name: int | None = None, conn_limit: int = 200,
+                  seed: int | None = None) -> Node:
+        log = RecordingLog()
+        peer = PeerName(name if name is not None else 0xCE0000000001 + index)
+        mesh = Mesh(MeshConfig(peer, f"n{index}", password=password, conn_limit=conn_limit,
+                               gossip_interval=1.0), NullOverlay(), log,
+                    random.Random(index if seed is None else seed))
+        mesh.start()
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            host, port = writer.get_extra_info("peername")[:2]
+            mesh.serve(reader, writer, outbound=False, address=f"{host}:{port}")
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        node = Node(mesh, server, log)
+        self.nodes.append(node)
+        return node
+
+    async def connect(self, a: Node, b: Node) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", b.port)
+        a.mesh.serve(reader, writer, outbound=True, address=f"127.0.0.1:{b.port}")
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            node.server.close()
+            await node.mesh.stop()
+
+
+@asynccontextmanager
+async def cluster() -> AsyncIterator[Cluster]:
+    running = Cluster()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+def test_a_chain_gives_routes_through_the_middle_and_relays_unicast_gossip() -> None:
+    """A - B - C: every peer learns the whole topology, A routes to C via B, and a
+    unicast A sends C on a channel arrives, relayed by B (which has no gossiper for it:
+    its surrogate channel relays)."""
+    received: list[tuple[PeerName, bytes]] = []
+
+    class Inbox:
+        def on_unicast(self, source: PeerName, payload: bytes) -> None:
+            received.append((source, payload))
+
+        def on_broadcast(self, source: PeerName, payload: bytes) -> GossipData | None:
+            return None
+
+        def gossip(self) -> GossipData | None:
+            return None
+
+        def on_gossip(self, payload: bytes) -> GossipData | None:
+            return None
+
+    async def test() -> None:
+        async with cluster() as c:
+            a, b, z = [await c.add(i) for i in range(3)]
+            await c.connect(a, b)
+            await c.connect(b, z)
+            names = {a.name, b.name, z.name}
+            await until(lambda: all(n.mesh.table.names() == names for n in (a, b, z))
+                        and a.mesh.routes.unicast(z.name) == b.name)
+            assert z.mesh.routes.unicast(a.name) == b.name
+            channel = a.mesh.new_gossip("test", Inbox())
+            z.mesh.new_gossip("test", Inbox())
+            channel.gossip_unicast(z.name, b"hello")
+            await until(lambda: bool(received))
+            assert received == [(a.name, b"hello")]
+            assert any("created surrogate channel" in line[1] for line in b.log.lines)
+    run(test)
+
+
+def test_broadcast_reaches_every_peer_once() -> None:
+    got: dict[PeerName, list[bytes]] = {}
+
+    class Listener:
+        def __init__(self, me: PeerName) -> None:
+            self.me = me
+
+        def on_unicast(self, source: PeerName, payload: bytes) -> None:
+            pass
+
+        def on_broadcast(self, source: PeerName, payload: bytes) -> GossipData | None:
+            got.setdefault(self.me, []).append(payload)
+            return Messages((payload,))
+
+        def gossip(self) -> GossipData | None:
+            return None
+
+        def on_gossip(self, payload: bytes) -> GossipData | None:
+            return None
+
+    async def test() -> None:
+        async with cluster() as c:
+            nodes = [await c.add(i) for i in range(5)]
+            for i, j in ((0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (1, 3)):  # a ring + a chord
+                await c.connect(nodes[i], nodes[j])
+            names = {n.name for n in nodes}
+            await until(lambda: all(n.mesh.table.names() == names for n in nodes)
+                        and all(len(n.mesh.routes.unicast_table) == 5 for n in nodes))
+            channels = [n.mesh.new_gossip("bcast", Listener(n.name)) for n in nodes]
+            channels[0].gossip_broadcast(Messages((b"news",)))
+            await until(lambda: len(got) == 4)
+            await asyncio.sleep(0.3)
+            assert got == {n.name: [b"news"] for n in nodes[1:]}
+    run(test)
+
+
+def test_a_restarted_peer_is_a_new_incarnation() -> None:
+    """C leaves and a new C (same name, new UID) joins: the others take its new summary
+    (the old incarnation's connections are gone) and route to it again."""
+    async def test() -> None:
+        async with cluster() as c:
+            a, b, z = [await c.add(i) for i in range(3)]
+            await c.connect(a, b)
+            await c.connect(z, b)
+            await until(lambda: a.mesh.routes.unicast(z.name) == b.name)
+            old_uid = z.mesh.uid
+            z.server.close()
+            await z.mesh.stop()
+            await until(lambda: z.name not in a.mesh.table.names())
+            c.nodes.remove(z)
+            again = await c.add(2, seed=99)
+            assert again.mesh.uid != old_uid
+            await c.connect(again, b)
+            await until(lambda: (s := a.mesh.table.get(z.name)) is not None
+                        and s.uid == again.mesh.uid
+                        and a.mesh.routes.unicast(z.name) == b.name)
+    run(test)
+
+
+def test_simultaneous_connections_leave_one() -> None:
+    async def test() -> None:
+        async with cluster() as c:
+            a, b = await c.add(0), await c.add(1)
+            await asyncio.gather(c.connect(a, b), c.connect(b, a))
+            await until(lambda: len(a.mesh.connections) == 1 and len(b.mesh.connections) == 1
+                        and not a.mesh.handshaking and not b.mesh.handshaking)
+            await asyncio.sleep(0.3)
+            assert a.mesh.connections[b.name].uid == b.mesh.connections[a.name].uid
+            assert any("Multiple connections" in line[1] for n in (a, b)
+                       for line in n.log.lines)
+    run(test)
+
+
+def test_a_name_collision_is_said_in_one_clear_line() -> None:
+    """Two peers with the same name (cloned machines): refused, with a line naming the
+    address, both UIDs and what to do."""
+    async def test() -> None:
+        async with cluster() as c:
+            a = await c.add(0)
+            twin = await c.add(1, name=int(a.name))
+            await c.connect(twin, a)
+            await until(lambda: any("peer name collision" in line[1]
+                                    for line in a.log.lines + twin.log.lines))
+            errors = [line for n in (a, twin) for line in n.log.lines
+                      if "peer name collision" in line[1]]
+            assert all(line[0] == "error" for line in errors)
+            text = errors[0][1]
+            assert str(a.mesh.uid) in text and str(twin.mesh.uid) in text
+            assert "--name" in text and "machine-id" in text
+            assert not a.mesh.connections and not twin.mesh.connections
+    run(test)
+
+
+@pytest.mark.parametrize("passwords", [(b"s3cret", b"s3cret"), (b"s3cret", b"other"),
+                                       (b"s3cret", None)], ids=["same", "wrong", "one-sided"])
+def test_passwords(passwords: tuple[bytes | None, bytes | None]) -> None:
+    async def test() -> None:
+        async with cluster() as c:
+            a = await c.add(0, password=passwords[0])
+            b = await c.add(1, password=passwords[1])
+            await c.connect(a, b)
+            if passwords[0] == passwords[1]:
+                await until(lambda: b.name in a.mesh.connections
+                            and a.mesh.connections[b.name].established)
+                assert a.mesh.connections[b.name].session_key is not None
+                return
+            await until(lambda: sum("shutting down" in line[1] for n in (a, b)
+                                    for line in n.log.lines) >= 2)
+            for node in (a, b):
+                reasons = [line[1] for line in node.log.lines if "shutting down" in line[1]]
+                assert reasons and all("password" in r for r in reasons), reasons
+            assert not a.mesh.connections and not b.mesh.connections
+    run(test)
+
+
+def test_the_connection_limit_refuses_the_extra_connection() -> None:
+    async def test() -> None:
+        async with cluster() as c:
+            hub = await c.add(0, conn_limit=1)
+            a, b = await c.add(1), await c.add(2)
+            await c.connect(a, hub)
+            await until(lambda: len(hub.mesh.connections) == 1)
+            await c.connect(b, hub)
+            await until(lambda: any("Connection limit reached (1)" in line[1]
+                                    for line in hub.log.lines + b.log.lines))
+            assert set(hub.mesh.connections) == {a.name}
+    run(test)
