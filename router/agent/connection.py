@@ -38,6 +38,7 @@ from router.mesh.protocol import (
     parse_message,
 )
 from router.mesh.session import Session
+from router.mesh.topology_delta import INCREMENTAL_TOPOLOGY_FEATURE, IncrementalEncoder
 
 if TYPE_CHECKING:
     from router.agent.mesh import Mesh
@@ -73,6 +74,9 @@ class MeshConnection:
         self.remote_uid = 0
         self.referenced = False
         """The mesh holds a reference to the remote peer in its table for us."""
+        self.topology_encoder: IncrementalEncoder | None = None
+        """Set when both ends speak incremental topology updates (an extension of ours:
+        see :mod:`router.mesh.topology_delta`); what the peer holds of each summary."""
         self.session: Session | None = None
         self.session_key: bytes | None = None
         self.features: dict[str, str] = {}
@@ -111,7 +115,9 @@ class MeshConnection:
     async def _handshake(self) -> HandshakeResult:
         local = LocalFeatures(self.mesh.config.name, self.mesh.config.nickname, self.mesh.uid,
                               self.conn_id, self.mesh.short_id(),
-                              self.mesh.trusts(self.address), self.mesh.overlay_names())
+                              self.mesh.trusts(self.address), self.mesh.overlay_names(),
+                              extra=((INCREMENTAL_TOPOLOGY_FEATURE, "1"),)
+                              if self.mesh.config.incremental_topology else ())
         handshake = Handshake(HandshakeConfig(local, self.outbound, self.mesh.config.password),
                               messages)  # the module's functions are the features codec
         self.writer.write(handshake.start())
@@ -143,6 +149,9 @@ class MeshConnection:
         self.remote = PeerName(result.remote.name)
         self.remote_nickname = result.remote.nickname
         self.remote_uid = result.remote.uid
+        if (self.mesh.config.incremental_topology
+                and result.features.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1"):
+            self.topology_encoder = IncrementalEncoder(self.mesh.summary_history)
 
     async def _serve(self) -> Exception:
         """Run the reader, writer and heartbeat until one of them (or a shutdown) ends

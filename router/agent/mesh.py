@@ -29,7 +29,7 @@ from common.service.logs import Logger
 from router.agent.connection import ConnectionClosed, MeshConnection
 from router.agent.gossip import GossipData, Gossiper, SurrogateGossiper
 from router.agent.overlay import Overlay
-from router.agent.topology import CHANNEL, PendingUpdates, TopologyGossiper
+from router.agent.topology import CHANNEL, PendingUpdates, TopologyData, TopologyGossiper
 from router.mesh import messages
 from router.mesh.gob import GobError
 from router.mesh.handshake import HandshakeResult
@@ -38,6 +38,17 @@ from router.mesh.peers import PeerTable, TableChanges
 from router.mesh.protocol import ProtocolTag, encode_message
 from router.mesh.routes import Routes
 from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError
+from router.mesh.topology_codec import decode_update
+from router.mesh.topology_delta import (
+    INCREMENTAL_TOPOLOGY_CHANNEL as INCREMENTAL,
+)
+from router.mesh.topology_delta import (
+    FullSummaryRequest,
+    SummaryHistory,
+    resolve_items,
+)
+from router.mesh.topology_delta_codec import decode_message as decode_incremental
+from router.mesh.topology_delta_codec import encode_message as encode_incremental
 
 ROUTE_DELAY = 0.1
 """Go's recalcDeferTime: route recomputations within this window are one."""
@@ -55,6 +66,9 @@ class MeshConfig:
     peer_discovery: bool = True
     trusted_subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     gossip_interval: float = GOSSIP_INTERVAL
+    incremental_topology: bool = True
+    """Offer incremental topology updates to peers that speak them (ours); off, this
+    agent gossips topology as the original does (for comparisons)."""
 
 
 class NameCollision(ConnectionClosed):
@@ -107,6 +121,8 @@ class Mesh:
         """Called with a connection when it is added (True) and when it ends (False)."""
         self.on_routes_changed: list[Callable[[], None]] = []
         """Called after routes were recomputed (the connection maker looks again)."""
+        self.summary_history = SummaryHistory()
+        """The last few summaries of each peer, the bases of incremental updates."""
         self.topology = TopologyGossiper(self.table, changed=self._topology_changed,
                                          applied=self._apply_changes, log=log)
         self.topology_channel = self.new_gossip(CHANNEL, self.topology)
@@ -285,6 +301,12 @@ class Mesh:
 
     # ---- table changes and routes ----------------------------------------------------------
     def _apply_changes(self, changes: TableChanges) -> None:
+        if changes.removed:
+            gone = [peer.name for peer in changes.removed]
+            self.summary_history.forget_peers(gone)
+            for conn in self.connections.values():
+                if conn.topology_encoder is not None:
+                    conn.topology_encoder.forget(gone)
         for peer in changes.removed:
             self.log.info(f"Removed unreachable peer {peer.name}({peer.nickname})")
             for callback in self.on_peer_gone:
@@ -308,8 +330,11 @@ class Mesh:
         """A gossip message from ``conn``; a malformed one is logged and dropped."""
         try:
             gossip = messages.decode_gossip(body, unicast=tag is ProtocolTag.GOSSIP_UNICAST)
-            channel = self._channel(gossip.channel)
             source = PeerName(gossip.source)
+            if tag is ProtocolTag.GOSSIP and gossip.channel in (CHANNEL, INCREMENTAL):
+                self._on_topology(conn, source, gossip.channel, gossip.payload)
+                return
+            channel = self._channel(gossip.channel)
             if tag is ProtocolTag.GOSSIP_UNICAST:
                 assert gossip.destination is not None
                 if gossip.destination == self.name:
@@ -326,6 +351,33 @@ class Mesh:
                     self.relay(channel.name, source, data)
         except (GobError, TopologyError, ValueError, KeyError) as exc:
             self.log.warning(f"{conn}: dropped a {tag.name.lower()} message: {exc}")
+
+    def _on_topology(self, conn: MeshConnection, source: PeerName, channel: str,
+                     payload: bytes) -> None:
+        """Topology gossip from a neighbour, in Go's format or (from a peer of ours that
+        speaks it) the incremental one: merged, and what was new relayed onwards."""
+        encoder = conn.topology_encoder
+        if channel == CHANNEL:
+            summaries = decode_update(payload)
+        else:
+            message = decode_incremental(payload)
+            if encoder is None:
+                raise TopologyError("incremental topology update on a connection that did "
+                                    "not negotiate it")
+            if isinstance(message, FullSummaryRequest):
+                encoder.forget(message.names)  # it lacks them: send them whole
+                conn.sender(CHANNEL).send(self.topology.data(message.names))
+                return
+            summaries, missing = resolve_items(self.table, message.items)
+            if missing:
+                conn.send_message(ProtocolTag.GOSSIP, messages.encode_gossip(
+                    messages.GossipBody(INCREMENTAL, int(self.name),
+                                        encode_incremental(FullSummaryRequest(missing)))))
+        if encoder is not None:
+            encoder.note_received(summaries)
+        new = self.topology.apply(summaries).new
+        if new:
+            self.relay(CHANNEL, source, self.topology.data(new))
 
     def relay_unicast(self, destination: PeerName, body: bytes) -> None:
         hop = self.routes.unicast_all(destination)
@@ -360,5 +412,12 @@ class Mesh:
         from us, or a broadcast from ``source``."""
         tag = ProtocolTag.GOSSIP if source is None else ProtocolTag.GOSSIP_BROADCAST
         origin = int(self.name if source is None else source)
+        if (channel == CHANNEL and source is None and conn.topology_encoder is not None
+                and isinstance(data, TopologyData)):
+            update = conn.topology_encoder.encode(
+                self.table.encode_summaries(sorted(data.names)))
+            channel, payloads = INCREMENTAL, [encode_incremental(update)]
+        else:
+            payloads = data.encode()
         return [encode_message(tag, messages.encode_gossip(
-            messages.GossipBody(channel, origin, payload))) for payload in data.encode()]
+            messages.GossipBody(channel, origin, payload))) for payload in payloads]

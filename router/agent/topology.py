@@ -16,14 +16,14 @@ its own Gossiper, and the local peer's batching of its updates).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common.service.logs import Logger
 from router.agent.gossip import GossipData
 from router.mesh.names import PeerName
-from router.mesh.peers import PeerTable, TableChanges
-from router.mesh.summary import TopologyError
+from router.mesh.peers import PeerTable, TableChanges, UpdateResult
+from router.mesh.summary import PeerSummary, TopologyError
 from router.mesh.topology_codec import decode_update, encode_update
 
 CHANNEL = "topology"
@@ -79,12 +79,17 @@ class TopologyGossiper:
         return self.data(new) if new else None
 
     def _apply(self, payload: bytes) -> tuple[frozenset[PeerName], frozenset[PeerName]]:
-        result = self.table.apply_update(decode_update(payload))
+        result = self.apply(decode_update(payload))
+        return result.received, result.new
+
+    def apply(self, summaries: Sequence[PeerSummary]) -> UpdateResult:
+        """Merge summaries received in either format; act on what changed."""
+        result = self.table.apply_update(summaries)
         self.applied(result.changes)
         if result.new:
             self.changed()
             self._schedule_gc()
-        return result.received, result.new
+        return result
 
     def _schedule_gc(self) -> None:
         if self._gc is None:

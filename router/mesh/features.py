@@ -162,6 +162,9 @@ class LocalFeatures:
     overlays: tuple[str, ...] | None = None
     """Our overlay names in preference order (weave: fastdp, sleeve); None sends no
     Overlays entry, as mesh with no overlay does."""
+    extra: tuple[tuple[str, str], ...] = ()
+    """Features of ours the original does not know (it ignores them), e.g. that we
+    speak incremental topology updates."""
 
     def __post_init__(self) -> None:
         format_peer_name(self.name)
@@ -183,6 +186,8 @@ class LocalFeatures:
         }
         if self.overlays is not None:
             wire["Overlays"] = " ".join(self.overlays)
+        for key, value in self.extra:
+            wire.setdefault(key, value)
         return wire
 
 

@@ -40,11 +40,12 @@ class Cluster:
 
     async def add(self, index: int, *, password: bytes | None = None,
                   name: int | None = None, conn_limit: int = 200,
-                  seed: int | None = None) -> Node:
+                  seed: int | None = None, incremental: bool = True) -> Node:
         log = RecordingLog()
         peer = PeerName(name if name is not None else 0xCE0000000001 + index)
         mesh = Mesh(MeshConfig(peer, f"n{index}", password=password, conn_limit=conn_limit,
-                               gossip_interval=1.0), NullOverlay(), log,
+                               gossip_interval=1.0, incremental_topology=incremental),
+                    NullOverlay(), log,
                     random.Random(index if seed is None else seed))
         mesh.start()
 
@@ -250,4 +251,32 @@ def test_the_connection_limit_refuses_the_extra_connection() -> None:
             await until(lambda: any("Connection limit reached (1)" in line[1]
                                     for line in hub.log.lines + b.log.lines))
             assert set(hub.mesh.connections) == {a.name}
+    run(test)
+
+
+def test_incremental_topology_between_ours_and_the_original_format_with_others() -> None:
+    """A and C speak incremental updates; B gossips as the original does.  Everybody ends
+    with the same table; A-C's direct link uses deltas once the first summaries went."""
+    async def test() -> None:
+        async with cluster() as c:
+            a, b, z = await c.add(0), await c.add(1, incremental=False), await c.add(2)
+            d = await c.add(3)
+            for x, y in ((a, b), (b, z), (a, z), (d, a)):
+                await c.connect(x, y)
+            nodes = (a, b, z, d)
+
+            def tables() -> list[object]:
+                return [sorted((s.name, s.uid, s.version, s.connections)
+                               for s in n.mesh.table.summaries()) for n in nodes]
+
+            await until(lambda: all(len(n.mesh.table.names()) == 4 for n in nodes)
+                        and all(t == tables()[0] for t in tables()))
+            assert a.mesh.connections[z.name].topology_encoder is not None
+            assert a.mesh.connections[b.name].topology_encoder is None
+            assert b.mesh.connections[a.name].topology_encoder is None
+            # a change travels in both formats and the tables agree again
+            e = await c.add(4)
+            await c.connect(e, b)
+            await until(lambda: all(len(n.mesh.table.names()) == 5 for n in nodes)
+                        and all(t == tables()[0] for t in tables()))
     run(test)
