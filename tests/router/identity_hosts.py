@@ -7,10 +7,16 @@ randomness and the persisted name are given as values.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import random
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from common.kernel.netns import open_netns
+from common.lab.netns import scratch_netns
 from router.agent.identity import (
     HostView,
     IdentityError,
@@ -64,3 +70,25 @@ def fake_host(root: Path, links: Mapping[str, bytes] | None = None,
                     hostname=lambda: hostname,
                     random_bytes=random.Random(seed).randbytes,
                     persisted_peer_name=persisted_name)
+
+
+@contextlib.contextmanager
+def scratch_node() -> Iterator[tuple[str, int]]:
+    """A scratch namespace (name, open fd), deleted afterwards."""
+    with scratch_netns("idk") as name:
+        fd = open_netns(name)
+        try:
+            yield name, fd
+        finally:
+            os.close(fd)
+
+
+def ip(namespace: str, *args: str) -> str:
+    return subprocess.run(["ip", "-n", namespace, *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def link_mac(namespace: str, link: str) -> str:
+    shown = json.loads(ip(namespace, "-j", "link", "show", link))
+    address: str = shown[0]["address"]
+    return address
