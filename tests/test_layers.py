@@ -35,6 +35,8 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/v1stream.py", "router/mesh/names.py", "router/mesh/summary.py",
                "router/mesh/peers.py", "router/mesh/short_ids.py", "router/mesh/routes.py",
                "router/mesh/topology_delta.py", "router/mesh/topology_delta_codec.py",
+               "router/mesh/connection_maker.py", "router/mesh/connection_rules.py",
+               "router/mesh/peer_address.py", "router/mesh/go_text.py",
                "router/ipam/messages.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
