@@ -35,7 +35,10 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/v1stream.py", "router/mesh/names.py", "router/mesh/summary.py",
                "router/mesh/peers.py", "router/mesh/short_ids.py", "router/mesh/routes.py",
                "router/mesh/topology_delta.py", "router/mesh/topology_delta_codec.py",
-               "router/ipam/messages.py", "router/agent/identity.py")
+               "router/mesh/connection_maker.py", "router/mesh/connection_rules.py",
+               "router/mesh/peer_address.py", "router/mesh/go_text.py",
+               "router/mesh/topology_codec.py", "router/ipam/messages.py",
+               "router/agent/identity.py", "router/api/model.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}

@@ -41,3 +41,14 @@ def test_wire_modules_do_no_io_and_respect_the_layering(module: str) -> None:
         if name.startswith("router.mesh."):
             assert name.removeprefix("router.mesh.") in WIRE_MODULES[module], (
                 f"router/mesh/{module}.py imports {name}")
+
+
+CLOCKLESS_MODULES = ("connection_maker", "connection_rules", "peer_address", "go_text")
+"""Decision logic the runtime drives: time and randomness come in as arguments."""
+
+
+@pytest.mark.parametrize("module", CLOCKLESS_MODULES)
+def test_connection_logic_reads_no_clock_and_draws_no_randomness(module: str) -> None:
+    for name in imported(module):
+        assert name.split(".")[0] not in IO_MODULES | {"random", "secrets"}, (
+            f"router/mesh/{module}.py imports {name}")
