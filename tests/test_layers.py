@@ -35,7 +35,12 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/v1stream.py", "router/mesh/names.py", "router/mesh/summary.py",
                "router/mesh/peers.py", "router/mesh/short_ids.py", "router/mesh/routes.py",
                "router/mesh/topology_delta.py", "router/mesh/topology_delta_codec.py",
-               "router/ipam/messages.py")
+               "router/ipam/messages.py",
+               "router/api/model.py", "router/api/govalue.py", "router/api/gofmt.py",
+               "router/api/gojson.py", "router/api/gotemplate_lex.py",
+               "router/api/gotemplate_parse.py", "router/api/gotemplate.py",
+               "router/api/report.py", "router/api/status.py",
+               "router/api/status_services.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}
