@@ -40,7 +40,8 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/api/gojson.py", "router/api/gotemplate_lex.py",
                "router/api/gotemplate_parse.py", "router/api/gotemplate.py",
                "router/api/report.py", "router/api/status.py",
-               "router/api/status_services.py", "router/api/metrics.py")
+               "router/api/status_services.py", "router/api/metrics.py",
+               "router/cli/commands.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}
