@@ -2,7 +2,11 @@
 
 Routes are registered on a :class:`common.service.http.HttpServer` given callables: one
 that returns a fresh :class:`~router.api.model.Report` per request, and the runtime's
-``connect`` and ``forget``.  What Go's weaver 2.8.1 answers, and so this:
+``connect`` and ``forget``.  The server calls them from its own threads, one per request:
+``snapshot`` must return an immutable value without touching the event loop's state
+(e.g. the latest snapshot the loop published), and ``connect``/``forget`` must hand the
+work to the loop (``asyncio.run_coroutine_threadsafe``) and may wait for its answer.
+What Go's weaver 2.8.1 answers, and so this:
 
 * ``GET /status``, ``/status/peers``, ``/status/connections``, ``/status/targets``,
   ``/status/ipam``, ``/status/dns``: text/plain, 503 instead of 200 while the agent is not

@@ -242,6 +242,9 @@ def format_report(report: Report, formats: Sequence[str]) -> FormatAnswer:
         return FormatAnswer(400, f"{exc}\n")
     except UnsupportedTemplate as exc:
         return FormatAnswer(400, f"unsupported in weaver's report templates: {exc}\n")
+    except RecursionError:  # Go allows 10000 levels of parentheses; Python's stack fewer
+        return FormatAnswer(400, "unsupported in weaver's report templates: "
+                                 "expressions nested this deep\n")
     except TemplateExecError as exc:
         if not exc.partial:
             return FormatAnswer(500, EXECUTION_FAILED)

@@ -57,3 +57,11 @@ def test_unsupported_constructs_are_refused_by_name(template: str, named: str) -
     assert answer.status == 400
     assert answer.body.startswith("unsupported in weaver's report templates: ")
     assert named in answer.body and answer.body.endswith("\n")
+
+
+def test_deep_nesting_is_refused_not_crashed() -> None:
+    template = "{{" + "(" * 2000 + ".Version" + ")" * 2000 + "}}"
+    answer = format_report(report_for("plain", "before-consensus"), [template])
+    assert answer.status == 400 and "nested" in answer.body
+    shallow = "{{" + "(" * 50 + ".Version" + ")" * 50 + "}}"
+    assert format_report(report_for("plain", "before-consensus"), [shallow]).body == "2.8.1"
