@@ -38,7 +38,13 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/connection_maker.py", "router/mesh/connection_rules.py",
                "router/mesh/peer_address.py", "router/mesh/go_text.py",
                "router/mesh/topology_codec.py", "router/ipam/messages.py",
-               "router/agent/identity.py", "router/api/model.py")
+               "router/agent/identity.py",
+               "router/api/model.py", "router/api/govalue.py", "router/api/gofmt.py",
+               "router/api/gojson.py", "router/api/gotemplate_lex.py",
+               "router/api/gotemplate_parse.py", "router/api/gotemplate.py",
+               "router/api/report.py", "router/api/status.py",
+               "router/api/status_services.py", "router/api/metrics.py",
+               "router/cli/commands.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}

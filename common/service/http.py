@@ -35,6 +35,12 @@ class Request:
     body: bytes
     client: str
     """The client's address."""
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    """Request headers by lower-case name (a name may repeat)."""
+
+    def header(self, name: str) -> list[str]:
+        """Every value of a request header (case-insensitive name)."""
+        return self.headers.get(name.lower(), [])
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The last value of a query (or form) parameter."""
@@ -47,6 +53,7 @@ class Response:
     status: int = 200
     body: bytes = b""
     content_type: str = TEXT
+    """Empty: no Content-Type header (as Go's server sends an empty body)."""
     headers: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
@@ -62,9 +69,16 @@ class HttpServer:
     (``"/ip/"``: every path under it); the longest matching prefix wins."""
 
     def __init__(self, address: tuple[str, int], *,
-                 allow: Callable[[str], bool] | None = None, name: str = "http") -> None:
+                 allow: Callable[[str], bool] | None = None, name: str = "http",
+                 not_found: Response | None = None,
+                 method_not_allowed: Response | None = None) -> None:
+        """``not_found``/``method_not_allowed``: the answers for a path nobody serves and
+        for a served path asked with another method (default: short text, 404/405)."""
         self._routes: dict[tuple[str, str], Handler] = {}
         self._prefixes: list[tuple[str, str, Handler]] = []
+        self._not_found = not_found or Response.text("not found\n", 404)
+        self._method_not_allowed = method_not_allowed or Response.text(
+            "method not allowed\n", 405)
         outer = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -112,6 +126,9 @@ class HttpServer:
         length = int(raw.headers.get("Content-Length") or 0)
         body = raw.rfile.read(length) if length > 0 else b""
         query = parse_qs(url.query, keep_blank_values=True)
+        headers: dict[str, list[str]] = {}
+        for key, value in raw.headers.items():
+            headers.setdefault(key.lower(), []).append(value)
         if raw.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
             for key, values in parse_qs(body.decode(errors="replace"),
                                         keep_blank_values=True).items():
@@ -119,11 +136,10 @@ class HttpServer:
         method = "GET" if raw.command == "HEAD" else raw.command
         handler, known = self._find(method, url.path)
         if handler is None:
-            response = (Response.text("method not allowed\n", 405) if known
-                        else Response.text("not found\n", 404))
+            response = self._method_not_allowed if known else self._not_found
         else:
             try:
-                response = handler(Request(method, url.path, query, body, client))
+                response = handler(Request(method, url.path, query, body, client, headers))
             except Exception as exc:  # a handler's bug answers 500, the server goes on
                 response = Response.text(f"{type(exc).__name__}: {exc}\n", 500)
         self._send(raw, response, head=raw.command == "HEAD")
@@ -131,7 +147,8 @@ class HttpServer:
     @staticmethod
     def _send(raw: BaseHTTPRequestHandler, response: Response, head: bool = False) -> None:
         raw.send_response(response.status)
-        raw.send_header("Content-Type", response.content_type)
+        if response.content_type:
+            raw.send_header("Content-Type", response.content_type)
         raw.send_header("Content-Length", str(len(response.body)))
         for key, value in response.headers.items():
             raw.send_header(key, value)

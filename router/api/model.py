@@ -9,6 +9,7 @@ own control (one event loop: no locking); renderers (:mod:`router.api.status`) o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -86,7 +87,20 @@ class RouterStatus:
     trusted_subnets: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields the data path adds to the ``Router`` object (``Interface``,
-    ``CaptureStats``, ``MACs``...), already in their JSON form."""
+    ``CaptureStats``, ``MACs``...), already in their JSON form (``MACs[].LastSeen`` as
+    RFC 3339 text).  Absent ones show as Go's zero values (``""``, ``null``)."""
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """Go's ``VersionCheck`` (the checkpoint call-out).  The agent does not call out, so
+    the default (disabled) is what it reports; the fields are kept for the JSON shape."""
+
+    enabled: bool = False
+    success: bool = False
+    new_version: str = ""
+    next_check_at: datetime | None = None
+    """None is Go's zero time (``0001-01-01T00:00:00Z``)."""
 
 
 @dataclass(frozen=True)
@@ -98,3 +112,7 @@ class Report:
     version: str
     router: RouterStatus
     services: dict[str, Any] = field(default_factory=dict)
+    """``IPAM``, ``DNS``, ``Proxy``, ``Plugin``: each present part in its JSON form, in the
+    order Go prints it (struct fields in their order; see :mod:`router.api.report` for the
+    shapes it knows).  A missing part is left out of ``/report`` as Go's ``omitempty``."""
+    version_check: VersionCheck = field(default_factory=VersionCheck)

@@ -1,0 +1,1 @@
+"""The agent's command line: ``weave`` (status, report, connect, forget, version)."""
