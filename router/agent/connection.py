@@ -101,8 +101,6 @@ class MeshConnection:
             result = await self._handshake()
             self._take(result)
             await self.mesh.register(self, result)
-            self.log.info(f"{self}: connection ready; using protocol version "
-                          f"{result.version}")
             for payload in result.pending:
                 self._dispatch(payload)
             error = await self._serve()

@@ -75,6 +75,10 @@ class NameCollision(ConnectionClosed):
     """A peer with our name but another UID: another machine calls itself what we do."""
 
 
+class ConnectToSelf(ConnectionClosed):
+    """We dialled ourselves (one of our own addresses was a target)."""
+
+
 class GossipChannel:
     """A registered channel, as its service sees it (Go's ``mesh.Gossip``)."""
 
@@ -100,25 +104,28 @@ class GossipChannel:
 
 class Mesh:
     def __init__(self, config: MeshConfig, overlay: Overlay, log: Logger,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, *, uid: int | None = None,
+                 short_id: int | None = None) -> None:
         self.config = config
         self.name = config.name
         self.overlay = overlay
         self.log = log
         self.rng = rng or random.Random()
-        self.uid = self.rng.getrandbits(64)
+        self.uid = self.rng.getrandbits(64) if uid is None else uid
         self.table = PeerTable(config.name, config.nickname, self.uid,
-                               self.rng.randrange(4096), self.rng)
+                               self.rng.randrange(4096) if short_id is None else short_id,
+                               self.rng)
         self.routes = Routes(self.table.topology(), config.name)
         self.connections: dict[PeerName, MeshConnection] = {}
         """Our registered connections, by remote peer."""
         self.handshaking: set[MeshConnection] = set()
         self.channels: dict[str, GossipChannel] = {}
-        self.termination_count = 0
         self.on_peer_gone: list[Callable[[PeerSummary], None]] = []
         """Called with each peer garbage collection removes (IPAM reclaims its space)."""
-        self.on_connection_change: list[Callable[[MeshConnection, bool], None]] = []
-        """Called with a connection when it is added (True) and when it ends (False)."""
+        self.on_connection_change: list[Callable[[MeshConnection, bool, Exception | None],
+                                                 None]] = []
+        """Called with a connection when it is added (True, None) and when it ends (False,
+        and why)."""
         self.on_routes_changed: list[Callable[[], None]] = []
         """Called after routes were recomputed (the connection maker looks again)."""
         self.summary_history = SummaryHistory()
@@ -226,8 +233,9 @@ class Mesh:
             raise NameCollision(f"Peer name collision with {name}({remote.nickname}) at "
                                 f"{conn.address}")
         if name == self.name:
-            raise ConnectionClosed("Cannot connect to ourself")
+            raise ConnectToSelf("Cannot connect to ourself")
         restarted = known.uid != remote.uid
+        self.log.info(f"{conn}: connection ready; using protocol version {result.version}")
         conn.overlay = await self.overlay.prepare_connection(
             conn.overlay_params(conn.send_message))
         self._add_connection(conn, name, restarted)
@@ -264,7 +272,7 @@ class Mesh:
         self._topology_changed()
         self.pending_updates.add(name)
         for callback in self.on_connection_change:
-            callback(conn, True)
+            callback(conn, True, None)
 
     def connection_established(self, conn: MeshConnection) -> None:
         assert conn.remote is not None
@@ -282,9 +290,8 @@ class Mesh:
         if conn.referenced and conn.remote is not None:
             conn.referenced = False
             self.table.dereference(conn.remote)
-        self.termination_count += 1
         for callback in self.on_connection_change:
-            callback(conn, False)
+            callback(conn, False, error)
 
     def _forget(self, conn: MeshConnection) -> None:
         """Take a registered connection out of our peer (Go's handleDeleteConnection)."""

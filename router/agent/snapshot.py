@@ -46,7 +46,7 @@ def local_connection(mesh: Mesh, conn: MeshConnection) -> LocalConnection:
 
 def router_status(mesh: Mesh, *, targets: Sequence[str] = (),
                   target_states: Sequence[LocalConnection] = (),
-                  port: int | None = None) -> RouterStatus:
+                  termination_count: int = 0, port: int | None = None) -> RouterStatus:
     routes = mesh.routes
     return RouterStatus(
         protocol="weave", protocol_min_version=PROTOCOL_MIN_VERSION,
@@ -61,6 +61,6 @@ def router_status(mesh: Mesh, *, targets: Sequence[str] = (),
                                for source, hops in routes.computed_broadcasts().items()),
         connections=(*(local_connection(mesh, c) for c in mesh.connections.values()),
                      *target_states),
-        termination_count=mesh.termination_count, targets=tuple(targets),
+        termination_count=termination_count, targets=tuple(targets),
         overlay_diagnostics=mesh.overlay.diagnostics(),
         trusted_subnets=tuple(str(s) for s in mesh.config.trusted_subnets))

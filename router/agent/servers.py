@@ -1,0 +1,63 @@
+"""The agent's HTTP servers, wired to its loop.
+
+* The API on ``--http-addr`` (127.0.0.1:6784): status pages, ``/report``, ``/connect``,
+  ``/forget``, ``/metrics`` (:mod:`router.api.http`); requests from anything but the host
+  itself are refused (403), whatever address it is bound to.
+* Metrics on ``--metrics-addr`` (0.0.0.0:6782): ``/metrics`` as the original serves it,
+  plus ``/healthz`` (the agent's loop answers) and ``/readyz`` (the mesh listens and the
+  agent answers; IPAM and the data path add their conditions as they arrive).
+* The read-only status pages on ``--status-addr``, when set.
+
+Handlers run in the servers' threads; everything they read or change goes through the
+:class:`~router.agent.main.LoopBridge` to the agent's loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from common.service.http import HttpServer, loopback_only, probe_handler
+from router.agent.runtime import Agent
+from router.agent.settings import Settings
+from router.api.http import api_server, register_api, register_metrics, register_status_addr
+from router.api.metrics import WeaveCollector
+from router.api.model import Report
+
+if TYPE_CHECKING:
+    from router.agent.main import LoopBridge
+
+
+def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[HttpServer]:
+    def snapshot() -> Report:
+        return bridge.call(agent.report)
+
+    def connect(peers: list[str], replace: bool) -> list[str]:
+        return bridge.wait(lambda: agent.connect(peers, replace=replace))
+
+    def forget(peers: list[str]) -> None:
+        bridge.call(lambda: agent.forget(peers))
+
+    def alive() -> bool:
+        try:
+            return bridge.call(lambda: True)
+        except Exception:
+            return False
+
+    registry = CollectorRegistry()
+    registry.register(WeaveCollector(snapshot))
+    api = api_server(settings.http_addr, allow=loopback_only)
+    register_api(api, snapshot, connect, forget, registry)
+    metrics = HttpServer(settings.metrics_addr)
+    register_metrics(metrics, registry)
+    metrics.route("GET", "/healthz", probe_handler(alive))
+    metrics.route("GET", "/readyz", probe_handler(alive, failing="not ready"))
+    servers = [api, metrics]
+    if settings.status_addr is not None:
+        status = api_server(settings.status_addr)
+        register_status_addr(status, snapshot, registry)
+        servers.append(status)
+    for server in servers:
+        server.start()
+    return servers
