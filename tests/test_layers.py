@@ -35,7 +35,9 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/v1stream.py", "router/mesh/names.py", "router/mesh/summary.py",
                "router/mesh/peers.py", "router/mesh/short_ids.py", "router/mesh/routes.py",
                "router/mesh/topology_delta.py", "router/mesh/topology_delta_codec.py",
-               "router/ipam/messages.py")
+               "router/ipam/messages.py", "router/datapath/sleeve_frames.py",
+               "router/datapath/sleeve_crypto.py", "router/datapath/control.py",
+               "router/datapath/sleeve_forwarder.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}
