@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,7 +114,7 @@ async def run_steps(case: dict[str, Any], conn: OverlayConnection, sleeve: Overl
     to = sleeve.address
     damaged = bytearray(frag_test_frame())
     damaged[-1] = 1
-    actions = {
+    actions: dict[str, Callable[[], None]] = {
         "confirm": conn.confirm,
         "heartbeat from the peer": lambda: peer.send_special(heartbeat_frame(peer.uid), to),
         "heartbeat from the peer with another connection uid":
