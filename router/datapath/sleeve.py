@@ -157,7 +157,7 @@ class SleeveOverlay:
                     sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         except OSError as error:
             if df and error.errno == errno.EMSGSIZE:
-                return path_mtu(address)
+                return self._path_mtu(address)
             if error.errno in _DROPPED_SEND_ERRORS:
                 self._log.debug("sleeve: send buffer full, datagram dropped",
                                 address=f"{address[0]}:{address[1]}")
@@ -166,6 +166,14 @@ class SleeveOverlay:
                 f"sending {len(datagram)} bytes to {address[0]}:{address[1]}: "
                 f"{error.strerror or error}") from error
         return None
+
+    def _path_mtu(self, address: Address) -> int:
+        try:
+            return path_mtu(address)
+        except OSError as error:
+            raise SleeveSendError(
+                f"reading the path MTU to {address[0]}:{address[1]}: "
+                f"{error.strerror or error}") from error
 
     # ---- receiving -----------------------------------------------------------------
     def _read_datagrams(self) -> None:
