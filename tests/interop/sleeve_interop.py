@@ -14,9 +14,13 @@ the Go weaver (the other way round).  Without, then with, a password:
   heartbeat", nor that a connection to our peers shut down;
 * each of our peers must see its forwarder established, with the same MTU, and never fail.
 
+A control experiment (``mute``) shows what these checks guard against: a peer that
+announces sleeve but never runs its forwarder stays ``pending`` in Go's status and Go
+closes the connection about a minute later with "no working forwarders".
+
 Run as root after ``tests/interop/build-go-weave.sh``, from the repository root::
 
-    .venv/bin/python -m tests.interop.sleeve_interop [--only plain|password] [--hold 180]
+    .venv/bin/python -m tests.interop.sleeve_interop [--only plain|password|mute] [--hold 180]
 
 Prints what it polled and the relevant log lines; exits non-zero if any check fails.
 """
@@ -56,9 +60,12 @@ class Expectation:
         return bool(re.search(r" established sleeve .* mtu=1438$", line))
 
 
-def peer_argv(lab: GoLab, index: int, password: str | None, hold: float) -> list[str]:
+def peer_argv(lab: GoLab, index: int, password: str | None, hold: float,
+              mute: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "tests.interop.sleeve_peer", "--name", peer_name(index),
             "--nickname", f"py{index}", "--duration", str(hold + 120), "--report", "10"]
+    if mute:
+        argv.append("--mute")
     argv += ["--listen"] if index == 1 else ["--connect", lab.node_ip(0)]
     if password is not None:
         argv += ["--password", password]
@@ -127,6 +134,36 @@ def scenario(password: str | None, hold: float, poll: float) -> bool:
     return not failures
 
 
+def control_experiment(poll: float) -> bool:
+    """A peer that announces sleeve but never runs it: Go must drop the connection."""
+    print("=== control: our peer on node 1 announces sleeve but never starts it ===",
+          flush=True)
+    alarm = f"no working forwarders to {peer_name(1)}(py1)"
+    with GoLab(nodes=2) as lab:
+        lab.spawn(1, peer_argv(lab, 1, None, 120, mute=True), label=PY_LABEL,
+                  env={"PYTHONPATH": str(REPO)})
+        wait_until(lambda: any(e["event"] == "listening" for e in our_events(lab, 1)), 20,
+                   "node 1's peer listening")
+        lab.start_go_weaver(0, peers=[lab.node_ip(1)])
+        lab.wait_ready([0])
+        began = time.monotonic()
+        seen = ""
+        while time.monotonic() - began < 100 and alarm not in lab.process(0).log_text():
+            line = connection_lines(lab).get(1, "(no connection line)")
+            if line != seen:
+                print(f"[{time.monotonic() - began:6.1f}s] go: {line}", flush=True)
+                seen = line
+            time.sleep(min(poll, 2.0))
+        said = [line for line in lab.process(0).log_text().splitlines()
+                if peer_name(1) in line and ("forwarder" in line or "shutting down" in line)]
+        for line in said:
+            print(f"    {line}")
+    ok = any(alarm in line for line in said)
+    print(f"=== control: {'PASS' if ok else 'FAIL'} (Go gave up after about "
+          f"{time.monotonic() - began:.0f}s) ===")
+    return ok
+
+
 def check_logs(lab: GoLab, expect: Expectation) -> list[str]:
     failures = []
     go_log = lab.process(0).log_text()
@@ -173,14 +210,15 @@ def report(lab: GoLab) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("plain", "password"))
+    parser.add_argument("--only", choices=("plain", "password", "mute"))
     parser.add_argument("--hold", type=float, default=180.0)
     parser.add_argument("--poll", type=float, default=15.0)
     args = parser.parse_args()
     exit_on_sigterm()
     passwords = {"plain": None, "password": PASSWORD}
-    chosen = [args.only] if args.only else ["plain", "password"]
-    results = [scenario(passwords[name], args.hold, args.poll) for name in chosen]
+    chosen = [args.only] if args.only else ["plain", "password", "mute"]
+    results = [control_experiment(args.poll) if name == "mute"
+               else scenario(passwords[name], args.hold, args.poll) for name in chosen]
     return 0 if all(results) else 1
 
 

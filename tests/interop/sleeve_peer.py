@@ -9,7 +9,7 @@ line ``{"event": "status", ...}`` with our side's view of the forwarder; it exit
 the handshake or the overlay fails, 0 after ``--duration`` seconds.
 
     python -m tests.interop.sleeve_peer --name ce:00:00:00:00:02 --nickname py1 \\
-        (--connect 192.168.77.1 | --listen) [--password SECRET] [--duration 240]
+        (--connect 192.168.77.1 | --listen) [--password SECRET] [--duration 240] [--mute]
 
 Run it inside a lab node namespace (tests/interop/sleeve_interop.py does).
 """
@@ -124,7 +124,8 @@ class Peer:
             send_control=lambda tag, body: send(encode_message(tag, body)),
             features=result.features)
         conn = await self.overlay.prepare_connection(params)
-        conn.confirm()
+        if not self.args.mute:
+            conn.confirm()
         connection = (remote.name, f"{remote_addr[0]}:{remote_addr[1]}", outbound)
         self.send_topology(send, connection, established=False)
         for payload in result.pending:
@@ -215,6 +216,9 @@ def main() -> int:
     parser.add_argument("--password")
     parser.add_argument("--duration", type=float, default=240.0)
     parser.add_argument("--report", type=float, default=10.0)
+    parser.add_argument("--mute", action="store_true",
+                        help="announce sleeve but never start its forwarder (a control "
+                             "experiment: the Go peer must give up on the connection)")
     args = parser.parse_args()
     logs.configure("info")
     return asyncio.run(Peer(args).run())
