@@ -44,7 +44,9 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/api/gotemplate_parse.py", "router/api/gotemplate.py",
                "router/api/report.py", "router/api/status.py",
                "router/api/status_services.py", "router/api/metrics.py",
-               "router/cli/commands.py")
+               "router/cli/commands.py", "router/datapath/sleeve_frames.py",
+               "router/datapath/sleeve_crypto.py", "router/datapath/control.py",
+               "router/datapath/sleeve_forwarder.py")
 KERNEL_MODULES = {"subprocess", "socket", "ctypes", "pyroute2", "nftables", "asyncio",
                   "select", "selectors", "threading"}
 NEVER = {"common": {"npc", "router"}, "npc": {"router"}, "router": {"npc"}}

@@ -11,6 +11,12 @@ back through :meth:`OverlayConnection.control_message`.
 
 :class:`NullOverlay` carries nothing and is established at once (the mesh alone, as in
 tests of the control plane).
+
+Lifecycle: the agent builds its overlay, ``await overlay.start()`` (sockets are opened
+there, so a port in use is reported at startup), then, per connection,
+``prepare_connection`` → ``confirm`` → events → ``stop``; ``overlay.stop()`` at exit.
+A forwarder reports failure by resolving ``failed`` with an :class:`OverlayError` naming
+the cause (a result, not an exception, so nobody has to await it).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+class OverlayError(Exception):
+    """An overlay refused a connection, or a forwarder's data path failed."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ class OverlayConnection(Protocol):
     established: asyncio.Event
     """Set once the data path to the peer works."""
     failed: asyncio.Future[Exception]
-    """Resolved with the reason when the data path gives up (the connection then ends)."""
+    """Resolved with the reason (an OverlayError) when the data path gives up; the
+    connection then ends."""
 
     def confirm(self) -> None:
         """The connection is registered: the forwarder may start (heartbeats...)."""
@@ -54,15 +65,21 @@ class OverlayConnection(Protocol):
     def attrs(self) -> dict[str, Any]:
         """For status: the overlay's name, MTU, whether it is encrypted..."""
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop sending and receiving for this connection (idempotent)."""
 
 
 class Overlay(Protocol):
+    async def start(self) -> None:
+        """Open what the overlay needs (sockets...); once, before any connection.
+        Raises OSError when that fails (e.g. the UDP port is taken)."""
+
     def add_features(self, features: dict[str, str]) -> None:
         """Add what the peer must know (e.g. ``Overlays``) to our handshake features."""
 
     async def prepare_connection(self, params: OverlayConnectionParams) -> OverlayConnection:
-        """A forwarder for one connection (raises to refuse the connection)."""
+        """A forwarder for one connection; raises OverlayError to refuse the connection.
+        The forwarder stays passive (sends nothing) until ``confirm``."""
 
     def diagnostics(self) -> dict[str, Any] | None:
         """``OverlayDiagnostics`` of ``/report``."""
@@ -92,6 +109,9 @@ class NullConnection:
 
 
 class NullOverlay:
+    async def start(self) -> None:
+        pass
+
     def add_features(self, features: dict[str, str]) -> None:
         pass
 

@@ -1,0 +1,145 @@
+"""Two of our sleeve overlays over real UDP sockets on loopback (no privileges needed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from router.datapath.control import OVERLAY_CONTROL_TAG
+from router.datapath.sleeve import SleeveConnection
+from router.datapath.sleeve_frames import SleeveFrame, encode_frames
+from tests.router.datapath.overlay_nodes import Agent, OverlayPair
+
+HOSTS = ("127.0.0.1", "127.0.0.2")
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+
+@pytest.fixture
+def pair() -> Iterator[OverlayPair]:
+    with OverlayPair(HOSTS) as running:
+        yield running
+
+
+@pytest.fixture
+def compat_pair() -> Iterator[OverlayPair]:
+    with OverlayPair(HOSTS, switch=False) as running:
+        yield running
+
+
+def both_established(pair: OverlayPair) -> bool:
+    return pair.established(pair.a) and pair.established(pair.b)
+
+
+@pytest.mark.parametrize("keys", [(None, None), (KEY, KEY)], ids=["plain", "encrypted"])
+def test_the_two_ends_establish(pair: OverlayPair, keys: tuple[bytes | None, bytes | None]
+                                ) -> None:
+    pair.connect(keys)
+    pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+    # loopback: nothing refuses the 60000-byte probe, so the MTU stays 65535 (as Go's)
+    assert pair.attrs(pair.a) == {"name": "sleeve", "mtu": 65535}
+    assert pair.attrs(pair.b) == {"name": "sleeve", "mtu": 65535}
+    # each side acked the other's heartbeat once, through the switch (sleeve is index 0)
+    for agent in (pair.a, pair.b):
+        assert agent.controls.count((OVERLAY_CONTROL_TAG, b"\x00\x01")) == 1
+    assert pair.failure(pair.a) is None and pair.failure(pair.b) is None
+
+
+def test_it_stays_established_through_many_heartbeat_timeouts(pair: OverlayPair) -> None:
+    pair.connect((KEY, KEY))
+    pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+    time.sleep(3.5)  # the shortened timeout is 1 s; slow heartbeats go every 0.2 s
+    assert pair.failure(pair.a) is None and pair.failure(pair.b) is None
+
+
+def test_the_dialler_times_out_when_the_peer_stays_silent(pair: OverlayPair) -> None:
+    pair.connect(confirm=(True, False))  # b never starts: its sleeve ignores a
+    pair.wait_for(lambda: pair.failure(pair.a) is not None, 5.0, "a's failure")
+    assert pair.failure(pair.a) == "no working forwarders to ce:00:00:00:00:02(b)"
+    assert not pair.established(pair.a)
+    assert any(fields == {"peer": "ce:00:00:00:00:02(b)", "overlay": "sleeve",
+                          "error": "timed out waiting for UDP heartbeat"}
+               for fields in pair.a.log.messages("overlay_switch: forwarder failed"))
+
+
+def test_without_the_switch_the_timeout_is_sleeve_s_own(compat_pair: OverlayPair) -> None:
+    compat_pair.connect(confirm=(True, False))
+    compat_pair.wait_for(lambda: compat_pair.failure(compat_pair.a) is not None, 5.0,
+                         "a's failure")
+    assert compat_pair.failure(compat_pair.a) == "timed out waiting for UDP heartbeat"
+
+
+def test_compat_ends_establish_with_bare_sleeve_tags(compat_pair: OverlayPair) -> None:
+    compat_pair.connect((KEY, KEY))
+    compat_pair.wait_for(lambda: both_established(compat_pair), 5.0, "both established")
+    assert (1, b"") in compat_pair.a.controls and (1, b"") in compat_pair.b.controls
+    # the acceptor learned where the dialler sends from
+    acceptor = sleeve_of(compat_pair.b, compat_pair)
+    assert compat_pair.on(compat_pair.b, lambda _: acceptor.remote_address) == \
+        compat_pair.a.sleeve.address
+
+
+def test_different_keys_never_establish(pair: OverlayPair) -> None:
+    pair.connect((KEY, OTHER_KEY))
+    pair.wait_for(lambda: pair.failure(pair.a) is not None and pair.failure(pair.b) is not None,
+                  5.0, "both failures")
+    assert not pair.established(pair.a) and not pair.established(pair.b)
+    assert pair.a.controls == [] and pair.b.controls == []
+    assert any("decryption failed" in fields["error"]
+               for fields in pair.b.log.messages("sleeve: ignoring datagram"))
+
+
+def test_a_peer_that_stops_is_timed_out(pair: OverlayPair) -> None:
+    pair.connect()
+    pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+
+    async def stop_b() -> None:
+        assert pair.b.conn is not None
+        await pair.b.conn.stop()
+
+    pair.b.node.call(stop_b)
+    pair.wait_for(lambda: pair.failure(pair.a) is not None, 5.0, "a's failure")
+    assert pair.failure(pair.a) == "no working forwarders to ce:00:00:00:00:02(b)"
+
+
+def sleeve_of(agent: Agent, pair: OverlayPair) -> SleeveConnection:
+    conn = pair.on(agent, lambda conn: conn)
+    if isinstance(conn, SleeveConnection):
+        return conn
+    raise AssertionError(f"{agent.nickname} has no bare sleeve connection")
+
+
+def test_data_frames_are_counted_and_dropped(compat_pair: OverlayPair) -> None:
+    compat_pair.connect()
+    compat_pair.wait_for(lambda: both_established(compat_pair), 5.0, "both established")
+    a, b = compat_pair.a, compat_pair.b
+    ethernet = bytes.fromhex("0a00000000020a0000000001") + b"\x08\x00" + bytes(40)
+    datagram = b.name.to_bytes(6, "big") + encode_frames(
+        [SleeveFrame(b.name, a.name, ethernet), SleeveFrame(b.name, a.name, ethernet)])
+
+    async def send() -> None:
+        b.sleeve.transmit(datagram, a.sleeve.address, df=False)
+
+    b.node.call(send)
+    compat_pair.wait_for(lambda: a.sleeve.counters.data_frames_dropped == 2, 2.0,
+                         "two dropped frames")
+    assert sleeve_of(a, compat_pair).data_frames_dropped == 2
+    assert len(a.log.messages(
+        "sleeve: dropping a data frame (forwarding is not implemented yet)")) == 2
+
+
+def test_datagrams_from_unknown_peers_and_short_ones_are_ignored(pair: OverlayPair) -> None:
+    pair.connect()
+    pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+    a, b = pair.a, pair.b
+
+    async def send() -> None:
+        b.sleeve.transmit(b"\x01\x02", a.sleeve.address, df=False)
+        b.sleeve.transmit(bytes.fromhex("ce0000000099") + bytes(30), a.sleeve.address, df=False)
+
+    b.node.call(send)
+    pair.wait_for(lambda: a.sleeve.counters.datagrams_unknown_sender == 1
+                  and a.sleeve.counters.datagrams_malformed == 1, 2.0, "both counted")
+    assert pair.failure(pair.a) is None
