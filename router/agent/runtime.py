@@ -23,10 +23,12 @@ from router.agent.connection import ConnectionClosed, MeshConnection
 from router.agent.identity import LocalIdentity, local_identity
 from router.agent.identity_host import live_host
 from router.agent.mesh import ConnectToSelf, Mesh, MeshConfig, NameCollision
-from router.agent.overlay import NullOverlay, Overlay
+from router.agent.overlay import Overlay
 from router.agent.settings import Settings
 from router.agent.snapshot import router_status
 from router.api.model import Report, RouterStatus
+from router.datapath.sleeve import SleeveOverlay
+from router.datapath.switch import OverlaySwitch
 from router.mesh.connection_maker import (
     ConnectionMaker,
     OurConnection,
@@ -45,6 +47,13 @@ VERSION = "2.8.1"
 def peer_identity(settings: Settings) -> LocalIdentity:
     return local_identity(settings.name, settings.nickname, "weave", settings.host_root,
                           live_host())
+
+
+def default_overlay(identity: LocalIdentity, settings: Settings, log: Logger) -> Overlay:
+    """The data path: sleeve (user-space UDP on the mesh port) behind the overlay switch,
+    as the original offers it when it has no kernel datapath; fastdp joins it later."""
+    return OverlaySwitch([("sleeve", SleeveOverlay(int(identity.name), log,
+                                                   port=settings.port))], log)
 
 
 def lookup_host(host: str) -> list[str]:
@@ -69,8 +78,8 @@ class Agent:
             peer_discovery=not settings.no_discovery,
             trusted_subnets=settings.trusted_subnets,
             gossip_interval=settings.gossip_interval),
-            overlay or NullOverlay(), log, self.rng, uid=identity.uid,
-            short_id=identity.short_id)
+            overlay or default_overlay(identity, settings, log), log, self.rng,
+            uid=identity.uid, short_id=identity.short_id)
         self.maker = ConnectionMaker(identity.name, jitter=self.rng.randrange,
                                      mesh_port=settings.port,
                                      discovery=not settings.no_discovery,
@@ -89,6 +98,7 @@ class Agent:
         self.log.info(f"Communication between peers is "
                       f"{'encrypted' if self.mesh.config.password else 'unencrypted'}.")
         self.log.info(f"Our name is {self.mesh.name}({self.mesh.config.nickname})")
+        await self.mesh.overlay.start()
         self._server = await asyncio.start_server(self._accept, host=None,
                                                   port=self.settings.port)
         self.mesh.start()
