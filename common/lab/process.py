@@ -35,6 +35,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+START_MARK = "=== golab start #"
+"""Begins the header line written to the log at each start."""
 PID_NAMESPACE_PREFIX = ("unshare", "--pid", "--fork", "--kill-child", "--mount-proc")
 """Wraps a command so it runs as pid 1 of its own PID namespace with a matching ``/proc``.
 ``--kill-child`` makes the kernel SIGKILL the child if ``unshare`` itself dies."""
@@ -106,7 +108,7 @@ class LabProcess:
         env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log.write(f"=== golab start #{self.starts + 1} {stamp}: {self.argv}\n".encode())
+            log.write(f"{START_MARK}{self.starts + 1} {stamp}: {self.argv}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
                 self.full_argv(),
@@ -179,6 +181,10 @@ class LabProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def current_log(self) -> str:
+        """The output of the last start only."""
+        return self.log_text().rsplit(START_MARK, 1)[-1]
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])

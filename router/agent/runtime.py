@@ -12,6 +12,7 @@ asks to be woken.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import socket
 import time
@@ -57,7 +58,16 @@ def default_overlay(identity: LocalIdentity, settings: Settings, log: Logger) ->
 
 
 def lookup_host(host: str) -> list[str]:
-    """A host name's addresses, in the resolver's order (Go's ``net.LookupIP``)."""
+    """A host name's addresses, in the resolver's order (Go's ``net.LookupIP``).  Go takes
+    only dotted quads as IPv4 literals; the C resolver would also read ``99999`` or
+    ``0x7f.1`` as addresses (inet_aton's forms), which Go looks up as names and fails."""
+    try:
+        socket.inet_aton(host)
+        ipaddress.IPv4Address(host)
+    except OSError:
+        pass  # not an inet_aton form: a name (or IPv6) for the resolver
+    except ValueError:
+        raise no_such_host(host) from None
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror:
