@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.service.logs import Logger
 from router.agent.connection import ConnectionClosed, MeshConnection
@@ -53,6 +53,36 @@ from router.mesh.topology_delta_codec import encode_message as encode_incrementa
 ROUTE_DELAY = 0.1
 """Go's recalcDeferTime: route recomputations within this window are one."""
 GOSSIP_INTERVAL = 30.0
+
+
+@dataclass
+class GossipCounter:
+    messages: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.messages += 1
+        self.bytes += size
+
+
+@dataclass
+class GossipStats:
+    """Gossip messages and bytes (protocol message sizes) by channel, sent and received
+    (what ``weave_gossip_*_total`` show): how much the mesh's chatter costs."""
+
+    sent: dict[str, GossipCounter] = field(default_factory=dict)
+    received: dict[str, GossipCounter] = field(default_factory=dict)
+
+    def copy(self) -> GossipStats:
+        return GossipStats({k: GossipCounter(v.messages, v.bytes) for k, v in self.sent.items()},
+                           {k: GossipCounter(v.messages, v.bytes)
+                            for k, v in self.received.items()})
+
+    def count(self, table: dict[str, GossipCounter], channel: str, size: int) -> None:
+        counter = table.get(channel)
+        if counter is None:
+            counter = table[channel] = GossipCounter()
+        counter.add(size)
 
 
 @dataclass(frozen=True)
@@ -128,6 +158,7 @@ class Mesh:
         and why)."""
         self.on_routes_changed: list[Callable[[], None]] = []
         """Called after routes were recomputed (the connection maker looks again)."""
+        self.stats = GossipStats()
         self.summary_history = SummaryHistory()
         """The last few summaries of each peer, the bases of incremental updates."""
         self.topology = TopologyGossiper(self.table, changed=self._topology_changed,
@@ -328,7 +359,12 @@ class Mesh:
 
     def recalculate_routes(self) -> None:
         self._route_timer = None
-        self.routes = Routes(self.table.topology(), self.name)
+        topology = self.table.topology()
+        self.routes = Routes(topology, self.name)
+        connections = sum(len(remotes) for remotes in topology.values())
+        established = sum(sum(remotes.values()) for remotes in topology.values())
+        self.log.debug(f"routes recomputed: peers={len(topology)} connections={connections} "
+                       f"established={established} reachable={len(self.routes.unicast_table)}")
         for callback in self.on_routes_changed:
             callback()
 
@@ -337,6 +373,7 @@ class Mesh:
         """A gossip message from ``conn``; a malformed one is logged and dropped."""
         try:
             gossip = messages.decode_gossip(body, unicast=tag is ProtocolTag.GOSSIP_UNICAST)
+            self.stats.count(self.stats.received, gossip.channel, len(body) + 1)
             source = PeerName(gossip.source)
             if tag is ProtocolTag.GOSSIP and gossip.channel in (CHANNEL, INCREMENTAL):
                 self._on_topology(conn, source, gossip.channel, gossip.payload)
@@ -394,6 +431,7 @@ class Mesh:
         if conn is None:
             raise KeyError(f"unable to find connection to relay peer {hop}")
         conn.send_message(ProtocolTag.GOSSIP_UNICAST, body)
+        self.stats.count(self.stats.sent, "(unicast)", len(body) + 1)
 
     def relay_broadcast(self, channel: str, source: PeerName, data: GossipData) -> None:
         for hop in self.routes.broadcast_all(source):
@@ -426,5 +464,8 @@ class Mesh:
             channel, payloads = INCREMENTAL, [encode_incremental(update)]
         else:
             payloads = data.encode()
-        return [encode_message(tag, messages.encode_gossip(
+        encoded = [encode_message(tag, messages.encode_gossip(
             messages.GossipBody(channel, origin, payload))) for payload in payloads]
+        for message in encoded:
+            self.stats.count(self.stats.sent, channel, len(message))
+        return encoded

@@ -14,11 +14,15 @@ Handlers run in the servers' threads; everything they read or change goes throug
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from common.service.http import HttpServer, loopback_only, probe_handler
+from router.agent.mesh import GossipStats
 from router.agent.runtime import Agent
 from router.agent.settings import Settings
 from router.api.http import api_server, register_api, register_metrics, register_status_addr
@@ -27,6 +31,25 @@ from router.api.model import Report
 
 if TYPE_CHECKING:
     from router.agent.main import LoopBridge
+
+
+class GossipCollector(Collector):
+    """``weave_gossip_{messages,bytes}_{sent,received}_total{channel}`` (new: the original
+    has no measure of its gossip's cost)."""
+
+    def __init__(self, stats: Callable[[], GossipStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        for direction, table in (("sent", stats.sent), ("received", stats.received)):
+            for unit in ("messages", "bytes"):
+                family = CounterMetricFamily(
+                    f"weave_gossip_{unit}_{direction}", f"Gossip {unit} {direction}, by "
+                    "channel.", labels=["channel"])
+                for channel, counter in sorted(table.items()):
+                    family.add_metric([channel], getattr(counter, unit))
+                yield family
 
 
 def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[HttpServer]:
@@ -47,6 +70,7 @@ def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[
 
     registry = CollectorRegistry()
     registry.register(WeaveCollector(snapshot))
+    registry.register(GossipCollector(lambda: bridge.call(agent.mesh.stats.copy)))
     api = api_server(settings.http_addr, allow=loopback_only)
     register_api(api, snapshot, connect, forget, registry)
     metrics = HttpServer(settings.metrics_addr)
