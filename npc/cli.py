@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.service.settings import Flag, Resolved, SettingsError, add_flags, resolve
+from common.service.settings import (
+    Flag,
+    Resolved,
+    SettingsError,
+    add_flags,
+    go_booleans,
+    resolve,
+)
 from npc.compile.compiler import Options, compile_ruleset
 from npc.controller.settings import (
     BACKEND,
@@ -162,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if Path(sys.argv[0]).name == "weave-npc" and (not argv or argv[0] not in SUBCOMMANDS):
         return cmd_run(argv)  # the drop-in: weave-npc [flags] runs the controller
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(go_booleans(argv, (*POLICY_FLAGS, INSTALL_HOOKS)))
     handlers = {"debug": cmd_debug, "apply": cmd_apply, "demo": cmd_demo}
     if args.command is None:
         parser.print_help()

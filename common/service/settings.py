@@ -5,8 +5,10 @@ the offending value came from (flag, environment, default).
 
 Weave's programs are Go programs, so flags parse as Go's do: ``--flag value`` or
 ``--flag=value``, booleans as ``strconv.ParseBool`` reads them (plus yes/no), and a
-boolean flag given bare means true.  A flag on the command line wins over its environment
-variable, which wins over the default.
+boolean flag given bare means true and takes no value from the next argument (``--flag
+false`` is ``--flag`` and a positional ``false``, as in Go: write ``--flag=false``); run
+the command line through :func:`go_booleans` before parsing it.  A flag on the command
+line wins over its environment variable, which wins over the default.
 """
 
 from __future__ import annotations
@@ -105,8 +107,15 @@ def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag[Any]]) -> No
                                   "help": f.help + f.describe_default() + env,
                                   "metavar": f.metavar}
         if f.boolean:
-            kwargs.update(nargs="?", const="true", metavar=f.metavar or "BOOL")
+            kwargs.update(metavar=f.metavar or "BOOL")
         parser.add_argument(f.option, **kwargs)
+
+
+def go_booleans(argv: Sequence[str], flags: Sequence[Flag[Any]]) -> list[str]:
+    """``argv`` with each bare boolean flag written ``--flag=true``, so that it never
+    takes the next argument as its value (Go's rule)."""
+    bare = {f.option for f in flags if f.boolean}
+    return [f"{arg}=true" if arg in bare else arg for arg in argv]
 
 
 @dataclass(frozen=True)

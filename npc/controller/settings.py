@@ -24,6 +24,7 @@ from common.service.settings import (
     SettingsError,
     add_flags,
     build,
+    go_booleans,
     one_of,
     parse_address,
     parse_bool,
@@ -123,7 +124,7 @@ def run_parser() -> argparse.ArgumentParser:
 def from_environment(argv: Sequence[str], env: Mapping[str, str] | None = None
                      ) -> Settings:
     env = os.environ if env is None else env
-    given = run_parser().parse_args(command_line(argv, env))
+    given = run_parser().parse_args(go_booleans(command_line(argv, env), RUN_FLAGS))
     resolved = resolve(RUN_FLAGS, given, env)
     if not resolved.values["node_name"]:
         resolved.problems.append("--node-name: not given and $HOSTNAME is empty")

@@ -87,7 +87,8 @@ class Agent:
             password=settings.password_bytes(), conn_limit=settings.conn_limit,
             peer_discovery=not settings.no_discovery,
             trusted_subnets=settings.trusted_subnets,
-            gossip_interval=settings.gossip_interval),
+            gossip_interval=settings.gossip_interval,
+            incremental_topology=not settings.no_incremental_topology),
             overlay or default_overlay(identity, settings, log), log, self.rng,
             uid=identity.uid, short_id=identity.short_id)
         self.maker = ConnectionMaker(identity.name, jitter=self.rng.randrange,

@@ -22,6 +22,7 @@ from common.service.settings import (
     Flag,
     add_flags,
     build,
+    go_booleans,
     one_of,
     parse_address,
     parse_bool,
@@ -85,12 +86,16 @@ PRINT_PEER_NAME = Flag("print_peer_name", False, "print this host's peer name an
                        parse_bool, boolean=True)
 GOSSIP_INTERVAL = Flag("gossip_interval", 30.0, "seconds between complete gossips of each "
                        "channel", float)
+NO_INCREMENTAL_TOPOLOGY = Flag("no_incremental_topology", False, "gossip the topology in "
+                               "the original's format even to our own peers (each change "
+                               "as every changed peer's whole connection list)", parse_bool,
+                               boolean=True)
 HOST_ROOT = Flag("host_root", "", "where the host's filesystem is mounted (for its "
                  "machine-id)", str, env="HOST_ROOT")
 
 FLAGS = (NAME, NICKNAME, PORT, PASSWORD, PASSWORD_FILE, CONN_LIMIT, HTTP_ADDR, METRICS_ADDR,
          STATUS_ADDR, TRUSTED_SUBNETS, NO_DISCOVERY, DB_PREFIX, LOG_LEVEL, LOG_FORMAT,
-         PRINT_PEER_NAME, GOSSIP_INTERVAL, HOST_ROOT)
+         PRINT_PEER_NAME, GOSSIP_INTERVAL, NO_INCREMENTAL_TOPOLOGY, HOST_ROOT)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class Settings:
     log_format: str = LOG_FORMAT.default
     print_peer_name: bool = PRINT_PEER_NAME.default
     gossip_interval: float = GOSSIP_INTERVAL.default
+    no_incremental_topology: bool = NO_INCREMENTAL_TOPOLOGY.default
     host_root: str = HOST_ROOT.default
     peers: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -136,7 +142,8 @@ def parser() -> argparse.ArgumentParser:
 def from_arguments(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Settings:
     """``EXTRA_ARGS`` first (as weave's launch script did), then the command line."""
     env = os.environ if env is None else env
-    args = parser().parse_args([*shlex.split(env.get("EXTRA_ARGS", "")), *argv])
+    args = parser().parse_args(go_booleans([*shlex.split(env.get("EXTRA_ARGS", "")), *argv],
+                                           FLAGS))
     resolved = resolve(FLAGS, args, env)
     if resolved.values["password"] and resolved.values["password_file"]:
         resolved.problems.append("--password and --password-file: give one of them")

@@ -1,0 +1,250 @@
+"""The mesh at scale: real ``weaver`` processes, one per node namespace of a fabric lab.
+
+For each size N (10, 30, 100 by default):
+
+* **start**: N agents, each given every other node as a peer (as ``KUBE_PEERS`` does);
+  the seconds until every agent sees the whole full mesh established;
+* **join**: one more agent, given every node; the seconds from its listening to every
+  agent (itself included) seeing the N+1 full mesh, from the agents' own logs (each logs
+  the topology's size at every route recomputation, at debug level), so nothing polls the
+  agents while they work;
+* **death**: that agent killed (``kill -9``); the seconds until every other agent's
+  topology is the N full mesh again;
+* **bytes and messages per event**: the mesh port's TCP bytes sent by all nodes during
+  the join and the death (iptables counters in each node's namespace: the same measure for
+  the Go weaver), and our agents' gossip message counts (``weave_gossip_*``);
+* **memory**: each agent's RSS once the mesh is whole.
+
+``--full-topology`` runs our agents with ``--no-incremental-topology`` as well, side by
+side: the original's topology format, to show what incremental updates save.  ``--go``
+runs the Go weaver at the first size (10) when its binary exists (tests/interop/build-go-
+weave.sh), for the same figures.  Every run is processes in namespaces (no in-process
+shortcut).  The last line of output is one JSON object with every figure and the targets.
+
+Usage: ``bench/mesh.py [--sizes 10,30,100] [--full-topology] [--go] [--smoke]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.lab.fabric import FabricLab, peer_name, wait_until
+from tests.router.agents import start
+
+TARGETS = {"join_converged_seconds_max_at_100": 2.0, "rss_mb_max": 60.0,
+           "join_bytes_growth_max_ratio_vs_linear": 2.0}
+GO_WEAVER = Path(os.environ.get("GO_WEAVER", "/work/go-weave/bin/weaver"))
+ROUTES = re.compile(r"^DEBU: (\S+ \S+) routes recomputed: peers=(\d+) connections=(\d+) "
+                    r"established=(\d+)")
+COUNT_COMMENT = "bench-mesh-bytes"
+
+
+@dataclass
+class Result:
+    kind: str
+    peers: int
+    start_seconds: float
+    join_seconds: float
+    death_seconds: float
+    join_bytes: int
+    death_bytes: int
+    join_messages: int | None
+    death_messages: int | None
+    rss_mb_mean: float
+    rss_mb_max: float
+
+
+def stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+
+
+def converged_at(lab: FabricLab, index: int, peers: int, after: float) -> float | None:
+    """When node ``index`` first logged a topology of ``peers`` in a full mesh, after
+    ``after`` (epoch seconds); None if not yet."""
+    full = peers * (peers - 1)
+    for line in lab.process(index).current_log().splitlines():
+        m = ROUTES.match(line)
+        if m and (int(m[2]), int(m[3]), int(m[4])) == (peers, full, full):
+            when = stamp(m[1])
+            if when >= after:
+                return when
+    return None
+
+
+def wait_logged(lab: FabricLab, nodes: Sequence[int], peers: int, after: float,
+                timeout: float) -> float:
+    """Seconds from ``after`` until the last of ``nodes`` logged the full mesh."""
+    found: dict[int, float] = {}
+
+    def done() -> bool:
+        for i in nodes:
+            if i not in found and (when := converged_at(lab, i, peers, after)) is not None:
+                found[i] = when
+        return len(found) == len(nodes)
+
+    wait_until(done, timeout, f"{len(nodes)} agents to see {peers} peers", 0.5)
+    return max(found.values()) - after
+
+
+def status_full(lab: FabricLab, nodes: Sequence[int], peers: int) -> bool:
+    want = f"Peers: {peers} (with {peers * (peers - 1)} established connections)"
+    return all(want in lab.status(i) for i in nodes)
+
+
+def wait_polled(lab: FabricLab, nodes: Sequence[int], peers: int, after: float,
+                timeout: float) -> float:
+    """For the Go weaver (whose logs do not say): poll ``/status`` until it holds."""
+    wait_until(lambda: status_full(lab, nodes, peers), timeout,
+               f"{len(nodes)} agents to see {peers} peers", 0.1)
+    return time.time() - after
+
+
+def count_bytes(lab: FabricLab, nodes: Sequence[int], reset: bool) -> int:
+    """TCP bytes the nodes sent from or to the mesh port since the last reset."""
+    total = 0
+    for i in nodes:
+        rules = lab.run_in_node(i, ["iptables", "-w", "-L", "OUTPUT", "-v", "-x", "-n"]).stdout
+        if COUNT_COMMENT not in rules:
+            for flag in ("--sport", "--dport"):
+                lab.run_in_node(i, ["iptables", "-w", "-I", "OUTPUT", "-p", "tcp", flag, "6783",
+                                    "-m", "comment", "--comment", COUNT_COMMENT])
+            continue
+        total += sum(int(line.split()[1]) for line in rules.splitlines()
+                     if COUNT_COMMENT in line)
+        if reset:
+            lab.run_in_node(i, ["iptables", "-w", "-Z", "OUTPUT"])
+    return total
+
+
+def gossip_messages(lab: FabricLab, nodes: Sequence[int]) -> int:
+    total = 0
+    for i in nodes:
+        text = lab.http(i, "GET", "/metrics", port=6782, timeout=30).text
+        total += sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                     if line.startswith("weave_gossip_messages_sent_total"))
+    return total
+
+
+def rss_mb(lab: FabricLab, nodes: Sequence[int]) -> list[float]:
+    out = []
+    for i in nodes:
+        pid = lab.process(i).target_pid()
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = int(next(line.split()[1] for line in status.splitlines()
+                      if line.startswith("VmRSS:")))
+        out.append(kb / 1024)
+    return out
+
+
+def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]], None],
+             logged: bool) -> Result:
+    nodes = list(range(peers))
+    newcomer = peers
+    waiter = wait_logged if logged else wait_polled
+    with FabricLab(nodes=peers + 1, prefix=f"glb{os.getpid()}",
+                   fabric_cidr="192.168.79.0/24") as lab:
+        count_bytes(lab, range(peers + 1), reset=True)  # installs the counters
+        began = time.time()
+        for i in nodes:
+            spawn(lab, i, [j for j in range(peers + 1) if j != i])
+        lab.wait_ready(nodes, timeout=300)
+        started = waiter(lab, nodes, peers, began, 600)
+        sizes = rss_mb(lab, nodes)
+        time.sleep(2)
+        messages_before = gossip_messages(lab, nodes) if logged else None
+        count_bytes(lab, range(peers + 1), reset=True)
+        spawn(lab, newcomer, nodes)
+        lab.wait_ready([newcomer], timeout=60)
+        ready = time.time()
+        joined = waiter(lab, [*nodes, newcomer], peers + 1, ready, 300)
+        time.sleep(3)  # what the join still sends after convergence counts too
+        join_bytes = count_bytes(lab, range(peers + 1), reset=True)
+        messages_joined = gossip_messages(lab, [*nodes, newcomer]) if logged else None
+        killed = time.time()
+        lab.kill(newcomer)
+        died = waiter(lab, nodes, peers, killed, 300)
+        time.sleep(3)
+        death_bytes = count_bytes(lab, nodes, reset=True)
+        messages_died = gossip_messages(lab, nodes) if logged else None
+    join_messages = (messages_joined - messages_before
+                     if messages_joined is not None and messages_before is not None else None)
+    death_messages = (messages_died - messages_joined
+                      if messages_died is not None and messages_joined is not None else None)
+    return Result(kind, peers, round(started, 3), round(joined, 3), round(died, 3),
+                  join_bytes, death_bytes, join_messages, death_messages,
+                  round(sum(sizes) / len(sizes), 1), round(max(sizes), 1))
+
+
+def ours(extra: Sequence[str] = ()) -> Callable[[FabricLab, int, list[int]], None]:
+    def spawn(lab: FabricLab, index: int, peer_nodes: list[int]) -> None:
+        start(lab, index, peers=peer_nodes, extra=extra)
+    return spawn
+
+
+def go(lab: FabricLab, index: int, peer_nodes: list[int]) -> None:
+    from tests.interop.golab import go_weaver_argv
+
+    argv = go_weaver_argv(GO_WEAVER, peer_name(index), f"node{index}",
+                          lab.node_dir(index) / "weave-",
+                          peers=[lab.node_ip(j) for j in peer_nodes])
+    lab.spawn(index, argv, env={"CHECKPOINT_DISABLE": "1"})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,30,100")
+    parser.add_argument("--full-topology", action="store_true")
+    parser.add_argument("--go", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    args = parser.parse_args()
+    sizes = [3, 5] if args.smoke else [int(n) for n in args.sizes.split(",")]
+    results: list[Result] = []
+    for n in sizes:
+        results.append(run_size("ours", n, ours(), logged=True))
+        print(json.dumps(asdict(results[-1])), flush=True)
+        if args.full_topology:
+            results.append(run_size("ours, original topology format", n,
+                                    ours(["--no-incremental-topology"]), logged=True))
+            print(json.dumps(asdict(results[-1])), flush=True)
+    if args.go and GO_WEAVER.exists():
+        results.append(run_size("go weaver 2.8.1", sizes[0], go, logged=False))
+        print(json.dumps(asdict(results[-1])), flush=True)
+    print(f"{'kind':34} {'peers':>5} {'start s':>8} {'join s':>7} {'death s':>8} "
+          f"{'join B':>9} {'death B':>9} {'join msg':>8} {'RSS MB':>7}")
+    for r in results:
+        print(f"{r.kind:34} {r.peers:>5} {r.start_seconds:>8.2f} {r.join_seconds:>7.2f} "
+              f"{r.death_seconds:>8.2f} {r.join_bytes:>9} {r.death_bytes:>9} "
+              f"{r.join_messages if r.join_messages is not None else '-':>8} "
+              f"{r.rss_mb_max:>7.1f}")
+    mine = [r for r in results if r.kind == "ours"]
+    growth = None
+    if len(mine) >= 2 and mine[0].join_bytes:
+        # bytes per join over peers: linear growth keeps this flat
+        growth = ((mine[-1].join_bytes / mine[-1].peers) / (mine[0].join_bytes / mine[0].peers))
+    summary: dict[str, Any] = {
+        "results": [asdict(r) for r in results], "targets": TARGETS,
+        "join_bytes_per_peer_growth": growth,
+        "met": {
+            "join_at_100": next((r.join_seconds <= TARGETS["join_converged_seconds_max_at_100"]
+                                 for r in mine if r.peers == 100), None),
+            "rss": all(r.rss_mb_max <= TARGETS["rss_mb_max"] for r in mine),
+            "linear_bytes": (growth <= TARGETS["join_bytes_growth_max_ratio_vs_linear"]
+                             if growth is not None else None)}}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
