@@ -32,16 +32,12 @@ from npc.dataplane.nftables import (
     LibNftables,
     NftablesBackend,
     NftError,
-    NftState,
     Patch,
-    SetFill,
-    _differences,
-    expected_state,
-    settled,
 )
 from npc.model.objects import ClusterState, Pod
 from npc.model.parse import parse_network_policy, parse_pod
 from npc.render import nft as R
+from npc.render.nft_diff import NftState, SetFill, expected_state, settled, state_differences
 from tests.strategies import POD_LABELS, cluster_states, container_ports
 
 Json = dict[str, Any]
@@ -342,7 +338,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
             table = full_table(compile_ruleset(current, options))
             want = expected_state(table)
             assert settled(known(backend), table.dispatch) == want
-            assert _differences(known(backend), backend.read_state()) == []
+            assert state_differences(known(backend), backend.read_state()) == []
             assert backend._patching is not None
             index = backend._patching.pending
             assert {ip for pods in index.values() for ip in pods} == pending(known(backend))
@@ -362,7 +358,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
                 folding = backend.untidy()
                 assert (backend.tidy() is None) == (folding == 0)
                 assert known(backend) == want and not pending(known(backend))
-                assert _differences(want, backend.read_state()) == []
+                assert state_differences(want, backend.read_state()) == []
                 assert backend.untidy() == 0 and backend.builds == builds
                 seen["tidies"] += folding > 0
                 for b in nft_ns.batches[batches:]:
@@ -403,7 +399,7 @@ def test_union_sets_follow_their_member_sets(nft_ns: NetnsNft) -> None:
     backend.sync(patched[0], changed_sets=patched[1])
     assert backend.builds == builds
     assert known(backend).sets[unions[0]] == {"10.32.0.1", "10.32.0.3"}
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 # ---- what a pod event writes -------------------------------------------------------------
@@ -439,7 +435,7 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
     assert report.commands == 1 and report.ipset_lines == len(batch) > 0
     assert report.chains_rewritten == [] and report.drift == []
     assert pending(known(backend)) == {"10.32.0.9"} and backend.untidy() == 1
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
     # Folding the pending pod into the map is elements only too.
     nft_ns.batches.clear()
     tidied = backend.tidy()
@@ -448,7 +444,7 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
     assert all(set(next(iter(c.values()))) == {"element"} for c in batch), batch
     monkeypatch.undo()
     assert known(backend) == full_state(patched[0])
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 def test_a_failed_delta_transaction_makes_the_next_sync_read_the_kernel(
@@ -467,7 +463,7 @@ def test_a_failed_delta_transaction_makes_the_next_sync_read_the_kernel(
     report = backend.sync(patched[0])  # as the controller retries: compiled again
     assert report.commands == 3 and report.ipset_lines > 0  # read back, then repaired
     assert known(backend) == full_state(patched[0])
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 # ---- element batches over netlink --------------------------------------------------------

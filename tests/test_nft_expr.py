@@ -23,14 +23,9 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.dataplane import nft_netlink as NL
 from npc.dataplane.nft_expr import COMMENT_BYTES, rule_expressions
-from npc.dataplane.nftables import (
-    LibNftables,
-    NftablesBackend,
-    NftError,
-    NftState,
-    _netlink_chains,
-)
+from npc.dataplane.nftables import LibNftables, NftError, _netlink_chains
 from npc.render import nft as R
+from npc.render.nft_diff import NftState, set_spec, table_commands
 from tests.strategies import cluster_states
 
 Json = dict[str, Any]
@@ -222,8 +217,9 @@ def test_generated_rules_list_as_libnftables_writes_them(netns_fd: int, rules: l
 def test_every_policy_chain_goes_over_netlink(state: Any) -> None:
     """What the renderer writes into group and target chains is all in the encoded forms:
     a full sync gives libnftables none of their rules (only the static chains')."""
-    backend = NftablesBackend(lambda _: {}, options=Options())
-    commands = backend.commands(backend.desired(compile_ruleset(state, Options())), NftState())
+    options = Options()
+    want = R.build_table(compile_ruleset(state, options), allow_mcast=options.allow_mcast)
+    commands = table_commands(want, NftState(), bridge_port=options.bridge_port)
     structure = [c for c in commands if {"chain", "rule"} & c.get("add", {}).keys()
                  and c["add"].get("chain", c["add"].get("rule", {})).get("family") == "inet"]
     base = {c["add"]["chain"]["name"] for c in structure if "hook" in c["add"].get("chain", {})}
@@ -249,8 +245,7 @@ def test_address_sets_created_over_netlink_are_those_libnftables_creates(
         nft = LibNftables()
         with contextlib.suppress(NftError):
             nft([{"delete": {"table": TABLE}}])
-        backend = NftablesBackend(nft, options=Options())
-        spec = backend.set_spec(R.NftSet("via-json", False, frozenset(), "pods: x"))
+        spec = set_spec(R.NftSet("via-json", False, frozenset(), "pods: x"))
         link = NL.NftNetlink()
         try:  # the table too: it does not exist yet
             link.fill(T["table"], [("via-netlink", ["10.1.0.1", "10.1.0.2"])],

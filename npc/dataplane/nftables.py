@@ -7,8 +7,8 @@ so no packet ever sees half a sync.  A sync writes only what changed:
 * set and verdict-map **elements** are added and deleted one by one (pod churn is a
   handful of element operations, whatever the cluster size);
 * a pod event (the incremental compiler's exact set member changes) is translated into
-  those element operations directly, without building the table (:class:`_Patching`), so
-  its cost does not depend on the cluster's size;
+  those element operations directly, without building the table
+  (:class:`~npc.render.nft_patch.Patching`), so its cost does not depend on the cluster's size;
 * a chain whose fingerprint (kept in its first rule's comment) differs is flushed and
   refilled in the same transaction; unchanged chains keep their counters;
 * chains and sets nothing wants any more are deleted last, after the map elements that
@@ -24,9 +24,7 @@ import contextlib
 import json
 import queue
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from common.kernel.errors import KernelError
@@ -45,9 +43,19 @@ from npc.dataplane.nft_netlink import (
     is_ipv4,
     removals,
 )
-from npc.render import nft as R
-
-Json = dict[str, Any]
+from npc.render import nft as nft_render
+from npc.render.nft_diff import (
+    Json,
+    NftState,
+    SetFill,
+    chain_commands,
+    expected_state,
+    parse_table,
+    settled,
+    state_differences,
+    table_commands,
+)
+from npc.render.nft_patch import ElementPlan, Patching, element_changes, plan_commands
 
 
 class NftError(KernelError):
@@ -65,9 +73,6 @@ the size of a transaction, and glibc keeps its peak."""
 TIDY_AT = 256
 """Pending pods (see :meth:`NftablesBackend.tidy`) beyond which a pod event folds them into
 the dispatch maps itself: each adds a look at every target set to its new connections."""
-SetFill = tuple[str, Collection[str] | Mapping[str, str]]
-"""A new set of ``inet weave-npc`` and the addresses it is to hold, or a new verdict map
-and the chain each address jumps to."""
 
 
 class Fill(Protocol):
@@ -104,12 +109,12 @@ class LibNftables:
     def __call__(self, commands: list[Json]) -> Json:
         if self._netlink is not None:
             # Element changes, then maybe chains removed (a full sync's switch).
-            changes, gone = removals(commands, R.TABLE)
+            changes, gone = removals(commands, nft_render.TABLE)
             elements = element_commands(changes) if changes else []
             if elements is not None and (elements or gone):
                 with self._netlink_lock:
                     try:
-                        self._netlink.patch(R.TABLE, [], elements, gone)
+                        self._netlink.patch(nft_render.TABLE, [], elements, gone)
                     except NetlinkRefused as exc:
                         raise NftError(f"nft failed (netlink): {exc}", commands) from None
                 return {}
@@ -133,7 +138,7 @@ class LibNftables:
         assert self._netlink is not None
         with self._netlink_lock:
             try:
-                self._netlink.fill(R.TABLE, sets, new)
+                self._netlink.fill(nft_render.TABLE, sets, new)
             except NetlinkRefused as exc:
                 raise NftError(f"nft failed (netlink fill): {exc}") from None
 
@@ -144,7 +149,7 @@ class LibNftables:
         assert self._netlink is not None
         with self._netlink_lock:
             try:
-                self._netlink.patch(R.TABLE, *patch)
+                self._netlink.patch(nft_render.TABLE, *patch)
             except NetlinkRefused as exc:
                 raise NftError(f"nft failed (netlink): {exc}") from None
 
@@ -185,49 +190,6 @@ def available() -> bool:
     return True
 
 
-@dataclass
-class NftState:
-    sets: dict[str, set[str]] = field(default_factory=dict)
-    maps: dict[str, dict[str, str]] = field(default_factory=dict)
-    chains: dict[str, str] = field(default_factory=dict)  # name → fingerprint ("" unknown)
-    bridge_ok: bool = False
-
-
-def _element(value: Any) -> str:
-    if isinstance(value, dict) and "prefix" in value:
-        return R.canonical_cidr(f"{value['prefix']['addr']}/{value['prefix']['len']}")
-    if isinstance(value, dict) and "elem" in value:
-        return _element(value["elem"]["val"])
-    return str(value)
-
-
-def parse_table(listing: Json) -> NftState:
-    state = NftState()
-    rules_first: dict[str, str] = {}
-    for item in listing.get("nftables", []):
-        if "set" in item:
-            s = item["set"]
-            state.sets[s["name"]] = {_element(e) for e in s.get("elem", [])}
-        elif "map" in item:
-            m = item["map"]
-            state.maps[m["name"]] = {
-                _element(k): (v.get("jump") or v.get("goto") or {}).get("target", "")
-                for k, v in m.get("elem", [])}
-        elif "chain" in item:
-            state.chains.setdefault(item["chain"]["name"], "")
-        elif "rule" in item:
-            r = item["rule"]
-            if r["chain"] not in rules_first:
-                rules_first[r["chain"]] = r.get("comment", "")
-    for chain, comment in rules_first.items():
-        if comment.startswith("#"):
-            state.chains[chain] = comment[1:].split(" ", 1)[0]
-    for chain in set(state.chains) - set(rules_first):
-        # An empty chain (a policy with no rules) has no rule to carry a fingerprint.
-        state.chains[chain] = R.NftChain(chain, ()).fingerprint
-    return state
-
-
 class NftablesBackend:
     def __init__(self, run: NftRunner, *, options: Options,
                  fill: Fill | None = None,
@@ -238,7 +200,7 @@ class NftablesBackend:
         """``nft list table inet weave-npc`` as text, for ``npc debug`` (None: the JSON
         listing is shown instead)."""
         self.options = options
-        self.description = f"nftables (inet {R.TABLE})"
+        self.description = f"nftables (inet {nft_render.TABLE})"
         if isinstance(run, LibNftables) and run.fills:
             fill, patch = fill or run.fill, patch or run.patch
         self.fill = fill
@@ -248,7 +210,7 @@ class NftablesBackend:
         """Writes a pod event's transaction (see :meth:`_sync_elements`); without it, that
         goes through ``run`` as JSON."""
         self._known_state: NftState | None = None
-        self._patching_state: _Patching | None = None
+        self._patching_state: Patching | None = None
         self._bookkeeping: _Bookkeeping | None = None
         """The last full sync's bookkeeping, still being worked out (see
         :class:`_Bookkeeping`): :attr:`_known` and :attr:`_patching` wait for it."""
@@ -265,13 +227,13 @@ class NftablesBackend:
         self._known_state = state
 
     @property
-    def _patching(self) -> _Patching | None:
+    def _patching(self) -> Patching | None:
         """How set member changes map onto ``_known`` (valid while ``_known`` is set)."""
         self._settle()
         return self._patching_state
 
     @_patching.setter
-    def _patching(self, patching: _Patching | None) -> None:
+    def _patching(self, patching: Patching | None) -> None:
         self._settle()
         self._patching_state = patching
 
@@ -283,25 +245,22 @@ class NftablesBackend:
         if pending is not None:
             self._known_state, self._patching_state = pending.result()
 
-    def _t(self, **kw: Any) -> Json:
-        return {"family": "inet", "table": R.TABLE, **kw}
-
     def read_state(self) -> NftState:
         try:
-            listing = self.run([{"list": {"table": {"family": "inet", "name": R.TABLE}}}])
+            listing = self.run([{"list": {"table": {"family": "inet", "name": nft_render.TABLE}}}])
         except NftError:
             return NftState()
         state = parse_table(listing)
         try:
-            self.run([{"list": {"table": {"family": "bridge", "name": R.TABLE}}}])
+            self.run([{"list": {"table": {"family": "bridge", "name": nft_render.TABLE}}}])
             state.bridge_ok = True
         except NftError:
             state.bridge_ok = False
         return state
 
-    def desired(self, ruleset: Ruleset, built: Mapping[str, R.NftSet] | None = None
-                ) -> R.NftTable:
-        return R.build_table(ruleset, allow_mcast=self.options.allow_mcast, built=built)
+    def desired(self, ruleset: Ruleset, built: Mapping[str, nft_render.NftSet] | None = None
+                ) -> nft_render.NftTable:
+        return nft_render.build_table(ruleset, allow_mcast=self.options.allow_mcast, built=built)
 
     def apply(self, ruleset: Ruleset) -> ApplyReport:
         return self.sync(ruleset, full_check=True)
@@ -314,7 +273,7 @@ class NftablesBackend:
             return []
         self.sync(empty, full_check=True)
         self._known = None
-        return [f"inet {R.TABLE}"]
+        return [f"inet {nft_render.TABLE}"]
 
     def inspect(self, desired: Ruleset | None) -> KernelView:
         """``nft list table inet weave-npc`` (rules carry their policy rules as comments,
@@ -324,9 +283,9 @@ class NftablesBackend:
                 text = self.listing()
             else:
                 text = json.dumps(self.run([{"list": {"table": {
-                    "family": "inet", "name": R.TABLE}}}]), indent=1) + "\n"
+                    "family": "inet", "name": nft_render.TABLE}}}]), indent=1) + "\n"
         except KernelError as exc:
-            return KernelView(f"# no table inet {R.TABLE}: {exc.describe()}\n",
+            return KernelView(f"# no table inet {nft_render.TABLE}: {exc.describe()}\n",
                               0 if desired is None else 1)
         if desired is None:
             return KernelView(text, 0)
@@ -360,7 +319,7 @@ class NftablesBackend:
         the kernel holds, with the differences between the two as drift."""
         if full_check or known is None:
             state = self.read_state()
-            drift = _differences(known, state) if known is not None else []
+            drift = state_differences(known, state) if known is not None else []
             return state, ApplyReport(commands=2, drift=drift)
         return known, ApplyReport(commands=0)
 
@@ -393,12 +352,13 @@ class NftablesBackend:
         return ruleset, self._converge(ruleset, state, report, want)
 
     def _converge(self, ruleset: Ruleset, state: NftState, report: ApplyReport,
-                  want: R.NftTable | None = None) -> ApplyReport:
+                  want: nft_render.NftTable | None = None) -> ApplyReport:
         """Write what takes the kernel from ``state`` to ``ruleset``'s table (``want``,
         if already built)."""
         want = want if want is not None else self.desired(ruleset)
         fills: list[SetFill] | None = [] if self.fill is not None else None
-        commands = self.commands(want, state, fills)
+        commands = table_commands(want, state, bridge_port=self.options.bridge_port,
+                                  fills=fills)
         written: list[Json] = []
         if fills is not None:
             staged, commands = self._declare_and_fill(commands, fills)
@@ -528,11 +488,11 @@ class NftablesBackend:
             return None
         return self._write(known, patching.folding(known), {})
 
-    def _write(self, known: NftState, plan: _ElementPlan, deltas: SetDeltas) -> ApplyReport:
+    def _write(self, known: NftState, plan: ElementPlan, deltas: SetDeltas) -> ApplyReport:
         """Write ``plan`` (for ``deltas``) in one transaction and take it into ``known``
         and the patching index."""
         patch = self._netlink_patch(plan) if self.patch is not None else None
-        commands = self._element_commands(plan) if patch is None else []
+        commands = plan_commands(plan) if patch is None else []
         report = ApplyReport(commands=0)
         if (patch is not None and any(patch)) or commands:
             self._known = None  # if the transaction fails, the next sync reads the kernel
@@ -551,120 +511,27 @@ class NftablesBackend:
         self._known = known
         return report
 
-    def _netlink_patch(self, plan: _ElementPlan) -> Patch | None:
+    def _netlink_patch(self, plan: ElementPlan) -> Patch | None:
         """``plan`` for netlink, in :meth:`_element_commands`' order; None if an element
         is not an IPv4 address (netlink here encodes no other)."""
-        elements = _element_changes(plan)
+        elements = [ElementCommand(c.delete, "inet", nft_render.TABLE, c.name, c.elements)
+                    for c in element_changes(plan)]
         if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
             return None
-        creates, rest = _netlink_chains(self._chain_commands(plan.creates))
+        creates, rest = _netlink_chains(chain_commands(plan.creates))
         assert not rest  # group chains only jump
         return creates, elements, list(plan.gone)
-
-    def _chain_commands(self, chains: list[R.NftChain]) -> list[Json]:
-        """Create the regular chains ``chains`` with their rules."""
-        cmds: list[Json] = [{"add": {"chain": self._t(name=c.name)}} for c in chains]
-        return cmds + [{"add": {"rule": self._t(chain=c.name, **r)}} for c in chains
-                       for r in c.rules_with_fingerprint()]
-
-    def _element_commands(self, plan: _ElementPlan) -> list[Json]:
-        """New group chains first (map elements jump to them), then set and map elements,
-        then the group chains no map element jumps to any more."""
-        cmds = self._chain_commands(plan.creates)
-        cmds += [{"delete" if c.delete else "add": {"element": self._t(name=c.name, elem=[
-            _elem_value(key) if chain is None else [key, {"jump": {"target": chain}}]
-            for key, chain in c.elements])}} for c in _element_changes(plan)]
-        return cmds + _chain_removals(plan.gone, self._t)
 
     def differences(self, ruleset: Ruleset) -> list[str]:
         """What in the kernel differs from ``ruleset`` (for ``npc debug``); pending pods
         count as dispatched where their target sets send them (see :func:`settled`)."""
         want = self.desired(ruleset)
-        return _differences(expected_state(want), settled(self.read_state(), want.dispatch))
-
-    def commands(self, want: R.NftTable, state: NftState,
-                 fills: list[SetFill] | None = None) -> list[Json]:
-        """One transaction taking the kernel from ``state`` to ``want``.  Given ``fills``,
-        the elements of new sets of plain addresses and of new maps go there instead
-        (see :meth:`_declare_and_fill`)."""
-        cmds: list[Json] = []
-        if not state.bridge_ok:
-            cmds += R.bridge_table_commands(self.options.bridge_port)
-        cmds.append({"add": {"table": {"family": "inet", "name": R.TABLE}}})
-        cmds += self._set_commands(want, state, fills)
-        cmds += self._map_and_chain_commands(want, state, fills)
-        return [] if cmds == [{"add": {"table": {"family": "inet", "name": R.TABLE}}}] else cmds
-
-    def set_spec(self, s: R.NftSet) -> Json:
-        """What ``add set`` takes to create ``s`` (empty)."""
-        spec = self._t(name=s.name, type="ipv4_addr", comment=s.comment)
-        if s.interval:
-            spec["flags"] = ["interval"]
-        return spec
-
-    def _set_commands(self, want: R.NftTable, state: NftState,
-                      fills: list[SetFill] | None) -> list[Json]:
-        cmds: list[Json] = []
-        for s in want.sets:
-            have = state.sets.get(s.name)
-            if have is None:
-                cmds.append({"add": {"set": self.set_spec(s)}})
-                if fills is not None and not s.interval:
-                    fills.append((s.name, s.elements))
-                    continue
-                have = set()
-            adds, dels = sorted(s.elements - have), sorted(have - s.elements)
-            if adds:
-                cmds.append({"add": {"element": self._t(name=s.name, elem=[
-                    _elem_value(e) for e in adds])}})
-            if dels:
-                cmds.append({"delete": {"element": self._t(name=s.name, elem=[
-                    _elem_value(e) for e in dels])}})
-        return cmds
-
-    def _map_and_chain_commands(self, want: R.NftTable, state: NftState,
-                                fills: list[SetFill] | None) -> list[Json]:
-        cmds: list[Json] = []
-        wanted_chains = {c.name for c in want.chains}
-        for c in want.chains:  # chains first: map elements and rules jump to them
-            if c.name not in state.chains:
-                spec = self._t(name=c.name)
-                if c.hook:
-                    spec.update(type="filter", hook=c.hook[0], prio=c.hook[1],
-                                policy="accept")
-                cmds.append({"add": {"chain": spec}})
-        for m in want.maps:
-            have = state.maps.get(m.name)
-            if have is None:
-                cmds.append({"add": {"map": self._t(name=m.name, type="ipv4_addr",
-                                                    map="verdict")}})
-                if fills is not None:
-                    fills.append((m.name, dict(m.elements)))
-                    continue
-                have = {}
-            wanted = dict(m.elements)
-            stale = sorted(k for k, v in have.items() if wanted.get(k) != v)
-            fresh = sorted(k for k, v in wanted.items() if have.get(k) != v)
-            if stale:
-                cmds.append({"delete": {"element": self._t(name=m.name, elem=stale)}})
-            if fresh:
-                cmds.append({"add": {"element": self._t(name=m.name, elem=[
-                    [k, {"jump": {"target": wanted[k]}}] for k in fresh])}})
-        for c in want.chains:
-            if state.chains.get(c.name) != c.fingerprint:
-                if c.name in state.chains:
-                    cmds.append({"flush": {"chain": self._t(name=c.name)}})
-                cmds += [{"add": {"rule": self._t(chain=c.name, **r)}}
-                         for r in c.rules_with_fingerprint()]
-        cmds += _chain_removals(sorted(set(state.chains) - wanted_chains), self._t)
-        for name in sorted(set(state.sets) - {s.name for s in want.sets}):
-            cmds.append({"delete": {"set": self._t(name=name)}})
-        return cmds
+        return state_differences(expected_state(want), settled(self.read_state(), want.dispatch))
 
     def remove_all(self) -> None:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
-                self.run([{"delete": {"table": {"family": family, "name": R.TABLE}}}])
+                self.run([{"delete": {"table": {"family": family, "name": nft_render.TABLE}}}])
 
 
 def _netlink_chains(commands: list[Json]) -> tuple[list[NewChain], list[Json]]:
@@ -730,13 +597,13 @@ class _Bookkeeping:
     Python go while the controller waits for the next event.  (Started earlier, beside
     the writing, it took the interpreter lock from the rules' encoding.)"""
 
-    def __init__(self, ruleset: Ruleset, want: R.NftTable) -> None:
-        self._kept: list[tuple[NftState, _Patching | None]] = []
+    def __init__(self, ruleset: Ruleset, want: nft_render.NftTable) -> None:
+        self._kept: list[tuple[NftState, Patching | None]] = []
         self._work = _Background(lambda _: self._kept.append(
-            (expected_state(want), _Patching.build(ruleset, want))), None, "nft-bookkeeping")
+            (expected_state(want), Patching.build(ruleset, want))), None, "nft-bookkeeping")
         self._work.start()
 
-    def result(self) -> tuple[NftState, _Patching | None]:
+    def result(self) -> tuple[NftState, Patching | None]:
         self._work.join()  # raises what the work met
         [kept] = self._kept
         return kept
@@ -771,9 +638,9 @@ class _SetLoader:
     def __init__(self, backend: NftablesBackend, existing: set[str]) -> None:
         self._backend = backend
         self._existing = existing
-        self._queue: queue.SimpleQueue[R.NftSet | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[nft_render.NftSet | None] = queue.SimpleQueue()
         self._seen: dict[str, IpSet] = {}
-        self.built: dict[str, R.NftSet] = {}
+        self.built: dict[str, nft_render.NftSet] = {}
         """Ruleset set name → the address set made of it (loaded or already there)."""
         self.loaded: dict[str, set[str]] = {}
         """Set → the addresses it was filled with, once created and filled."""
@@ -787,7 +654,7 @@ class _SetLoader:
         if ipset.kind is SetKind.LIST_SET and any(
                 m.value not in self._seen for m in ipset.members):
             return  # not as the compiler promises: leave it to the final transaction
-        nft_set = R.address_set(ipset, self._seen)
+        nft_set = nft_render.address_set(ipset, self._seen)
         if nft_set is None:
             return
         self.built[ipset.name] = nft_set
@@ -819,262 +686,10 @@ class _SetLoader:
             except Exception as exc:  # handed to the syncing thread by finish()
                 self.error = exc
 
-    def _load(self, sets: list[R.NftSet]) -> None:
+    def _load(self, sets: list[nft_render.NftSet]) -> None:
         backend = self._backend
         assert backend.fill is not None
         backend.fill([(s.name, s.elements) for s in sets], [s.name for s in sets])
         self.transactions += 1
         for s in sets:
             self.loaded[s.name] = set(s.elements)
-
-
-@dataclass
-class _ElementPlan:
-    """The element operations one batch of set member changes needs, worked out before
-    anything is written."""
-
-    add: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    delete: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    unmap: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    """Dispatch map → the pods whose element goes (before ``remap`` adds it back)."""
-    remap: defaultdict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
-    """Dispatch map → pod → the group chain it jumps to now."""
-    pending: defaultdict[str, dict[str, frozenset[str] | None]] = field(
-        default_factory=lambda: defaultdict(dict))
-    """Dispatch map → pod → the target sets it is pending with now (None: no longer
-    pending)."""
-    moved: Counter[str] = field(default_factory=Counter)
-    """Group chain → change in the number of pods dispatched to it."""
-    keys: dict[str, tuple[R.Dispatch, frozenset[str]]] = field(default_factory=dict)
-    """Group chain a pod moved to → its dispatch and key (it may be new)."""
-    creates: list[R.NftChain] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-
-    def want(self, known: NftState, name: str, element: str, present: bool) -> None:
-        """``element`` is to be in nft set ``name`` or not."""
-        if present != (element in known.sets[name]):
-            (self.add if present else self.delete)[name].add(element)
-
-
-@dataclass
-class _Patching:
-    """What turns set member changes into element operations without building the table:
-    built on each full sync from the Ruleset and its table, kept in step with ``_known``
-    by every delta sync.  Each changed member costs a few dictionary lookups (and one per
-    part of each union holding it)."""
-
-    roles: R.SetRoles
-    dispatch: tuple[R.Dispatch, ...]
-    groups: dict[str, frozenset[str]]
-    """Group chain → its key (the target sets its pods are in), both directions."""
-    sizes: Counter[str]
-    """Group chain → the number of pods the dispatch maps send to it (never 0)."""
-    loose: dict[str, set[str]]
-    """Union parts without an nft set of their own (default-allow sets) → members."""
-    pending: dict[str, dict[str, frozenset[str]]]
-    """Dispatch map → the pods in its pending set → the target sets each is in."""
-
-    @classmethod
-    def build(cls, ruleset: Ruleset, want: R.NftTable) -> _Patching | None:
-        """None when a pod's group could depend on a set without an nft set of its own
-        (then every sync takes the full path)."""
-        roles = R.set_roles(ruleset)
-        if any(t not in roles.own for d in want.dispatch for t in d.targets):
-            return None
-        by_name = ruleset.set_by_name()
-        maps = {d.map for d in want.dispatch}
-        return cls(roles, want.dispatch,
-                   {chain: key for d in want.dispatch for chain, key in d.groups.items()},
-                   Counter(chain for m in want.maps if m.name in maps
-                           for _, chain in m.elements),
-                   {name: {m.value for m in by_name[name].members} for name in roles.loose},
-                   {d.map: {} for d in want.dispatch})
-
-    def untidy(self) -> int:
-        return sum(len(pods) for pods in self.pending.values())
-
-    def plan(self, known: NftState, deltas: SetDeltas) -> _ElementPlan | None:
-        """The element operations taking ``known`` through ``deltas``; None if some
-        change cannot be mapped with certainty."""
-        roles = self.roles
-        if any(name in roles.blocked or (name not in roles.own and name not in self.loose)
-               for name in deltas):
-            return None
-
-        def holds(name: str, ip: str) -> bool:
-            """Whether set ``name`` holds ``ip`` after the changes."""
-            change = deltas.get(name)
-            if change is not None and ip in change:
-                return change[ip] is not None
-            own = roles.own.get(name)
-            return ip in (known.sets[own] if own is not None else self.loose[name])
-
-        plan = _ElementPlan()
-        in_unions: dict[tuple[str, str], bool] = {}  # (union, ip) → a part gains ip
-        for name, changes in deltas.items():
-            own = roles.own.get(name)
-            unions = roles.containing.get(name, ())
-            for ip, member in changes.items():
-                if own is not None:
-                    plan.want(known, own, ip, member is not None)
-                for union in unions:
-                    if member is not None:
-                        in_unions[union, ip] = True
-                    else:
-                        in_unions.setdefault((union, ip), False)
-        for (union, ip), gained in in_unions.items():
-            # A union loses an address only if none of its parts holds it any more.
-            plan.want(known, union, ip,
-                      gained or any(holds(p, ip) for p in roles.unions[union]))
-        for d in self.dispatch:
-            if not self._plan_dispatch(plan, d, known, deltas, holds):
-                return None
-        self._plan_chains(plan, known)
-        return plan
-
-    def _plan_dispatch(self, plan: _ElementPlan, d: R.Dispatch, known: NftState,
-                       deltas: SetDeltas, holds: Callable[[str, str], bool]) -> bool:
-        """Each pod whose target sets changed leaves its group chain's map element and
-        becomes pending (or stops being pending, if no target set holds it now): element
-        operations the kernel need not validate the table for (see :mod:`npc.render.nft`)."""
-        touched = [name for name in deltas if name in d.targets]
-        elements, waiting = known.maps[d.map], self.pending[d.map]
-        for ip in sorted({ip for name in touched for ip in deltas[name]}):
-            old = elements.get(ip)
-            if old is not None and old not in self.groups:
-                return False  # a chain this index does not know: only a rebuild can tell
-            before = self.groups[old] if old is not None else waiting.get(ip, frozenset())
-            key = frozenset(t for t in before.union(touched) if holds(t, ip))
-            if key == before:
-                continue
-            if old is not None:
-                plan.unmap[d.map].add(ip)
-                plan.moved[old] -= 1
-            plan.pending[d.map][ip] = key or None
-            plan.want(known, d.pending, ip, bool(key))
-        return True
-
-    def folding(self, known: NftState) -> _ElementPlan:
-        """The plan that moves every pending pod into its dispatch map, at the group chain
-        of its target sets (created if it is new)."""
-        plan = _ElementPlan()
-        for d in self.dispatch:
-            for ip, key in self.pending[d.map].items():
-                chain = R.group_chain_name(d.prefix, key)
-                plan.remap[d.map][ip] = chain
-                plan.moved[chain] += 1
-                plan.keys[chain] = (d, key)
-                plan.pending[d.map][ip] = None
-                plan.want(known, d.pending, ip, False)
-        self._plan_chains(plan, known)
-        return plan
-
-    def _plan_chains(self, plan: _ElementPlan, known: NftState) -> None:
-        """Group chains that gain their first pod are created; those that lose their last
-        one go (the full path's table would not have them either)."""
-        for chain, change in sorted(plan.moved.items()):
-            left = self.sizes[chain] + change
-            if left > 0 and chain not in known.chains:
-                d, key = plan.keys[chain]
-                plan.creates.append(d.chain(key))
-            elif left == 0 and chain in known.chains:
-                plan.gone.append(chain)
-
-    def commit(self, known: NftState, plan: _ElementPlan, deltas: SetDeltas) -> None:
-        """``plan`` was written: bring ``known`` and this index up to date."""
-        for name, elements in plan.add.items():
-            known.sets[name].update(elements)
-        for name, elements in plan.delete.items():
-            known.sets[name].difference_update(elements)
-        for name, ips in plan.unmap.items():
-            for ip in ips:
-                del known.maps[name][ip]
-        for name, targets in plan.remap.items():
-            known.maps[name].update(targets)
-        for chain in plan.creates:
-            known.chains[chain.name] = chain.fingerprint
-            self.groups[chain.name] = plan.keys[chain.name][1]
-        for name in plan.gone:
-            del known.chains[name], self.groups[name]
-        self.sizes.update(plan.moved)
-        for name in plan.moved:
-            if self.sizes[name] == 0:
-                del self.sizes[name]
-        for name, changes in plan.pending.items():
-            waiting = self.pending[name]
-            for ip, key in changes.items():
-                if key is None:
-                    waiting.pop(ip, None)
-                else:
-                    waiting[ip] = key
-        for name in deltas.keys() & self.loose.keys():
-            members = self.loose[name]
-            for ip, member in deltas[name].items():
-                if member is None:
-                    members.discard(ip)
-                else:
-                    members.add(ip)
-
-
-def _chain_removals(names: Sequence[str], spec: Callable[..., Json]) -> list[Json]:
-    """Remove chains ``names``: all flushed before any is deleted, since a group chain's
-    jumps hold the target chains (a chain something jumps to cannot go)."""
-    return ([{"flush": {"chain": spec(name=name)}} for name in names]
-            + [{"delete": {"chain": spec(name=name)}} for name in names])
-
-
-def expected_state(want: R.NftTable) -> NftState:
-    return NftState(sets={s.name: set(s.elements) for s in want.sets},
-                    maps={m.name: dict(m.elements) for m in want.maps},
-                    chains={c.name: c.fingerprint for c in want.chains}, bridge_ok=True)
-
-
-def settled(state: NftState, dispatch: Sequence[R.Dispatch]) -> NftState:
-    """``state`` with its pending pods folded into the dispatch maps as
-    :meth:`NftablesBackend.tidy` would (each at the group chain of the target sets that
-    hold it there, counted present): the state a full sync would leave, when ``state`` is
-    the result of pod events.  ``dispatch`` is the layout (the table's)."""
-    sets, maps, chains = dict(state.sets), dict(state.maps), dict(state.chains)
-    for d in dispatch:
-        waiting = sets.get(d.pending)
-        if not waiting:
-            continue
-        sets[d.pending], maps[d.map] = set(), dict(maps.get(d.map, {}))
-        for ip in waiting:
-            key = d.key_of(ip, state.sets)
-            if key:
-                chain = d.chain(key)
-                maps[d.map][ip] = chain.name
-                chains.setdefault(chain.name, chain.fingerprint)
-    return NftState(sets, maps, chains, state.bridge_ok)
-
-
-def _element_changes(plan: _ElementPlan) -> list[ElementCommand]:
-    """``plan``'s element changes in the order they must go: additions to sets, deletions
-    from sets, map elements removed, then map elements (re)pointed at their chains."""
-    def command(delete: bool, name: str, elements: Sequence[tuple[str, str | None]]
-                ) -> ElementCommand:
-        return ElementCommand(delete, "inet", R.TABLE, name, tuple(elements))
-
-    changes = ((False, plan.add), (True, plan.delete), (True, plan.unmap))
-    out = [command(delete, name, [(e, None) for e in sorted(members)])
-           for delete, per_set in changes for name, members in sorted(per_set.items())
-           if members]
-    return out + [command(False, name, sorted(targets.items()))
-                  for name, targets in sorted(plan.remap.items()) if targets]
-
-
-def _elem_value(element: str) -> Any:
-    if "/" in element:
-        addr, length = element.split("/")
-        return {"prefix": {"addr": addr, "len": int(length)}}
-    return element
-
-
-def _differences(expected: NftState, actual: NftState) -> list[str]:
-    out = [f"set {n}" for n, v in expected.sets.items() if actual.sets.get(n) != v]
-    out += [f"set {n}" for n, v in expected.maps.items() if actual.maps.get(n) != v]
-    out += [f"chain {n}" for n, fp in expected.chains.items() if actual.chains.get(n) != fp]
-    if not actual.bridge_ok:
-        out.append("table bridge weave-npc")
-    return out
