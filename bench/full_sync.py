@@ -42,7 +42,8 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.iptables import IptablesBackend
-from npc.dataplane.nftables import LibNftables, NftablesBackend
+from npc.dataplane.nft_runner import LibNftables
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.objects import ClusterState
 from npc.render import ipsets as ipset_render
 from npc.render import nft as nft_render

@@ -28,12 +28,8 @@ from npc.compile.incremental import IncrementalCompiler, PodChange, SetDeltas
 from npc.compile.ruleset import IpSet, Member, Ruleset
 from npc.dataplane import nft_netlink as NL
 from npc.dataplane.nft_expr import verdict
-from npc.dataplane.nftables import (
-    LibNftables,
-    NftablesBackend,
-    NftError,
-    Patch,
-)
+from npc.dataplane.nft_runner import LibNftables, NftError, Patch
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.objects import ClusterState, Pod
 from npc.model.parse import parse_network_policy, parse_pod
 from npc.render import nft as R
@@ -552,8 +548,8 @@ def test_only_element_batches_take_the_netlink_path() -> None:
 
 def test_a_switch_that_removes_chains_splits_into_elements_and_removals() -> None:
     """A full sync's last transaction (element changes, then chains removed, as
-    ``_chain_removals`` writes them) goes over netlink as a patch; anything else in the
-    tail leaves it whole."""
+    :func:`~npc.render.nft_diff.chain_removals` writes them) goes over netlink as a patch;
+    anything else in the tail leaves it whole."""
     t = {"family": "inet", "table": "weave-npc"}
     elements: list[Json] = [{"add": {"element": {**t, "name": "s", "elem": ["10.32.0.1"]}}}]
     tail: list[Json] = [{"flush": {"chain": {**t, "name": "a"}}},

@@ -23,7 +23,7 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.dataplane import nft_netlink as NL
 from npc.dataplane.nft_expr import COMMENT_BYTES, rule_expressions
-from npc.dataplane.nftables import LibNftables, NftError, _netlink_chains
+from npc.dataplane.nft_runner import LibNftables, NftError, netlink_chains
 from npc.render import nft as R
 from npc.render.nft_diff import NftState, set_spec, table_commands
 from tests.strategies import cluster_states
@@ -225,7 +225,7 @@ def test_every_policy_chain_goes_over_netlink(state: Any) -> None:
     base = {c["add"]["chain"]["name"] for c in structure if "hook" in c["add"].get("chain", {})}
     regular = [c for c in structure if c["add"].get("chain", {}).get("name") not in base
                and c["add"].get("rule", {}).get("chain") not in base]
-    chains, rest = _netlink_chains(regular)
+    chains, rest = netlink_chains(regular)
     policy_chains = {c.name for c in chains
                      if c.name.startswith(("ingress-", "egress-")) and c.name != "egress-passed"}
     assert not {c["add"]["rule"]["chain"] for c in rest} & policy_chains

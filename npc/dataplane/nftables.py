@@ -2,19 +2,20 @@
 
 libnftables (Debian's ``python3-nftables``) takes a JSON batch and commits it as one
 netlink transaction: the kernel switches from the old table to the new one atomically,
-so no packet ever sees half a sync.  A sync writes only what changed:
+so no packet ever sees half a sync.  A sync writes only what changed: the commands that
+take what we last wrote (or, first, on full checks and after a failure, what
+``nft -j list table`` reads back) to the desired table are worked out by
+:mod:`npc.render.nft_diff`; a pod event (the incremental compiler's exact set member
+changes) is translated into element operations directly, without building the table
+(:class:`~npc.render.nft_patch.Patching`), so its cost does not depend on the cluster's
+size.
 
-* set and verdict-map **elements** are added and deleted one by one (pod churn is a
-  handful of element operations, whatever the cluster size);
-* a pod event (the incremental compiler's exact set member changes) is translated into
-  those element operations directly, without building the table
-  (:class:`~npc.render.nft_patch.Patching`), so its cost does not depend on the cluster's size;
-* a chain whose fingerprint (kept in its first rule's comment) differs is flushed and
-  refilled in the same transaction; unchanged chains keep their counters;
-* chains and sets nothing wants any more are deleted last, after the map elements that
-  jumped to them are gone.
+A full sync first writes what nothing reaches yet (new sets, maps and regular chains)
+in small transactions, fills the new sets and maps over netlink
+(:mod:`npc.dataplane.nft_runner`), beside the compile when it can
+(:mod:`npc.dataplane.nft_loader`), then puts everything to use in one last transaction:
+the switch stays atomic and libnftables' peak stays small.
 
-Reading back (first sync, full checks, after a failure) uses ``nft -j list table``.
 npc owns ``inet weave-npc`` and the two-rule ``bridge weave-npc``; it touches nothing else.
 """
 
@@ -22,49 +23,35 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from common.kernel.errors import KernelError
-from common.kernel.exec import CommandError, Runner
 from npc.compile.compiler import Options, SetListener, collector_paused
 from npc.compile.incremental import SetDeltas
-from npc.compile.ruleset import IpSet, Ruleset, SetKind
+from npc.compile.ruleset import Ruleset
 from npc.dataplane.backend import ApplyReport, KernelView
-from npc.dataplane.nft_expr import rule_expressions
-from npc.dataplane.nft_netlink import (
-    ElementCommand,
-    NetlinkRefused,
-    NewChain,
-    NftNetlink,
-    element_commands,
-    is_ipv4,
-    removals,
+from npc.dataplane.nft_loader import Background, Bookkeeping, Gate, SetLoader
+from npc.dataplane.nft_runner import (
+    Fill,
+    LibNftables,
+    NftError,
+    NftRunner,
+    Patch,
+    netlink_chains,
+    netlink_patch,
 )
 from npc.render import nft as nft_render
 from npc.render.nft_diff import (
     Json,
     NftState,
     SetFill,
-    chain_commands,
     expected_state,
     parse_table,
     settled,
     state_differences,
     table_commands,
 )
-from npc.render.nft_patch import ElementPlan, Patching, element_changes, plan_commands
-
-
-class NftError(KernelError):
-    """libnftables refused a command; carries the input and its error text."""
-
-    def __init__(self, message: str, commands: list[Json] | None = None) -> None:
-        super().__init__(message)
-        self.commands = commands or []
-        self.retryable = "resource busy" in message.lower()
+from npc.render.nft_patch import ElementPlan, Patching, plan_commands
 
 STAGE_BATCH = 256
 """Commands per transaction when staging what nothing reaches yet (dependencies come
@@ -75,122 +62,14 @@ TIDY_AT = 256
 the dispatch maps itself: each adds a look at every target set to its new connections."""
 
 
-class Fill(Protocol):
-    """Fills sets and maps no rule refers to yet (over netlink), creating the plain
-    address sets ``new`` (and the table) first."""
-
-    def __call__(self, sets: list[SetFill], new: Sequence[str] = ()) -> None: ...
-
-
-Patch = tuple[list[NewChain], list[ElementCommand], list[str]]
-"""A pod event's writes, for netlink: chains to create, element commands, chains to
-remove (see :meth:`NftNetlink.patch`)."""
-NftRunner = Callable[[list[Json]], Json]
-"""Runs one JSON batch, returns the parsed JSON output (for list commands)."""
-
-
-class LibNftables:
-    """The libnftables seam: one handle and one netlink socket, each serialised on its
-    own (a fill may go on while libnftables works).  A batch of element changes only (a
-    pod event's) skips libnftables' cache fill and goes straight over netlink, as one
-    transaction all the same (see :mod:`npc.dataplane.nft_netlink`), and so does one that
-    then removes chains (a full sync's switch, once its new chains are staged)."""
-
-    def __init__(self, *, netlink: bool = True) -> None:
-        import nftables  # Debian's python3-nftables (a ctypes wrapper of libnftables)
-
-        self._nft = nftables.Nftables()
-        self._nft.set_json_output(True)
-        self._nft.set_handle_output(False)
-        self._netlink = NftNetlink() if netlink else None
-        self._lock = threading.Lock()
-        self._netlink_lock = threading.Lock()
-
-    def __call__(self, commands: list[Json]) -> Json:
-        if self._netlink is not None:
-            # Element changes, then maybe chains removed (a full sync's switch).
-            changes, gone = removals(commands, nft_render.TABLE)
-            elements = element_commands(changes) if changes else []
-            if elements is not None and (elements or gone):
-                with self._netlink_lock:
-                    try:
-                        self._netlink.patch(nft_render.TABLE, [], elements, gone)
-                    except NetlinkRefused as exc:
-                        raise NftError(f"nft failed (netlink): {exc}", commands) from None
-                return {}
-        with self._lock:
-            rc, out, err = self._nft.json_cmd({"nftables": commands})
-        if rc != 0:
-            raise NftError(f"nft failed ({rc}): {str(err).strip()}", commands)
-        return out if isinstance(out, dict) else {}
-
-    @property
-    def fills(self) -> bool:
-        """Whether :meth:`fill` writes over netlink (otherwise it is not to be used)."""
-        return self._netlink is not None
-
-    def fill(self, sets: list[SetFill], new: Sequence[str] = ()) -> None:
-        """Fill new, still unreferenced sets and maps over netlink, bypassing libnftables:
-        its parse tree of tens of thousands of elements would cost tens of megabytes of
-        C heap that glibc keeps for the life of the process.  The address sets ``new``
-        (and the table) are created first, in the same transaction: libnftables would
-        first refill its cache of the whole table."""
-        assert self._netlink is not None
-        with self._netlink_lock:
-            try:
-                self._netlink.fill(nft_render.TABLE, sets, new)
-            except NetlinkRefused as exc:
-                raise NftError(f"nft failed (netlink fill): {exc}") from None
-
-    def patch(self, patch: Patch) -> None:
-        """A pod event's transaction over netlink: new group chains, element changes,
-        emptied group chains (libnftables would first refill its cache of the whole
-        table, a cost that grows with the cluster)."""
-        assert self._netlink is not None
-        with self._netlink_lock:
-            try:
-                self._netlink.patch(nft_render.TABLE, *patch)
-            except NetlinkRefused as exc:
-                raise NftError(f"nft failed (netlink): {exc}") from None
-
-
-class NftCli:
-    """The same JSON batches through the ``nft`` command (``nft -j -f -``), optionally under
-    a prefix such as ``ip netns exec node0``: one process, one transaction per batch."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def __call__(self, commands: list[Json]) -> Json:
-        if len(commands) == 1 and "list" in commands[0]:
-            what = commands[0]["list"]
-            if "table" in what:
-                t = what["table"]
-                argv = ["nft", "-j", "list", "table", t["family"], t["name"]]
-            else:
-                argv = ["nft", "-j", "list", "tables"]
-            try:
-                out = self.runner(argv)
-            except CommandError as exc:
-                raise NftError(exc.describe(), commands) from None
-            return json.loads(out) if out.strip() else {}
-        try:
-            self.runner(["nft", "-j", "-f", "-"], json.dumps({"nftables": commands}))
-        except CommandError as exc:
-            raise NftError(exc.describe(), commands) from None
-        return {}
-
-
-def available() -> bool:
-    """libnftables is importable and the kernel answers."""
-    try:
-        LibNftables()([{"list": {"tables": {}}}])
-    except Exception:
-        return False
-    return True
-
-
 class NftablesBackend:
+    """The :class:`~npc.dataplane.backend.Backend` that keeps ``inet weave-npc`` (and
+    ``bridge weave-npc``) as a Ruleset's table.  ``run`` takes every JSON batch (one
+    transaction each); ``fill`` and ``patch``, when given (a :class:`LibNftables` with
+    netlink gives both), write new sets and a pod event's changes over netlink instead.
+    The threads a sync starts (:mod:`npc.dataplane.nft_loader`) inherit the syncing
+    thread's network namespace."""
+
     def __init__(self, run: NftRunner, *, options: Options,
                  fill: Fill | None = None,
                  patch: Callable[[Patch], None] | None = None,
@@ -205,15 +84,17 @@ class NftablesBackend:
             fill, patch = fill or run.fill, patch or run.patch
         self.fill = fill
         """Fills new sets before the transaction that puts them to use (see
-        :meth:`_declare_and_fill`); without it their elements are in that transaction."""
+        :meth:`_declare_and_fill`); without it their elements are in that transaction.
+        The sets :meth:`sync_compiling` loads beside the compile are filled by it too."""
         self.patch = patch
         """Writes a pod event's transaction (see :meth:`_sync_elements`); without it, that
         goes through ``run`` as JSON."""
         self._known_state: NftState | None = None
         self._patching_state: Patching | None = None
-        self._bookkeeping: _Bookkeeping | None = None
+        self._bookkeeping: Bookkeeping | None = None
         """The last full sync's bookkeeping, still being worked out (see
-        :class:`_Bookkeeping`): :attr:`_known` and :attr:`_patching` wait for it."""
+        :class:`~npc.dataplane.nft_loader.Bookkeeping`): :attr:`_known` and
+        :attr:`_patching` wait for it."""
 
     @property
     def _known(self) -> NftState | None:
@@ -328,15 +209,15 @@ class NftablesBackend:
                        full_check: bool = False) -> tuple[Ruleset, ApplyReport]:
         """A full sync that overlaps the compile with the kernel's work: each new address
         set the compiler completes is created and filled by a thread of its own (see
-        :class:`_SetLoader`) while the compile goes on; nothing refers to those sets
-        until the final transaction, so the switch stays atomic.  The kernel ends as
-        :meth:`sync` leaves it.  Returns the compiled ruleset too."""
+        :class:`~npc.dataplane.nft_loader.SetLoader`) while the compile goes on; nothing
+        refers to those sets until the final transaction, so the switch stays atomic.
+        The kernel ends as :meth:`sync` leaves it.  Returns the compiled ruleset too."""
         if self.fill is None:  # no netlink: one transaction, as sync
             ruleset = compile(None)
             return ruleset, self.sync(ruleset, full_check=full_check)
         known, self._known, self._patching = self._known, None, None
         state, report = self._starting_state(known, full_check)
-        loader = _SetLoader(self, set(state.sets))
+        loader = SetLoader(self.fill, set(state.sets))
         try:
             ruleset = compile(loader.offer)
             # While the loader finishes its last sets; reusing the sets it was offered.
@@ -370,7 +251,7 @@ class NftablesBackend:
             report.commands += 1
             written += commands
         # The kernel holds the table: the rest is for the next sync, taken in when needed.
-        self._bookkeeping = _Bookkeeping(ruleset, want)
+        self._bookkeeping = Bookkeeping(ruleset, want)
         report.chains_rewritten = sorted({c["add"]["rule"]["chain"] for c in written
                                           if "rule" in c.get("add", {})})
         report.ipset_lines += sum(1 for c in written if any(
@@ -413,8 +294,8 @@ class NftablesBackend:
         # netlink meanwhile (the chains' transaction waits for the socket anyway).
         declarations = [c for c in staged if not {"chain", "rule"} & c["add"].keys()]
         structure = [c for c in staged if {"chain", "rule"} & c["add"].keys()]
-        chains_made = _Gate()
-        filling = _Background(self._fill_in_order, (
+        chains_made = Gate()
+        filling = Background(self._fill_in_order, (
             [f for f in fills if not isinstance(f[1], Mapping)],
             [f for f in fills if isinstance(f[1], Mapping)], chains_made))
         try:
@@ -422,7 +303,7 @@ class NftablesBackend:
                 self.run(declarations[start:start + STAGE_BATCH])
             filling.start()
             if self.patch is not None:
-                created, structure = _netlink_chains(structure)
+                created, structure = netlink_chains(structure)
                 self.patch((created, [], []))
             chains = next((i for i, c in enumerate(structure) if "rule" in c["add"]),
                           len(structure))
@@ -440,7 +321,7 @@ class NftablesBackend:
         filling.join()  # raises what the fill met
         return staged, rest
 
-    def _fill_in_order(self, work: tuple[list[SetFill], list[SetFill], _Gate]) -> None:
+    def _fill_in_order(self, work: tuple[list[SetFill], list[SetFill], Gate]) -> None:
         """Fill ``sets``, then, once ``gate`` opens (unless it says not to), ``maps``."""
         sets, maps, gate = work
         self._fill_all(sets)
@@ -491,7 +372,7 @@ class NftablesBackend:
     def _write(self, known: NftState, plan: ElementPlan, deltas: SetDeltas) -> ApplyReport:
         """Write ``plan`` (for ``deltas``) in one transaction and take it into ``known``
         and the patching index."""
-        patch = self._netlink_patch(plan) if self.patch is not None else None
+        patch = netlink_patch(plan) if self.patch is not None else None
         commands = plan_commands(plan) if patch is None else []
         report = ApplyReport(commands=0)
         if (patch is not None and any(patch)) or commands:
@@ -511,17 +392,6 @@ class NftablesBackend:
         self._known = known
         return report
 
-    def _netlink_patch(self, plan: ElementPlan) -> Patch | None:
-        """``plan`` for netlink, in :meth:`_element_commands`' order; None if an element
-        is not an IPv4 address (netlink here encodes no other)."""
-        elements = [ElementCommand(c.delete, "inet", nft_render.TABLE, c.name, c.elements)
-                    for c in element_changes(plan)]
-        if not all(is_ipv4(key) for c in elements for key, _ in c.elements):
-            return None
-        creates, rest = _netlink_chains(chain_commands(plan.creates))
-        assert not rest  # group chains only jump
-        return creates, elements, list(plan.gone)
-
     def differences(self, ruleset: Ruleset) -> list[str]:
         """What in the kernel differs from ``ruleset`` (for ``npc debug``); pending pods
         count as dispatched where their target sets send them (see :func:`settled`)."""
@@ -532,164 +402,3 @@ class NftablesBackend:
         for family in ("inet", "bridge"):
             with contextlib.suppress(NftError):  # not there: nothing to remove
                 self.run([{"delete": {"table": {"family": family, "name": nft_render.TABLE}}}])
-
-
-def _netlink_chains(commands: list[Json]) -> tuple[list[NewChain], list[Json]]:
-    """The new chains that ``commands`` adds (``add chain``, then ``add rule``), for
-    netlink: every chain, with its rules if netlink encodes each of them (see
-    :mod:`npc.dataplane.nft_expr`); and the rest of ``commands``, the rules of the other
-    chains (in order), for libnftables."""
-    rules: dict[str, list[Json]] = {c["add"]["chain"]["name"]: [] for c in commands
-                                    if "chain" in c["add"]}
-    for c in commands:
-        if "rule" in c["add"]:
-            rules[c["add"]["rule"]["chain"]].append(c["add"]["rule"])
-    out: list[NewChain] = []
-    rest: set[str] = set()
-    for name, chain_rules in rules.items():
-        encoded = [rule_expressions(r) for r in chain_rules]
-        if None in encoded:
-            rest.add(name)
-            out.append(NewChain(name))
-        else:
-            out.append(NewChain(name, tuple((e, r.get("comment", ""))
-                                            for e, r in zip(encoded, chain_rules, strict=True)
-                                            if e is not None)))
-    return out, [c for c in commands if "rule" in c["add"] and c["add"]["rule"]["chain"] in rest]
-
-
-class _Background:
-    """``work(arg)`` in a thread of its own, started once (it inherits the starting
-    thread's network namespace); join() raises what it raised.  Once done, it holds
-    neither ``work`` nor ``arg`` (what they refer to, a whole table say, may go)."""
-
-    def __init__(self, work: Callable[[Any], None], arg: Any, name: str = "nft-fill") -> None:
-        self._work: Callable[[Any], None] | None = work
-        self._arg, self._name = arg, name
-        self._thread: threading.Thread | None = None
-        self._error: Exception | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        work, arg, self._work, self._arg = self._work, self._arg, None, None
-        try:
-            assert work is not None  # started once
-            work(arg)
-        except Exception as exc:  # handed to the joining thread
-            self._error = exc
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
-class _Bookkeeping:
-    """What the next delta sync needs after a full sync of ``ruleset`` as ``want``: the
-    state it leaves in the kernel and how member changes map onto it.  Worked out in a
-    thread of its own, started once the kernel holds the table and waited for only when
-    next needed: the sync returns at once, and the 20-50 ms (at 10,000 pods) of pure
-    Python go while the controller waits for the next event.  (Started earlier, beside
-    the writing, it took the interpreter lock from the rules' encoding.)"""
-
-    def __init__(self, ruleset: Ruleset, want: nft_render.NftTable) -> None:
-        self._kept: list[tuple[NftState, Patching | None]] = []
-        self._work = _Background(lambda _: self._kept.append(
-            (expected_state(want), Patching.build(ruleset, want))), None, "nft-bookkeeping")
-        self._work.start()
-
-    def result(self) -> tuple[NftState, Patching | None]:
-        self._work.join()  # raises what the work met
-        [kept] = self._kept
-        return kept
-
-
-class _Gate:
-    """Holds a thread back until another opens it, saying whether to go on."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._go = True
-
-    def open(self, *, go: bool = True) -> None:
-        if not self._event.is_set():
-            self._go = go
-            self._event.set()
-
-    def wait(self) -> bool:
-        self._event.wait()
-        return self._go
-
-
-class _SetLoader:
-    """Creates and fills new address sets in a thread of its own while the compile goes
-    on: the compile thread offers each set as the compiler completes it; the loader
-    takes whatever has queued up and creates and fills those sets over netlink, the
-    creation in the fill's first transaction (the socket releases the GIL, so the
-    kernel's work runs beside the compile).  Sets the kernel already has are left to the
-    final transaction (their changes must be atomic with the rules').  The thread
-    inherits the syncing thread's network namespace."""
-
-    def __init__(self, backend: NftablesBackend, existing: set[str]) -> None:
-        self._backend = backend
-        self._existing = existing
-        self._queue: queue.SimpleQueue[nft_render.NftSet | None] = queue.SimpleQueue()
-        self._seen: dict[str, IpSet] = {}
-        self.built: dict[str, nft_render.NftSet] = {}
-        """Ruleset set name → the address set made of it (loaded or already there)."""
-        self.loaded: dict[str, set[str]] = {}
-        """Set → the addresses it was filled with, once created and filled."""
-        self.transactions = 0
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._work, name="nft-set-loader", daemon=True)
-        self._thread.start()
-
-    def offer(self, ipset: IpSet) -> None:
-        self._seen[ipset.name] = ipset
-        if ipset.kind is SetKind.LIST_SET and any(
-                m.value not in self._seen for m in ipset.members):
-            return  # not as the compiler promises: leave it to the final transaction
-        nft_set = nft_render.address_set(ipset, self._seen)
-        if nft_set is None:
-            return
-        self.built[ipset.name] = nft_set
-        if nft_set.name not in self._existing and self.error is None:
-            self._queue.put(nft_set)
-
-    def finish(self) -> dict[str, set[str]]:
-        """Wait until every offered set is loaded; raise what the loader met, if anything
-        (then the sets loaded so far are complete but unused)."""
-        self._queue.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.loaded
-
-    def _work(self) -> None:
-        done = False
-        while not done:
-            batch = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batch.append(self._queue.get_nowait())
-            done = None in batch
-            sets = [s for s in batch if s is not None]
-            if not sets or self.error is not None:
-                continue
-            try:
-                self._load(sets)
-            except Exception as exc:  # handed to the syncing thread by finish()
-                self.error = exc
-
-    def _load(self, sets: list[nft_render.NftSet]) -> None:
-        backend = self._backend
-        assert backend.fill is not None
-        backend.fill([(s.name, s.elements) for s in sets], [s.name for s in sets])
-        self.transactions += 1
-        for s in sets:
-            self.loaded[s.name] = set(s.elements)
