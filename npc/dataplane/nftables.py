@@ -118,6 +118,29 @@ class NftablesBackend:
         self._settle()
         self._patching_state = patching
 
+    def known_state(self) -> NftState | None:
+        """A copy of what the backend believes the kernel holds (what the last successful
+        sync wrote, pod events included), or None when it believes nothing: then the
+        next sync reads the kernel back."""
+        known = self._known
+        return known.copy() if known is not None else None
+
+    def set_roles(self) -> nft_render.SetRoles | None:
+        """The part each of the last full sync's Ruleset's sets plays in its table (see
+        :func:`npc.render.nft.set_roles`), as pod events use it; None when pod events
+        take the full path (nothing known, or no patching index)."""
+        patching = self._patching
+        return patching.roles if patching is not None else None
+
+    def pending_pods(self) -> dict[str, dict[str, frozenset[str]]] | None:
+        """A copy of the pending pods as pod events track them: dispatch map → pod → the
+        target sets it is pending with (see :meth:`untidy`); None when pod events take
+        the full path."""
+        patching = self._patching
+        if patching is None:
+            return None
+        return {name: dict(pods) for name, pods in patching.pending.items()}
+
     def _settle(self) -> None:
         """Wait for the last full sync's bookkeeping, if any, and take it in (if it
         raised, that is raised here, and nothing is known: the next sync reads the

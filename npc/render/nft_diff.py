@@ -51,6 +51,12 @@ class NftState:
     chains: dict[str, str] = field(default_factory=dict)  # name → fingerprint ("" unknown)
     bridge_ok: bool = False
 
+    def copy(self) -> NftState:
+        """A copy sharing nothing mutable with this state."""
+        return NftState({name: set(members) for name, members in self.sets.items()},
+                        {name: dict(elements) for name, elements in self.maps.items()},
+                        dict(self.chains), self.bridge_ok)
+
 
 def _element(value: Any) -> str:
     if isinstance(value, dict) and "prefix" in value:
