@@ -38,17 +38,18 @@ from npc.render.nft_patch import ElementPlan, element_changes
 
 
 class NftError(KernelError):
-    """libnftables refused a command; carries the input and its error text."""
+    """libnftables, the ``nft`` command or the kernel (over netlink) refused a batch;
+    carries the input (when it was JSON) and the error text."""
 
     def __init__(self, message: str, commands: list[Json] | None = None) -> None:
         super().__init__(message)
         self.commands = commands or []
-        self.retryable = "resource busy" in message.lower()
 
 
 NftRunner = Callable[[list[Json]], Json]
-"""Runs one JSON batch as one transaction, returns the parsed JSON output (for list
-commands); raises :class:`NftError` when the kernel or libnftables refuses it."""
+"""Runs one JSON batch as one transaction; returns the parsed JSON output of a lone
+``list table`` command (the only listing the backend asks for), else an empty dict.
+Raises :class:`NftError` when the batch is refused (nothing of it applied)."""
 
 
 class Fill(Protocol):
@@ -70,38 +71,32 @@ class LibNftables:
     transaction all the same (see :mod:`npc.dataplane.nft_netlink`), and so does one that
     then removes chains (a full sync's switch, once its new chains are staged)."""
 
-    def __init__(self, *, netlink: bool = True) -> None:
+    def __init__(self) -> None:
         import nftables  # Debian's python3-nftables (a ctypes wrapper of libnftables)
 
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
-        self._netlink = NftNetlink() if netlink else None
+        self._netlink = NftNetlink()
         self._lock = threading.Lock()
         self._netlink_lock = threading.Lock()
 
     def __call__(self, commands: list[Json]) -> Json:
-        if self._netlink is not None:
-            # Element changes, then maybe chains removed (a full sync's switch).
-            changes, gone = removals(commands, TABLE)
-            elements = element_commands(changes) if changes else []
-            if elements is not None and (elements or gone):
-                with self._netlink_lock:
-                    try:
-                        self._netlink.patch(TABLE, [], elements, gone)
-                    except NetlinkRefused as exc:
-                        raise NftError(f"nft failed (netlink): {exc}", commands) from None
-                return {}
+        # Element changes, then maybe chains removed (a full sync's switch).
+        changes, gone = removals(commands, TABLE)
+        elements = element_commands(changes) if changes else []
+        if elements is not None and (elements or gone):
+            with self._netlink_lock:
+                try:
+                    self._netlink.patch(TABLE, [], elements, gone)
+                except NetlinkRefused as exc:
+                    raise NftError(f"nft failed (netlink): {exc}", commands) from None
+            return {}
         with self._lock:
             rc, out, err = self._nft.json_cmd({"nftables": commands})
         if rc != 0:
             raise NftError(f"nft failed ({rc}): {str(err).strip()}", commands)
         return out if isinstance(out, dict) else {}
-
-    @property
-    def fills(self) -> bool:
-        """Whether :meth:`fill` writes over netlink (otherwise it is not to be used)."""
-        return self._netlink is not None
 
     def fill(self, sets: list[SetFill], new: Sequence[str] = ()) -> None:
         """Fill new, still unreferenced sets and maps over netlink, bypassing libnftables:
@@ -109,7 +104,6 @@ class LibNftables:
         C heap that glibc keeps for the life of the process.  The address sets ``new``
         (and the table) are created first, in the same transaction: libnftables would
         first refill its cache of the whole table."""
-        assert self._netlink is not None
         with self._netlink_lock:
             try:
                 self._netlink.fill(TABLE, sets, new)
@@ -120,7 +114,6 @@ class LibNftables:
         """A pod event's transaction over netlink: new group chains, element changes,
         emptied group chains (libnftables would first refill its cache of the whole
         table, a cost that grows with the cluster)."""
-        assert self._netlink is not None
         with self._netlink_lock:
             try:
                 self._netlink.patch(TABLE, *patch)
@@ -130,19 +123,16 @@ class LibNftables:
 
 class NftCli:
     """The same JSON batches through the ``nft`` command (``nft -j -f -``), optionally under
-    a prefix such as ``ip netns exec node0``: one process, one transaction per batch."""
+    a prefix such as ``ip netns exec node0``: one process, one transaction per batch; a
+    lone ``list table`` is ``nft -j list table``, whose JSON is returned."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
     def __call__(self, commands: list[Json]) -> Json:
-        if len(commands) == 1 and "list" in commands[0]:
-            what = commands[0]["list"]
-            if "table" in what:
-                table = what["table"]
-                argv = ["nft", "-j", "list", "table", table["family"], table["name"]]
-            else:
-                argv = ["nft", "-j", "list", "tables"]
+        if len(commands) == 1 and "table" in commands[0].get("list", {}):
+            table = commands[0]["list"]["table"]
+            argv = ["nft", "-j", "list", "table", table["family"], table["name"]]
             try:
                 out = self.runner(argv)
             except CommandError as exc:

@@ -80,7 +80,7 @@ class NftablesBackend:
         listing is shown instead)."""
         self.options = options
         self.description = f"nftables (inet {nft_render.TABLE})"
-        if isinstance(run, LibNftables) and run.fills:
+        if isinstance(run, LibNftables):
             fill, patch = fill or run.fill, patch or run.patch
         self.fill = fill
         """Fills new sets before the transaction that puts them to use (see
@@ -127,8 +127,9 @@ class NftablesBackend:
 
     def set_roles(self) -> nft_render.SetRoles | None:
         """The part each of the last full sync's Ruleset's sets plays in its table (see
-        :func:`npc.render.nft.set_roles`), as pod events use it; None when pod events
-        take the full path (nothing known, or no patching index)."""
+        :func:`npc.render.nft.set_roles`), as pod events use it (the patching index's own
+        value, not to be changed); None when pod events take the full path (nothing
+        known, or no patching index)."""
         patching = self._patching
         return patching.roles if patching is not None else None
 
@@ -339,7 +340,6 @@ class NftablesBackend:
             with contextlib.suppress(Exception):  # the staging's error is the one to tell
                 filling.join()
             raise
-        filling.start()
         chains_made.open()
         filling.join()  # raises what the fill met
         return staged, rest
