@@ -42,10 +42,13 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.iptables import IptablesBackend
-from npc.dataplane.nftables import LibNftables, NftablesBackend, NftState
+from npc.dataplane.nft_runner import LibNftables
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.objects import ClusterState
 from npc.render import ipsets as ipset_render
+from npc.render import nft as nft_render
 from npc.render.iptables import render_chains, rule_args
+from npc.render.nft_diff import NftState, table_commands
 
 TARGETS = {"ratio_to_floor_max_at_10k": 1.5, "ratio_to_per_op_min": 50.0}
 
@@ -136,8 +139,9 @@ def ours_nftables(state: ClusterState) -> float:
 
 
 def nft_commands(ruleset: Ruleset) -> list[dict[str, Any]]:
-    backend = NftablesBackend(lambda _: {}, options=Options())
-    return backend.commands(backend.desired(ruleset), NftState())
+    options = Options()
+    want = nft_render.build_table(ruleset, allow_mcast=options.allow_mcast)
+    return table_commands(want, NftState(), bridge_port=options.bridge_port)
 
 
 def floor_nftables(ruleset: Ruleset) -> float:

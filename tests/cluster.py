@@ -17,7 +17,8 @@ from npc.compile.compiler import Options, compile_ruleset
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.backend import ApplyReport
 from npc.dataplane.iptables import IptablesBackend
-from npc.dataplane.nftables import NftablesBackend, NftCli
+from npc.dataplane.nft_runner import NftCli
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.load import Loaded, add_object
 from npc.model.objects import ClusterState
 

@@ -26,22 +26,14 @@ from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, SetListener, compile_ruleset
 from npc.compile.incremental import IncrementalCompiler, PodChange, SetDeltas
 from npc.compile.ruleset import IpSet, Member, Ruleset
-from npc.dataplane import nft_netlink as NL
+from npc.dataplane import nft_netlink
 from npc.dataplane.nft_expr import verdict
-from npc.dataplane.nftables import (
-    LibNftables,
-    NftablesBackend,
-    NftError,
-    NftState,
-    Patch,
-    SetFill,
-    _differences,
-    expected_state,
-    settled,
-)
+from npc.dataplane.nft_runner import LibNftables, NftError, Patch
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.objects import ClusterState, Pod
 from npc.model.parse import parse_network_policy, parse_pod
-from npc.render import nft as R
+from npc.render import nft as nft_render
+from npc.render.nft_diff import NftState, SetFill, expected_state, settled, state_differences
 from tests.strategies import POD_LABELS, cluster_states, container_ports
 
 Json = dict[str, Any]
@@ -92,8 +84,8 @@ class NetnsNft:
 def decoded(expressions: bytes) -> list[Json]:
     """A rule's netlink expressions, decoded by pyroute2 (not by our encoder): a plain
     jump as libnftables JSON says it, anything else as (name, attributes) pairs."""
-    message = nft_rule_msg(NL._numbered((NL._NEWRULE, 0, "inet", attr(
-        NL._RULE_EXPRESSIONS | NLA_F_NESTED, expressions), ""), 1))
+    message = nft_rule_msg(nft_netlink._numbered((nft_netlink._NEWRULE, 0, "inet", attr(
+        nft_netlink._RULE_EXPRESSIONS | NLA_F_NESTED, expressions), ""), 1))
     message.decode()
     out: list[Json] = []
     for expression in message.get_attr("NFTA_RULE_EXPRESSIONS"):
@@ -110,7 +102,7 @@ def decoded(expressions: bytes) -> list[Json]:
 def as_commands(patch: Patch) -> list[Json]:
     """What a netlink patch does, as libnftables JSON commands."""
     creates, elements, removes = patch
-    t = {"family": "inet", "table": R.TABLE}
+    t = {"family": "inet", "table": nft_render.TABLE}
     out: list[Json] = []
     for chain in creates:
         out.append({"add": {"chain": {**t, "name": chain.name}}})
@@ -140,8 +132,8 @@ class Spy(NftablesBackend):
 
     builds = 0
 
-    def desired(self, ruleset: Ruleset, built: Mapping[str, R.NftSet] | None = None
-                ) -> R.NftTable:
+    def desired(self, ruleset: Ruleset, built: Mapping[str, nft_render.NftSet] | None = None
+                ) -> nft_render.NftTable:
         self.builds += 1
         return super().desired(ruleset, built)
 
@@ -157,12 +149,13 @@ def fresh_backend(run: NetnsNft, *, netlink: bool = True) -> Spy:
 
 def known(backend: NftablesBackend) -> NftState:
     """What the backend believes the kernel holds (it must believe something)."""
-    assert backend._known is not None
-    return backend._known
+    state = backend.known_state()
+    assert state is not None
+    return state
 
 
-def full_table(ruleset: Ruleset) -> R.NftTable:
-    return R.build_table(ruleset, allow_mcast=Options().allow_mcast)
+def full_table(ruleset: Ruleset) -> nft_render.NftTable:
+    return nft_render.build_table(ruleset, allow_mcast=Options().allow_mcast)
 
 
 def full_state(ruleset: Ruleset) -> NftState:
@@ -335,16 +328,17 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
             if touched is not None and previous is not None and data.draw(st.booleans()):
                 touched = exact_deltas(previous, ruleset)
             builds, batches, patches = backend.builds, len(nft_ns.batches), nft_ns.patches
-            assert backend._patching is not None
-            unions = {u for u, parts in backend._patching.roles.unions.items()
+            roles = backend.set_roles()
+            assert roles is not None
+            unions = {u for u, parts in roles.unions.items()
                       if not u.endswith("_default_allow")}
             backend.sync(ruleset, changed_sets=touched)
             table = full_table(compile_ruleset(current, options))
             want = expected_state(table)
             assert settled(known(backend), table.dispatch) == want
-            assert _differences(known(backend), backend.read_state()) == []
-            assert backend._patching is not None
-            index = backend._patching.pending
+            assert state_differences(known(backend), backend.read_state()) == []
+            index = backend.pending_pods()
+            assert index is not None
             assert {ip for pods in index.values() for ip in pods} == pending(known(backend))
             if touched is not None and backend.builds == builds:
                 seen["delta syncs"] += 1
@@ -362,7 +356,7 @@ def test_delta_syncs_leave_what_full_syncs_would(nft_ns: NetnsNft, netlink: bool
                 folding = backend.untidy()
                 assert (backend.tidy() is None) == (folding == 0)
                 assert known(backend) == want and not pending(known(backend))
-                assert _differences(want, backend.read_state()) == []
+                assert state_differences(want, backend.read_state()) == []
                 assert backend.untidy() == 0 and backend.builds == builds
                 seen["tidies"] += folding > 0
                 for b in nft_ns.batches[batches:]:
@@ -391,8 +385,9 @@ def test_union_sets_follow_their_member_sets(nft_ns: NetnsNft) -> None:
     inc = IncrementalCompiler(Options())
     backend = fresh_backend(nft_ns)
     backend.sync(inc.full(base), full_check=True)
-    assert backend._patching is not None
-    unions = [name for name in backend._patching.roles.unions
+    roles = backend.set_roles()
+    assert roles is not None
+    unions = [name for name in roles.unions
               if not name.endswith("_default_allow")]
     assert len(unions) == 1
     assert known(backend).sets[unions[0]] == {"10.32.0.1", "10.32.0.2", "10.32.0.3"}
@@ -403,7 +398,7 @@ def test_union_sets_follow_their_member_sets(nft_ns: NetnsNft) -> None:
     backend.sync(patched[0], changed_sets=patched[1])
     assert backend.builds == builds
     assert known(backend).sets[unions[0]] == {"10.32.0.1", "10.32.0.3"}
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 # ---- what a pod event writes -------------------------------------------------------------
@@ -422,11 +417,11 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
     backend.sync(inc.full(web_cluster([])), full_check=True)
     nft_ns.batches.clear()
 
-    def forbidden(*args: object, **kwargs: object) -> R.NftTable:
+    def forbidden(*args: object, **kwargs: object) -> nft_render.NftTable:
         raise AssertionError("the delta path built the whole table")
 
     monkeypatch.setattr(NftablesBackend, "desired", forbidden)
-    monkeypatch.setattr(R, "build_table", forbidden)
+    monkeypatch.setattr(nft_render, "build_table", forbidden)
     new = parse_pod({"metadata": {"name": "p9", "namespace": "x", "labels": {"app": "web"}},
                      "spec": {"containers": [{"name": "c"}]},
                      "status": {"phase": "Running", "podIP": "10.32.0.9"}})
@@ -439,7 +434,7 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
     assert report.commands == 1 and report.ipset_lines == len(batch) > 0
     assert report.chains_rewritten == [] and report.drift == []
     assert pending(known(backend)) == {"10.32.0.9"} and backend.untidy() == 1
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
     # Folding the pending pod into the map is elements only too.
     nft_ns.batches.clear()
     tidied = backend.tidy()
@@ -448,7 +443,7 @@ def test_a_pod_event_writes_only_elements_without_building_the_table(
     assert all(set(next(iter(c.values()))) == {"element"} for c in batch), batch
     monkeypatch.undo()
     assert known(backend) == full_state(patched[0])
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 def test_a_failed_delta_transaction_makes_the_next_sync_read_the_kernel(
@@ -463,11 +458,11 @@ def test_a_failed_delta_transaction_makes_the_next_sync_read_the_kernel(
     nft_ns.fail_next = True
     with pytest.raises(NftError):
         backend.sync(patched[0], changed_sets=patched[1])
-    assert backend._known is None
+    assert backend.known_state() is None
     report = backend.sync(patched[0])  # as the controller retries: compiled again
     assert report.commands == 3 and report.ipset_lines > 0  # read back, then repaired
     assert known(backend) == full_state(patched[0])
-    assert _differences(known(backend), backend.read_state()) == []
+    assert state_differences(known(backend), backend.read_state()) == []
 
 
 # ---- element batches over netlink --------------------------------------------------------
@@ -510,19 +505,19 @@ def test_element_messages_are_pyroute2s_bytes() -> None:
 
     add, create, ack, request = 12, 0x400, 0x4, 0x1
     cases = [
-        (NL.ElementCommand(False, "inet", "weave-npc", "s_1", (("10.32.0.1", None),
+        (nft_netlink.ElementCommand(False, "inet", "weave-npc", "s_1", (("10.32.0.1", None),
                                                               ("10.32.0.20", None))),
          theirs(add, request | ack | create, "s_1", [{"attrs": [key("10.32.0.1")]},
                                                      {"attrs": [key("10.32.0.20")]}])),
-        (NL.ElementCommand(True, "inet", "weave-npc", "s_1", (("10.32.0.1", None),)),
+        (nft_netlink.ElementCommand(True, "inet", "weave-npc", "s_1", (("10.32.0.1", None),)),
          theirs(14, request | ack, "s_1", [{"attrs": [key("10.32.0.1")]}])),
-        (NL.ElementCommand(False, "inet", "weave-npc", "ingress_dispatch",
+        (nft_netlink.ElementCommand(False, "inet", "weave-npc", "ingress_dispatch",
                            (("10.32.0.1", "ingress-0123456789ab"),)),
          theirs(add, request | ack | create, "ingress_dispatch",
                 [{"attrs": [key("10.32.0.1"), jump("ingress-0123456789ab")]}])),
     ]
     for command, expected in cases:
-        ours = NL.encode(command, 7)
+        ours = nft_netlink.encode(command, 7)
         assert ours[:20] == expected[:20]  # nlmsghdr and nfgenmsg
         assert _without_nested_flags(ours[20:]) == expected[20:]
 
@@ -533,10 +528,10 @@ def test_only_element_batches_take_the_netlink_path() -> None:
                 {"delete": {"element": {**t, "name": "m", "elem": ["10.32.0.2"]}}},
                 {"add": {"element": {**t, "name": "m", "elem": [
                     ["10.32.0.2", {"jump": {"target": "ingress-x"}}]]}}}]
-    assert NL.element_commands(elements) == [
-        NL.ElementCommand(False, "inet", "weave-npc", "s", (("10.32.0.1", None),)),
-        NL.ElementCommand(True, "inet", "weave-npc", "m", (("10.32.0.2", None),)),
-        NL.ElementCommand(False, "inet", "weave-npc", "m", (("10.32.0.2", "ingress-x"),))]
+    assert nft_netlink.element_commands(elements) == [
+        nft_netlink.ElementCommand(False, "inet", "weave-npc", "s", (("10.32.0.1", None),)),
+        nft_netlink.ElementCommand(True, "inet", "weave-npc", "m", (("10.32.0.2", None),)),
+        nft_netlink.ElementCommand(False, "inet", "weave-npc", "m", (("10.32.0.2", "ingress-x"),))]
     others: list[Json] = [
         {"add": {"table": {"family": "inet", "name": "weave-npc"}}},
         {"flush": {"chain": {**t, "name": "c"}}},
@@ -550,23 +545,23 @@ def test_only_element_batches_take_the_netlink_path() -> None:
         {"add": {"element": {**t, "name": "s", "elem": ["10.32.0.1"], "comment": "x"}}},
     ]
     for other in others:
-        assert NL.element_commands([*elements, other]) is None, other
-    assert NL.element_commands([]) is None
+        assert nft_netlink.element_commands([*elements, other]) is None, other
+    assert nft_netlink.element_commands([]) is None
 
 
 def test_a_switch_that_removes_chains_splits_into_elements_and_removals() -> None:
     """A full sync's last transaction (element changes, then chains removed, as
-    ``_chain_removals`` writes them) goes over netlink as a patch; anything else in the
-    tail leaves it whole."""
+    :func:`~npc.render.nft_diff.chain_removals` writes them) goes over netlink as a patch;
+    anything else in the tail leaves it whole."""
     t = {"family": "inet", "table": "weave-npc"}
     elements: list[Json] = [{"add": {"element": {**t, "name": "s", "elem": ["10.32.0.1"]}}}]
     tail: list[Json] = [{"flush": {"chain": {**t, "name": "a"}}},
                         {"flush": {"chain": {**t, "name": "b"}}},
                         {"delete": {"chain": {**t, "name": "a"}}},
                         {"delete": {"chain": {**t, "name": "b"}}}]
-    assert NL.removals([*elements, *tail], "weave-npc") == (elements, ["a", "b"])
-    assert NL.removals(tail, "weave-npc") == ([], ["a", "b"])
-    assert NL.removals(elements, "weave-npc") == (elements, [])
+    assert nft_netlink.removals([*elements, *tail], "weave-npc") == (elements, ["a", "b"])
+    assert nft_netlink.removals(tail, "weave-npc") == ([], ["a", "b"])
+    assert nft_netlink.removals(elements, "weave-npc") == (elements, [])
     not_removals: list[list[Json]] = [
         [*tail[:1], *tail[2:]],  # b deleted without a flush
         [tail[1], tail[0], *tail[2:]],  # flushed in another order
@@ -575,8 +570,8 @@ def test_a_switch_that_removes_chains_splits_into_elements_and_removals() -> Non
          {"delete": {"chain": {"family": "inet", "table": "other", "name": "a"}}}],
     ]
     for commands in not_removals:
-        changes, gone = NL.removals([*elements, *commands], "weave-npc")
-        assert NL.element_commands(changes) is None or gone == [], commands
+        changes, gone = nft_netlink.removals([*elements, *commands], "weave-npc")
+        assert nft_netlink.element_commands(changes) is None or gone == [], commands
 
 
 def test_a_refused_netlink_batch_changes_nothing(nft_ns: NetnsNft) -> None:
@@ -587,7 +582,7 @@ def test_a_refused_netlink_batch_changes_nothing(nft_ns: NetnsNft) -> None:
                                   "elem": ["10.32.9.1"]}}},
              {"delete": {"element": {**t, "name": "ingress_default_allow",
                                      "elem": ["10.32.9.2"]}}}]  # not there
-    assert NL.element_commands(batch) is not None
+    assert nft_netlink.element_commands(batch) is not None
     before = backend.read_state()
     with pytest.raises(NftError, match="No such file or directory"):
         nft_ns(batch)
@@ -609,7 +604,8 @@ def test_a_large_element_batch_over_netlink(nft_ns: NetnsNft) -> None:
             [ip, {"jump": {"target": chain}}] for ip in ips]}}}]
     remove: list[Json] = [{"delete": {"element": {**t, "name": name, "elem": ips}}}
                           for name in ("egress_default_allow", "ingress_dispatch")]
-    assert NL.element_commands(add) is not None and NL.element_commands(remove) is not None
+    assert nft_netlink.element_commands(add) is not None
+    assert nft_netlink.element_commands(remove) is not None
     before = backend.read_state()
     nft_ns(add)
     grown = backend.read_state()
@@ -627,10 +623,10 @@ def test_jump_chains_over_netlink_are_what_libnftables_writes(nft_ns: NetnsNft) 
     nothing and names what the kernel refused."""
     backend = fresh_backend(nft_ns)
     backend.sync(compile_ruleset(web_cluster([])), full_check=True)
-    t = {"family": "inet", "table": R.TABLE}
+    t = {"family": "inet", "table": nft_render.TABLE}
     nft_ns([{"add": {"chain": {**t, "name": name}}} for name in ("t1", "t2")])
     rules = (("t1", "#0123456789ab first"), ("t2", ""), ("t1", ""))
-    nft_ns.patch(([NL.NewChain("g-netlink", tuple(
+    nft_ns.patch(([nft_netlink.NewChain("g-netlink", tuple(
         (verdict("jump", target), comment) for target, comment in rules))], [], []))
     nft_ns([{"add": {"chain": {**t, "name": "g-json"}}},
             *({"add": {"rule": {**t, "chain": "g-json", "expr": [{"jump": {"target": target}}],
@@ -638,7 +634,7 @@ def test_jump_chains_over_netlink_are_what_libnftables_writes(nft_ns: NetnsNft) 
               for target, comment in rules)])
 
     def chains() -> dict[str, list[Json]]:
-        listing = nft_ns([{"list": {"table": {"family": "inet", "name": R.TABLE}}}])
+        listing = nft_ns([{"list": {"table": {"family": "inet", "name": nft_render.TABLE}}}])
         out: dict[str, list[Json]] = {item["chain"]["name"]: [] for item in listing["nftables"]
                                       if "chain" in item}
         for item in listing["nftables"]:
@@ -664,7 +660,7 @@ def big_cluster() -> ClusterState:
     """Enough pods that one set spans several fill messages and transactions."""
     from tests.support.objects import ns, pod, policy, state
 
-    count = 2 * NL.FILL_BYTES // 16 + 7
+    count = 2 * nft_netlink.FILL_BYTES // 16 + 7
     pods = [pod(f"x/p{i}", f"10.33.{i // 250}.{i % 250 + 1}",
                 {"app": "db" if i % 10 == 0 else "web"}) for i in range(count)]
     return state(ns("x"), ns("y", team="a"), *pods,
@@ -722,7 +718,7 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
     assert all(isinstance(elements, Mapping) for _, elements in map_fills)
     assert not any(isinstance(elements, Mapping) for call in set_fills for _, elements in call)
     filled = {name for name, _ in fills}
-    assert max(len(elements) for _, elements in fills) * 16 > NL.FILL_BYTES
+    assert max(len(elements) for _, elements in fills) * 16 > nft_netlink.FILL_BYTES
     *staged, final = nft_ns.batches
     assert hooked(final) and not any(hooked(b) for b in staged)
     declared = {c["add"][kind]["name"] for b in staged for c in b
@@ -732,7 +728,7 @@ def test_new_sets_are_filled_before_the_transaction_that_uses_them(nft_ns: Netns
                    for b in nft_ns.batches for c in b)
     assert any("rule" in c["add"] for b in staged for c in b)
     # Interval sets (ipBlocks) are not filled over netlink.
-    interval = {s.name for s in R.build_table(ruleset, allow_mcast=True).sets
+    interval = {s.name for s in nft_render.build_table(ruleset, allow_mcast=True).sets
                 if s.interval}
     assert interval and not interval & filled
 
@@ -772,8 +768,8 @@ def test_after_the_fail_closed_table_the_switch_is_elements_only(nft_ns: NetnsNf
         backend.sync(ruleset)
     final = nft_ns.batches[-1]
     # Elements, then the old pending chains removed (their names tell their content).
-    changes, gone = NL.removals(final, R.TABLE)
-    assert NL.element_commands(changes) is not None, final
+    changes, gone = nft_netlink.removals(final, nft_render.TABLE)
+    assert nft_netlink.element_commands(changes) is not None, final
     assert sorted(gone) == ["egress-pending-da39a3ee5e6b", "ingress-pending-da39a3ee5e6b"]
     assert {"delete": {"element": {"family": "inet", "table": "weave-npc",
                                    "name": "egress_open", "elem": ["0.0.0.0"]}}} in final
@@ -834,7 +830,7 @@ def test_sets_load_beside_the_compile(nft_ns: NetnsNft) -> None:
     assert backend.read_state() == full_state(ruleset)
     loaded = {name for batch in nft_ns.fills for name, _ in batch}
     by_name = ruleset.set_by_name()
-    address_sets = {s.name for s in (R.address_set(i, by_name) for i in ruleset.sets) if s}
+    address_sets = {s.name for s in (nft_render.address_set(i, by_name) for i in ruleset.sets) if s}
     assert offered and address_sets <= loaded
     # The loader took every address set; the sync's own fills only the merged ones,
     # then the (new) dispatch maps.
@@ -894,6 +890,6 @@ def test_a_refused_fill_names_the_set(nft_ns: NetnsNft) -> None:
 
 @given(st.lists(st.ip_addresses(v=4).map(str), max_size=40, unique=True))
 def test_address_messages_equal_element_messages(addresses: list[str]) -> None:
-    assert NL.encode_addresses("weave-npc", "s", addresses, 9) == NL.encode(
-        NL.ElementCommand(False, "inet", "weave-npc", "s",
+    assert nft_netlink.encode_addresses("weave-npc", "s", addresses, 9) == nft_netlink.encode(
+        nft_netlink.ElementCommand(False, "inet", "weave-npc", "s",
                           tuple((a, None) for a in addresses)), 9)

@@ -21,16 +21,11 @@ from common.kernel.netns import in_netns, open_netns
 from common.kernel.nfnetlink import HEADER, NFGEN, attr, message, open_socket, text
 from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
-from npc.dataplane import nft_netlink as NL
+from npc.dataplane import nft_netlink
 from npc.dataplane.nft_expr import COMMENT_BYTES, rule_expressions
-from npc.dataplane.nftables import (
-    LibNftables,
-    NftablesBackend,
-    NftError,
-    NftState,
-    _netlink_chains,
-)
-from npc.render import nft as R
+from npc.dataplane.nft_runner import LibNftables, NftError, netlink_chains
+from npc.render import nft as nft_render
+from npc.render.nft_diff import NftState, set_spec, table_commands
 from tests.strategies import cluster_states
 
 Json = dict[str, Any]
@@ -165,9 +160,9 @@ def written_both_ways(fd: int, rules: list[Json]) -> tuple[list[Json], list[Json
         nft([{"add": {"rule": {**T, "chain": "via-json", **r}}} for r in rules])
         encoded = [(rule_expressions(r), r.get("comment", "")) for r in rules]
         assert all(e is not None for e, _ in encoded)
-        link = NL.NftNetlink()
+        link = nft_netlink.NftNetlink()
         try:
-            link.patch("exprtest", [NL.NewChain("via-netlink", tuple(
+            link.patch("exprtest", [nft_netlink.NewChain("via-netlink", tuple(
                 (e, c) for e, c in encoded if e is not None))], [], [])
         finally:
             link.close()
@@ -222,18 +217,19 @@ def test_generated_rules_list_as_libnftables_writes_them(netns_fd: int, rules: l
 def test_every_policy_chain_goes_over_netlink(state: Any) -> None:
     """What the renderer writes into group and target chains is all in the encoded forms:
     a full sync gives libnftables none of their rules (only the static chains')."""
-    backend = NftablesBackend(lambda _: {}, options=Options())
-    commands = backend.commands(backend.desired(compile_ruleset(state, Options())), NftState())
+    options = Options()
+    want = nft_render.build_table(compile_ruleset(state, options), allow_mcast=options.allow_mcast)
+    commands = table_commands(want, NftState(), bridge_port=options.bridge_port)
     structure = [c for c in commands if {"chain", "rule"} & c.get("add", {}).keys()
                  and c["add"].get("chain", c["add"].get("rule", {})).get("family") == "inet"]
     base = {c["add"]["chain"]["name"] for c in structure if "hook" in c["add"].get("chain", {})}
     regular = [c for c in structure if c["add"].get("chain", {}).get("name") not in base
                and c["add"].get("rule", {}).get("chain") not in base]
-    chains, rest = _netlink_chains(regular)
+    chains, rest = netlink_chains(regular)
     policy_chains = {c.name for c in chains
                      if c.name.startswith(("ingress-", "egress-")) and c.name != "egress-passed"}
     assert not {c["add"]["rule"]["chain"] for c in rest} & policy_chains
-    static = {c.name for c in R._static_chains(True)}
+    static = {c.name for c in nft_render._static_chains(True)}
     assert {c["add"]["rule"]["chain"] for c in rest} <= static
 
 
@@ -249,9 +245,8 @@ def test_address_sets_created_over_netlink_are_those_libnftables_creates(
         nft = LibNftables()
         with contextlib.suppress(NftError):
             nft([{"delete": {"table": TABLE}}])
-        backend = NftablesBackend(nft, options=Options())
-        spec = backend.set_spec(R.NftSet("via-json", False, frozenset(), "pods: x"))
-        link = NL.NftNetlink()
+        spec = set_spec(nft_render.NftSet("via-json", False, frozenset(), "pods: x"))
+        link = nft_netlink.NftNetlink()
         try:  # the table too: it does not exist yet
             link.fill(T["table"], [("via-netlink", ["10.1.0.1", "10.1.0.2"])],
                       ["via-netlink", "empty"])

@@ -16,7 +16,8 @@ import pytest
 from common.kernel.exec import SubprocessRunner
 from common.lab.netns import scratch_netns
 from npc.compile.compiler import Options, compile_ruleset
-from npc.dataplane.nftables import NftablesBackend, NftCli
+from npc.dataplane.nft_runner import NftCli
+from npc.dataplane.nftables import NftablesBackend
 from npc.model.load import Loaded, add_object, load_files
 from npc.render import nft
 from tests.support.golden import INPUT, check

@@ -53,13 +53,13 @@ def in_use(name: str, runner: Runner) -> str:
 def choose(name: str, runner: Runner, iptables_mode: str | None = None) -> str:
     """The backend to use: "iptables" or "nftables" (``auto``: see the module's
     docstring; an iptables flavour given explicitly means iptables)."""
-    from npc.dataplane import nftables
+    from npc.dataplane import nft_runner
 
     if name != "auto":
         return name
     if iptables_mode or _iptables_in_use(runner):
         return "iptables"
-    return "nftables" if nftables.available() else "iptables"
+    return "nftables" if nft_runner.available() else "iptables"
 
 
 def make_backend(name: str, runner: Runner, options: Options, *,
@@ -73,7 +73,8 @@ def make_backend(name: str, runner: Runner, options: Options, *,
     # the commands otherwise (a runner with a prefix targets another namespace).
     in_process = isinstance(runner, SubprocessRunner) and not runner.prefix
     if chosen == "nftables":
-        from npc.dataplane.nftables import LibNftables, NftablesBackend, NftCli
+        from npc.dataplane.nft_runner import LibNftables, NftCli
+        from npc.dataplane.nftables import NftablesBackend
 
         nft = LibNftables() if in_process else NftCli(runner)
         return NftablesBackend(nft, options=options, listing=lambda: runner(

@@ -10,7 +10,7 @@ from npc.compile.incremental import SetDeltas
 from npc.compile.ruleset import Ruleset
 from npc.dataplane.backend import ApplyReport
 from npc.dataplane.memory import MemoryBackend
-from npc.dataplane.nftables import NftError
+from npc.dataplane.nft_runner import NftError
 
 
 class RecordingLog:
