@@ -125,7 +125,8 @@ class MeshConnection:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError("handshake timed out")
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), left)
+            async with asyncio.timeout(left):
+                data = await self.reader.read(READ_SIZE)
             if not data:
                 handshake.eof()
             progress = handshake.receive(data)
@@ -205,13 +206,17 @@ class MeshConnection:
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(self.writer.drain(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self.writer.drain()
 
     # ---- receiving ------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         assert self.session is not None
         while True:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), TCP_READ_TIMEOUT)
+            # asyncio.timeout, not wait_for: in 3.11 wait_for loses a cancellation that
+            # arrives as the read completes, and this loop would read on
+            async with asyncio.timeout(TCP_READ_TIMEOUT):
+                data = await self.reader.read(READ_SIZE)
             if not data:
                 self.session.check_clean_end()
                 raise ConnectionClosed("EOF")

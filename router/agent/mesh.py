@@ -7,14 +7,17 @@ the gossip channels, routes; one instance per agent, in the agent's event loop.
   naming both UIDs and the address, never retried), a connection to ourselves is refused,
   a second connection to the same peer is resolved by the connection UID (both ends agree
   which one survives), and the connection limit is checked.  A peer we learn about for
-  the first time, or one that restarted, gets all our gossip at once.
+  the first time, or one that restarted, gets all our gossip at once; a peer of ours
+  that speaks incremental topology gets a digest of the topology instead, and asks for
+  what it lacks (:mod:`router.mesh.topology_delta`).
 * **Gossip channels** register with :meth:`Mesh.new_gossip` (the one place where the
   agent's services plug in: topology here, IPAM next); an unknown channel gets a
   surrogate that relays it.  Received gossip is decoded and dispatched by tag.
 * **Routes** are recomputed 100 ms after a change (changes come in bursts), from the
   topology the peer table holds.
-* **Timers**: every gossip interval each channel's complete state goes to a neighbour
-  subset; our own topology changes are batched for a second (:mod:`.topology`).
+* **Timers**: every gossip interval (give or take a tenth, from a random phase) each
+  channel's complete state goes to a neighbour subset; our own topology changes are
+  batched for a second (:mod:`.topology`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,14 @@ from router.mesh.topology_delta import (
 )
 from router.mesh.topology_delta import (
     FullSummaryRequest,
+    PullTracker,
+    Purpose,
     SummaryHistory,
+    SummaryRequest,
+    TopologyDigest,
+    digest_of,
     resolve_items,
+    wanted_from,
 )
 from router.mesh.topology_delta_codec import decode_message as decode_incremental
 from router.mesh.topology_delta_codec import encode_message as encode_incremental
@@ -161,12 +170,12 @@ class Mesh:
         self.stats = GossipStats()
         self.summary_history = SummaryHistory()
         """The last few summaries of each peer, the bases of incremental updates."""
+        self.pulls = PullTracker()
+        """Summaries asked of neighbours after their digests, not yet received."""
         self.topology = TopologyGossiper(self.table, changed=self._topology_changed,
                                          applied=self._apply_changes, log=log)
         self.topology_channel = self.new_gossip(CHANNEL, self.topology)
-        self.pending_updates = PendingUpdates(
-            config.name, lambda names: self.topology_channel.gossip_neighbour_subset(
-                self.topology.data(names)))
+        self.pending_updates = PendingUpdates(config.name, self._send_own_topology)
         self._route_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._gossip_task: asyncio.Task[None] | None = None
@@ -214,8 +223,14 @@ class Mesh:
         return conn
 
     async def _gossip_periodically(self) -> None:
+        """Every gossip interval, each channel's complete state to a neighbour subset.
+        Go ticks at a fixed interval from start, so agents started together (a
+        DaemonSet rolled out, a lab) gossip in bursts all at once; ours start at a
+        random phase and drift by up to a tenth of the interval."""
+        interval = self.config.gossip_interval
+        await asyncio.sleep(interval * self.rng.random())
         while True:
-            await asyncio.sleep(self.config.gossip_interval)
+            await asyncio.sleep(interval * self.rng.uniform(0.9, 1.1))
             for channel in list(self.channels.values()):
                 data = channel.gossiper.gossip()
                 if data is not None:
@@ -298,6 +313,8 @@ class Mesh:
             self.log.info(f"{conn}: connection added")
         else:
             self.log.info(f"{conn}: connection added (new peer)")
+        if conn.topology_encoder is not None:
+            self._send_incremental(conn, digest_of(self.table.summaries(), self.summary_history))
         if restarted or not connected:
             self._send_all_gossip_down(conn)
         self._topology_changed()
@@ -317,6 +334,7 @@ class Mesh:
 
     def connection_ended(self, conn: MeshConnection, error: Exception) -> None:
         self.handshaking.discard(conn)
+        self.pulls.dropped(conn)
         self._forget(conn)
         if conn.referenced and conn.remote is not None:
             conn.referenced = False
@@ -408,20 +426,79 @@ class Mesh:
             if encoder is None:
                 raise TopologyError("incremental topology update on a connection that did "
                                     "not negotiate it")
-            if isinstance(message, FullSummaryRequest):
-                encoder.forget(message.names)  # it lacks them: send them whole
-                conn.sender(CHANNEL).send(self.topology.data(message.names))
+            if isinstance(message, TopologyDigest):
+                encoder.note_digest(message)
+                loop = asyncio.get_running_loop()
+                wanted = self.pulls.choose(wanted_from(self.table, message), conn, loop.time())
+                if wanted:
+                    self._send_incremental(conn, SummaryRequest(wanted))
                 return
-            summaries, missing = resolve_items(self.table, message.items)
+            if isinstance(message, SummaryRequest | FullSummaryRequest):
+                if isinstance(message, FullSummaryRequest):
+                    encoder.forget(message.names)  # it lacks them: send them whole
+                conn.sender(CHANNEL).send(self.topology.data(message.names, Purpose.ANSWER))
+                return
+            summaries, missing = resolve_items(self.table, message.items,
+                                               self.summary_history)
             if missing:
-                conn.send_message(ProtocolTag.GOSSIP, messages.encode_gossip(
-                    messages.GossipBody(INCREMENTAL, int(self.name),
-                                        encode_incremental(FullSummaryRequest(missing)))))
+                self._send_incremental(conn, FullSummaryRequest(missing))
         if encoder is not None:
             encoder.note_received(summaries)
         new = self.topology.apply(summaries).new
-        if new:
+        self.pulls.received(self.table, (s.name for s in summaries))
+        if not new:
+            return
+        if encoder is None:  # from a Go peer: relayed as Go does
             self.relay(CHANNEL, source, self.topology.data(new))
+            return
+        # From a peer of ours, which sent it to every neighbour of its own that it did
+        # not get it from, or that its own sender had not reached: on to ours that
+        # are not among them (see _send_own_topology).
+        summary = self.table.get(source)
+        theirs = {c.remote for c in summary.connections} if summary is not None else set()
+        data = self.topology.data(new)
+        for hop, neighbour in self.connections.items():
+            if hop != source and hop not in theirs:
+                neighbour.sender(CHANNEL).send(data)
+
+    def _send_own_topology(self, names: frozenset[PeerName]) -> None:
+        """Our own topology changes (batched).
+
+        Go sends them to a random neighbour subset, and every peer relays what is new
+        to it to a random subset of its own: each peer gets each update about log N
+        times.  With incremental topology on, we send them to every neighbour, and a
+        peer of ours relays news only to its neighbours that are not the sender's:
+        in a full mesh each peer gets each update once.  Every peer still gets it in
+        any connected mesh of ours: along the path the news took, the first peer that
+        is a neighbour of a given peer sent it there, since that peer was not a
+        neighbour of the one before (the sender's connections are in its summary,
+        which travels with or before its news).  News from a Go peer, and all of a Go
+        peer's relaying, follow Go's rule; the periodic gossip repairs what a view
+        that was out of date missed.
+
+        Go's update also carries the summary of the peer a new connection goes to, so
+        that everyone learns of it soon; a peer of ours sends its own, so ours are told
+        only of Go peers that way."""
+        data = self.topology.data(names)
+        if not self.config.incremental_topology:
+            self.topology_channel.gossip_neighbour_subset(data)
+            return
+        theirs = frozenset(name for name in names if name == self.name or not (
+            (conn := self.connections.get(name)) and conn.topology_encoder is not None))
+        for neighbour in self.connections.values():
+            if neighbour.topology_encoder is None:
+                neighbour.sender(CHANNEL).send(data)
+            else:
+                neighbour.sender(CHANNEL).send(self.topology.data(theirs))
+
+    def _send_incremental(self, conn: MeshConnection,
+                          message: TopologyDigest | SummaryRequest | FullSummaryRequest
+                          ) -> None:
+        """A message of the incremental topology's own (not news): ahead of gossip."""
+        body = messages.encode_gossip(messages.GossipBody(INCREMENTAL, int(self.name),
+                                                          encode_incremental(message)))
+        conn.send_message(ProtocolTag.GOSSIP, body)
+        self.stats.count(self.stats.sent, INCREMENTAL, len(body) + 1)
 
     def relay_unicast(self, destination: PeerName, body: bytes) -> None:
         hop = self.routes.unicast_all(destination)
@@ -447,6 +524,8 @@ class Mesh:
 
     def _send_all_gossip_down(self, conn: MeshConnection) -> None:
         for channel in self.channels.values():
+            if channel.name == CHANNEL and conn.topology_encoder is not None:
+                continue  # it got our digest and asks for what it lacks
             data = channel.gossiper.gossip()
             if data is not None:
                 conn.sender(channel.name).send(data)
@@ -460,7 +539,9 @@ class Mesh:
         if (channel == CHANNEL and source is None and conn.topology_encoder is not None
                 and isinstance(data, TopologyData)):
             update = conn.topology_encoder.encode(
-                self.table.encode_summaries(sorted(data.names)))
+                self.table.encode_summaries(sorted(data.purposes)), data.purposes)
+            if not update.items:
+                return []  # the neighbour holds all of it
             channel, payloads = INCREMENTAL, [encode_incremental(update)]
         else:
             payloads = data.encode()

@@ -164,8 +164,8 @@ class Agent:
         host, _, port = address.rpartition(":")
         self.log.info(f"->[{address}] attempting connection")
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host.strip("[]"), int(port)), DIAL_TIMEOUT)
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
         except (OSError, TimeoutError, ValueError) as exc:
             error = describe_dial(address, exc)
             self.log.info(f"->[{address}] error during connection attempt: {error}")

@@ -16,7 +16,7 @@ its own Gossiper, and the local peer's batching of its updates).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from common.service.logs import Logger
@@ -25,6 +25,7 @@ from router.mesh.names import PeerName
 from router.mesh.peers import PeerTable, TableChanges, UpdateResult
 from router.mesh.summary import PeerSummary, TopologyError
 from router.mesh.topology_codec import decode_update, encode_update
+from router.mesh.topology_delta import Purpose
 
 CHANNEL = "topology"
 BATCH_DELAY = 1.0
@@ -35,17 +36,25 @@ GC_DELAY = 1.0
 
 @dataclass(frozen=True)
 class TopologyData:
-    """The summaries of ``names``, encoded from the table when sent."""
+    """The summaries of some peers, encoded from the table when sent, each with why it
+    is sent (which decides its incremental encoding: Go peers get every summary whole)."""
 
     table: PeerTable
-    names: frozenset[PeerName]
+    purposes: Mapping[PeerName, Purpose]
+
+    @property
+    def names(self) -> frozenset[PeerName]:
+        return frozenset(self.purposes)
 
     def encode(self) -> list[bytes]:
-        return [encode_update(self.table.encode_summaries(sorted(self.names)))]
+        return [encode_update(self.table.encode_summaries(sorted(self.purposes)))]
 
     def merge(self, other: GossipData) -> GossipData:
         assert isinstance(other, TopologyData)
-        return TopologyData(self.table, self.names | other.names)
+        merged = dict(self.purposes)
+        for name, purpose in other.purposes.items():
+            merged[name] = max(purpose, merged.get(name, purpose))
+        return TopologyData(self.table, merged)
 
 
 class TopologyGossiper:
@@ -61,8 +70,9 @@ class TopologyGossiper:
         self.log = log
         self._gc: asyncio.TimerHandle | None = None
 
-    def data(self, names: frozenset[PeerName]) -> TopologyData:
-        return TopologyData(self.table, names)
+    def data(self, names: Iterable[PeerName], purpose: Purpose = Purpose.NEWS
+             ) -> TopologyData:
+        return TopologyData(self.table, dict.fromkeys(names, purpose))
 
     def on_unicast(self, source: PeerName, payload: bytes) -> None:
         raise TopologyError(f"unexpected topology gossip unicast from {source}")
@@ -72,7 +82,7 @@ class TopologyGossiper:
         return self.data(received) if received else None
 
     def gossip(self) -> GossipData | None:
-        return self.data(self.table.names())
+        return self.data(self.table.names(), Purpose.REPAIR)
 
     def on_gossip(self, payload: bytes) -> GossipData | None:
         _, new = self._apply(payload)

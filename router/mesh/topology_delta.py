@@ -28,6 +28,18 @@ summaries. The only difference left from a full update is harmless: a rejected
 full summary would have left placeholder entries for unknown peers named in
 its connection list, which nothing refers to and the next collection removes.
 
+A new connection does not start with the whole topology either (Go sends every
+summary down every new connection: a peer joining an N-peer full mesh receives N
+copies of an O(N²) topology).  Each side sends a :class:`TopologyDigest` instead:
+per peer, the merge order's fields and the fingerprint of the summary it holds
+(about 25 bytes).  The receiver learns from it which bases the neighbour holds
+(:meth:`IncrementalEncoder.note_digest`) and asks, with a :class:`SummaryRequest`,
+for the summaries the neighbour has newer (:func:`wanted_from`); what the
+neighbour lacks, the neighbour asks for in turn.  A :class:`PullTracker` keeps one
+agent from asking several neighbours for the same summary at once (a joining
+peer's connections all open together); a request lost with its connection is
+asked again at the next digest or delta, and periodic gossip repairs the rest.
+
 The sender keeps one :class:`IncrementalEncoder` per connection, remembering
 by fingerprint the last summary of each peer it sent to (or received from) that
 neighbour, and one :class:`SummaryHistory` shared by all of them holding the
@@ -44,6 +56,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 from router.mesh.names import PeerName
 from router.mesh.peers import PeerTable, UpdateResult
@@ -60,6 +73,20 @@ INCREMENTAL_TOPOLOGY_FEATURE = "PyTopologyIncremental"
 """Handshake feature: present (value ``"1"``) on both sides → incremental updates."""
 INCREMENTAL_TOPOLOGY_CHANNEL = "topology-incremental"
 """Gossip channel name for :class:`IncrementalUpdate` / :class:`FullSummaryRequest`."""
+
+
+class Purpose(IntEnum):
+    """Why a summary goes to a neighbour, which decides how it is encoded.  Where one
+    summary is pending for several reasons, the highest wins."""
+
+    REPAIR = 0
+    """Periodic gossip: the neighbour most likely holds it; sent as a delta even on a
+    base only guessed (our current summary itself), which costs a header."""
+    NEWS = 1
+    """Our own changes and relayed updates: left out where the neighbour holds it; on a
+    base guessed where none is known (the summary we held before)."""
+    ANSWER = 2
+    """Asked for: on a base the neighbour is known to hold, else whole."""
 
 
 def incremental_negotiated(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
@@ -114,6 +141,45 @@ class FullSummaryRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestEntry:
+    """What a peer holds of one summary: the merge order's fields and the fingerprint."""
+
+    name: PeerName
+    uid: int
+    version: int
+    has_short_id: bool
+    fingerprint: int
+
+    def __post_init__(self) -> None:
+        for what, value in (("UID", self.uid), ("Version", self.version),
+                            ("fingerprint", self.fingerprint)):
+            if not 0 <= value < 1 << 64:
+                raise TopologyError(f"digest entry for {self.name}: {what} out of range: "
+                                    f"{value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyDigest:
+    """Sent when a connection starts, instead of the whole topology: what the sender
+    holds, one entry per peer."""
+
+    entries: tuple[DigestEntry, ...]
+
+    def __post_init__(self) -> None:
+        names = [entry.name for entry in self.entries]
+        if len(set(names)) != len(names):
+            raise TopologyError("topology digest names a peer twice")
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRequest:
+    """Receiver of a digest → its sender: send these peers' summaries (deltas against
+    what the digest said the receiver holds will do)."""
+
+    names: frozenset[PeerName]
+
+
+@dataclass(frozen=True, slots=True)
 class IncrementalResult:
     """The merge outcome, and the peers whose full summary must be asked for."""
 
@@ -142,6 +208,77 @@ def _hash_text(digest: hashlib.blake2b, text: str) -> None:
     data = text.encode("utf-8", "surrogatepass")
     digest.update(struct.pack(">I", len(data)))
     digest.update(data)
+
+
+def digest_of(summaries: Iterable[PeerSummary], history: SummaryHistory) -> TopologyDigest:
+    """The digest of these summaries (each is remembered as a base, as sending it would)."""
+    entries = []
+    for summary in summaries:
+        fingerprint = history.remember(canonical(summary))
+        entries.append(DigestEntry(summary.name, summary.uid, summary.version,
+                                   summary.has_short_id, fingerprint))
+    return TopologyDigest(tuple(entries))
+
+
+def wanted_from(table: PeerTable, digest: TopologyDigest) -> tuple[DigestEntry, ...]:
+    """The entries of ``digest`` whose summary would improve ``table``: peers it lacks,
+    and peers whose entry loses to the digest's under the merge order.  About ourselves
+    only another incarnation matters, while our Version has not passed its."""
+    wanted = []
+    for entry in digest.entries:
+        current = table.get(entry.name)
+        if entry.name == table.ourself:
+            if (current is not None and entry.uid != current.uid
+                    and entry.version >= current.version):
+                wanted.append(entry)
+            continue
+        if current is None or supersedes(entry, current):
+            wanted.append(entry)
+    return tuple(wanted)
+
+
+class PullTracker:
+    """Which summaries this agent has asked a neighbour for and not yet got, so that
+    the same summary is not asked of every neighbour at once.
+
+    ``key`` is whatever names the connection asked (dropped with it).  A request is
+    repeated when a digest offers something newer than what was asked for, when the
+    connection asked goes, or after ``timeout`` seconds.
+    """
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self._timeout = timeout
+        self._asked: dict[PeerName, tuple[DigestEntry, object, float]] = {}
+
+    def choose(self, wanted: Iterable[DigestEntry], key: object, now: float
+               ) -> frozenset[PeerName]:
+        """The names to ask ``key`` for, out of ``wanted``; they count as asked."""
+        chosen = set()
+        for entry in wanted:
+            asked = self._asked.get(entry.name)
+            if asked is not None and asked[2] > now and not supersedes(entry, asked[0]):
+                continue
+            self._asked[entry.name] = (entry, key, now + self._timeout)
+            chosen.add(entry.name)
+        return frozenset(chosen)
+
+    def received(self, table: PeerTable, names: Iterable[PeerName]) -> None:
+        """Summaries of ``names`` were merged: requests they answered are done."""
+        for name in names:
+            asked = self._asked.get(name)
+            if asked is None:
+                continue
+            current = table.get(name)
+            if current is not None and not supersedes(asked[0], current):
+                del self._asked[name]
+
+    def dropped(self, key: object) -> None:
+        """The connection ``key`` went: what was asked of it may be asked again."""
+        for name in [n for n, (_, k, _) in self._asked.items() if k is key]:
+            del self._asked[name]
+
+    def pending(self) -> frozenset[PeerName]:
+        return frozenset(self._asked)
 
 
 def diff(base: PeerSummary, target: PeerSummary) -> PeerDelta:
@@ -201,6 +338,12 @@ class SummaryHistory:
         return next((known for fp, known in self._recent.get(name, ()) if fp == fingerprint),
                     None)
 
+    def previous(self, name: PeerName, fingerprint: int) -> PeerSummary | None:
+        """The summary of ``name`` remembered last before the one with ``fingerprint``."""
+        recent = self._recent.get(name, [])
+        at = next((i for i, (fp, _) in enumerate(recent) if fp == fingerprint), len(recent))
+        return recent[at - 1][1] if at > 0 else None
+
     def forget_peers(self, names: Iterable[PeerName]) -> None:
         """Drop peers that left the table (garbage-collected)."""
         for name in names:
@@ -215,17 +358,33 @@ class IncrementalEncoder:
         self._history = history
         self._known: dict[PeerName, int] = {}
 
-    def encode(self, summaries: Iterable[PeerSummary]) -> IncrementalUpdate:
+    def encode(self, summaries: Iterable[PeerSummary],
+               purpose: Purpose | Mapping[PeerName, Purpose] = Purpose.ANSWER,
+               ) -> IncrementalUpdate:
         """Items for these summaries; afterwards they count as known to the neighbour.
 
-        A delta is used when it lists fewer connection changes than the full list.
+        A delta is used when it lists fewer connection changes than the full list.  Its
+        base is the summary the neighbour was last known to hold.  Where that is not in
+        the history (the neighbour has had newer ones from others since) or nothing is
+        known, it is guessed, by :class:`Purpose`: news goes on the summary we held
+        before this one, which gossip has most likely brought the neighbour too; repair
+        on our current one; an answer goes whole.  A wrong guess costs the neighbour's
+        request for the whole summary.  News the neighbour holds is left out.
         """
         items: list[PeerSummary | PeerDelta] = []
         for summary in summaries:
             target = canonical(summary)
+            why = purpose if isinstance(purpose, Purpose) else purpose[target.name]
             fingerprint = self._history.remember(target)
             known = self._known.get(target.name)
+            if why is Purpose.NEWS and known == fingerprint:
+                continue
             base = self._history.lookup(target.name, known) if known is not None else None
+            if base is None and why is Purpose.NEWS:
+                base = self._history.previous(target.name, fingerprint)
+            elif base is None and why is Purpose.REPAIR:
+                base = (target if known is None
+                        else self._history.previous(target.name, fingerprint))
             delta = diff(base, target) if base is not None else None
             changes = len(delta.added) + len(delta.removed) if delta is not None else 0
             if delta is not None and changes < len(target.connections):
@@ -240,6 +399,13 @@ class IncrementalEncoder:
         for summary in summaries:
             self._known[summary.name] = self._history.remember(canonical(summary))
 
+    def note_digest(self, digest: TopologyDigest) -> None:
+        """The neighbour's digest: what it holds, by fingerprint.  A summary we come to
+        hold with that fingerprint (the same summary, however it reaches us) is then a
+        base for deltas to it, and news it holds exactly is left out."""
+        for entry in digest.entries:
+            self._known[entry.name] = entry.fingerprint
+
     def forget(self, names: Iterable[PeerName]) -> None:
         """The neighbour lacks these (it asked for them): send them in full next time."""
         for name in names:
@@ -247,8 +413,13 @@ class IncrementalEncoder:
 
 
 def resolve_items(table: PeerTable, items: Sequence[PeerSummary | PeerDelta],
+                  history: SummaryHistory | None = None,
                   ) -> tuple[list[PeerSummary], frozenset[PeerName]]:
-    """Full summaries for the items the table can resolve, and the names it cannot."""
+    """Full summaries for the items the table can resolve, and the names it cannot.
+
+    A delta's base is looked for in the table, then among the summaries we held
+    before (``history``): a neighbour that is behind on a peer (it has not had the
+    newest version yet) still names a base we held once."""
     resolved: list[PeerSummary] = []
     needs_full: set[PeerName] = set()
     for item in items:
@@ -260,16 +431,24 @@ def resolve_items(table: PeerTable, items: Sequence[PeerSummary | PeerDelta],
             # Only UID and Version of a summary about ourselves matter.
             resolved.append(PeerSummary(item.name, item.nickname, item.uid, item.version,
                                         item.short_id, item.has_short_id))
-        elif current is not None and summary_fingerprint(current) == item.base_fingerprint:
-            resolved.append(apply_delta(current, item))
-        elif current is None or supersedes(item, current):
+            continue
+        if current is not None and not supersedes(item, current):
+            continue  # it would lose to what we hold, as the full summary would
+        base = current if current is not None and (
+            summary_fingerprint(current) == item.base_fingerprint) else None
+        if base is None and history is not None:
+            base = history.lookup(item.name, item.base_fingerprint)
+        if base is not None:
+            resolved.append(apply_delta(base, item))
+        else:
             needs_full.add(item.name)
     return resolved, frozenset(needs_full)
 
 
-def apply_incremental_update(table: PeerTable, update: IncrementalUpdate) -> IncrementalResult:
+def apply_incremental_update(table: PeerTable, update: IncrementalUpdate,
+                             history: SummaryHistory | None = None) -> IncrementalResult:
     """Merge an incremental update; see the module notes for the rules."""
-    resolved, needs_full = resolve_items(table, update.items)
+    resolved, needs_full = resolve_items(table, update.items, history)
     result = table.apply_update(resolved)
     received = frozenset(item.name for item in update.items)
     return IncrementalResult(UpdateResult(received, result.new, result.changes), needs_full)

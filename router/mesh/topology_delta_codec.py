@@ -3,7 +3,8 @@
 The payload of a gossip message on :data:`~router.mesh.topology_delta.INCREMENTAL_TOPOLOGY_CHANNEL`.
 Go peers never receive it, so it is free of gob; it is compact and strict::
 
-    message  = kind:u8 body               kind 1 = IncrementalUpdate, 2 = FullSummaryRequest
+    message  = kind:u8 body               kind 1 = IncrementalUpdate, 2 = FullSummaryRequest,
+                                          3 = TopologyDigest, 4 = SummaryRequest
     update   = FORMAT:u8 count:uv item*   FORMAT is 1
     item     = 0:u8 summary | 1:u8 delta
     summary  = name:6 nickname:str uid:uv version:uv short_id:uv has_short_id:u8
@@ -11,7 +12,9 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
     delta    = name:6 base_version:uv base_fingerprint:8 nickname:str uid:uv version:uv
                short_id:uv has_short_id:u8 count:uv connection* count:uv removed_name:6*
     connection = remote:6 addr:str flags:u8   (bit 0 outbound, bit 1 established)
-    request  = count:uv name:6*
+    request  = count:uv name:6*            (kinds 2 and 4)
+    digest   = count:uv entry*
+    entry    = name:6 uid:uv version:uv has_short_id:u8 fingerprint:8
     str      = length:uv UTF-8 bytes           uv = unsigned LEB128, at most 64 bits
 
 Design: every length is checked against what is left before anything is sliced,
@@ -23,18 +26,38 @@ from __future__ import annotations
 
 from router.mesh.names import NAME_SIZE, PeerName
 from router.mesh.summary import UINT64_MAX, ConnectionSummary, PeerSummary, TopologyError
-from router.mesh.topology_delta import FullSummaryRequest, IncrementalUpdate, PeerDelta
+from router.mesh.topology_delta import (
+    DigestEntry,
+    FullSummaryRequest,
+    IncrementalUpdate,
+    PeerDelta,
+    SummaryRequest,
+    TopologyDigest,
+)
+
+Message = IncrementalUpdate | FullSummaryRequest | TopologyDigest | SummaryRequest
 
 _KIND_UPDATE = 1
 _KIND_REQUEST = 2
+_KIND_DIGEST = 3
+_KIND_PULL = 4
 _FORMAT = 1
 _ITEM_SUMMARY = 0
 _ITEM_DELTA = 1
 
 
-def encode_message(message: IncrementalUpdate | FullSummaryRequest) -> bytes:
+def encode_message(message: Message) -> bytes:
     out = bytearray()
-    if isinstance(message, IncrementalUpdate):
+    if isinstance(message, TopologyDigest):
+        out.append(_KIND_DIGEST)
+        _uvarint(out, len(message.entries))
+        for entry in message.entries:
+            out += entry.name.to_bytes6()
+            _uvarint(out, entry.uid)
+            _uvarint(out, entry.version)
+            out.append(entry.has_short_id)
+            out += entry.fingerprint.to_bytes(8, "big")
+    elif isinstance(message, IncrementalUpdate):
         out += bytes([_KIND_UPDATE, _FORMAT])
         _uvarint(out, len(message.items))
         for item in message.items:
@@ -45,17 +68,17 @@ def encode_message(message: IncrementalUpdate | FullSummaryRequest) -> bytes:
                 out.append(_ITEM_DELTA)
                 _delta(out, item)
     else:
-        out.append(_KIND_REQUEST)
+        out.append(_KIND_REQUEST if isinstance(message, FullSummaryRequest) else _KIND_PULL)
         _uvarint(out, len(message.names))
         for name in sorted(message.names):
             out += name.to_bytes6()
     return bytes(out)
 
 
-def decode_message(data: bytes) -> IncrementalUpdate | FullSummaryRequest:
+def decode_message(data: bytes) -> Message:
     reader = _Reader(data)
     kind = reader.byte("message kind")
-    message: IncrementalUpdate | FullSummaryRequest
+    message: Message
     if kind == _KIND_UPDATE:
         if reader.byte("format") != _FORMAT:
             raise TopologyError("incremental update: unknown format")
@@ -63,9 +86,13 @@ def decode_message(data: bytes) -> IncrementalUpdate | FullSummaryRequest:
         items = [reader.summary() if reader.flag("item kind") == _ITEM_SUMMARY
                  else reader.delta() for _ in range(count)]
         message = IncrementalUpdate(tuple(items))
-    elif kind == _KIND_REQUEST:
+    elif kind in (_KIND_REQUEST, _KIND_PULL):
         count = reader.count("name count", NAME_SIZE)
-        message = FullSummaryRequest(frozenset(reader.name() for _ in range(count)))
+        names = frozenset(reader.name() for _ in range(count))
+        message = FullSummaryRequest(names) if kind == _KIND_REQUEST else SummaryRequest(names)
+    elif kind == _KIND_DIGEST:
+        count = reader.count("digest entry count", NAME_SIZE + 11)
+        message = TopologyDigest(tuple(reader.digest_entry() for _ in range(count)))
     else:
         raise TopologyError(f"incremental topology: unknown message kind {kind}")
     if not reader.at_end():
@@ -202,3 +229,10 @@ class _Reader:
         added = self.connections()
         removed = tuple(self.name() for _ in range(self.count("removed count", NAME_SIZE)))
         return PeerDelta(name, base_version, fingerprint, *header, added, removed)
+
+    def digest_entry(self) -> DigestEntry:
+        name = self.name()
+        uid, version = self.uvarint("UID"), self.uvarint("Version")
+        has_short_id = self.flag("HasShortID")
+        return DigestEntry(name, uid, version, has_short_id,
+                           int.from_bytes(self.take(8, "fingerprint"), "big"))

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
 from router.agent.gossip import GossipData, Messages
-from router.agent.mesh import Mesh, MeshConfig
+from router.agent.mesh import GossipCounter, Mesh, MeshConfig
 from router.agent.overlay import NullOverlay
+from router.agent.topology import TopologyData
 from router.mesh.names import PeerName
+from router.mesh.peers import UpdateResult
+from router.mesh.summary import PeerSummary
+from router.mesh.topology_delta import Purpose
+from tests.router.topology_strategies import fresh_table
 from tests.support.doubles import RecordingLog
 
 
@@ -40,11 +45,12 @@ class Cluster:
 
     async def add(self, index: int, *, password: bytes | None = None,
                   name: int | None = None, conn_limit: int = 200,
-                  seed: int | None = None, incremental: bool = True) -> Node:
+                  seed: int | None = None, incremental: bool = True,
+                  gossip_interval: float = 1.0) -> Node:
         log = RecordingLog()
         peer = PeerName(name if name is not None else 0xCE0000000001 + index)
         mesh = Mesh(MeshConfig(peer, f"n{index}", password=password, conn_limit=conn_limit,
-                               gossip_interval=1.0, incremental_topology=incremental),
+                               gossip_interval=gossip_interval, incremental_topology=incremental),
                     NullOverlay(), log,
                     random.Random(index if seed is None else seed))
         mesh.start()
@@ -114,8 +120,8 @@ def test_a_chain_gives_routes_through_the_middle_and_relays_unicast_gossip() -> 
             await c.connect(b, z)
             names = {a.name, b.name, z.name}
             await until(lambda: all(n.mesh.table.names() == names for n in (a, b, z))
-                        and a.mesh.routes.unicast(z.name) == b.name)
-            assert z.mesh.routes.unicast(a.name) == b.name
+                        and a.mesh.routes.unicast(z.name) == b.name
+                        and z.mesh.routes.unicast(a.name) == b.name)
             channel = a.mesh.new_gossip("test", Inbox())
             z.mesh.new_gossip("test", Inbox())
             channel.gossip_unicast(z.name, b"hello")
@@ -280,3 +286,102 @@ def test_incremental_topology_between_ours_and_the_original_format_with_others()
             await until(lambda: all(len(n.mesh.table.names()) == 5 for n in nodes)
                         and all(t == tables()[0] for t in tables()))
     run(test)
+
+
+async def join_cost(incremental: bool, size: int = 6) -> tuple[int, int]:
+    """A newcomer dials every member of a full mesh at once: the topology bytes it
+    received until every table agrees, and the same in total over the members."""
+    async with cluster() as c:
+        members = [await c.add(i, incremental=incremental) for i in range(size)]
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                await c.connect(a, b)
+
+        def whole(nodes: list[Node], peers: int) -> bool:
+            tables = [sorted((s.name, s.version, s.connections) for s in n.mesh.table.summaries())
+                      for n in nodes]
+            return all(len(t) == peers and t == tables[0] for t in tables) and all(
+                sum(conn.established for conn in n.mesh.connections.values()) == peers - 1
+                for n in nodes)
+
+        await until(lambda: whole(members, size), 20)
+        before = [n.mesh.stats.copy() for n in members]
+        newcomer = await c.add(size, incremental=incremental)
+        await asyncio.gather(*(c.connect(newcomer, m) for m in members))
+        await until(lambda: whole([*members, newcomer], size + 1), 20)
+
+        def topology_bytes(counters: dict[str, GossipCounter]) -> int:
+            return sum(v.bytes for k, v in counters.items() if k.startswith("topology"))
+
+        mine = topology_bytes(newcomer.mesh.stats.received)
+        total = sum(topology_bytes(n.mesh.stats.sent) - topology_bytes(b.sent)
+                    for n, b in zip(members, before, strict=True))
+        return mine, total + topology_bytes(newcomer.mesh.stats.sent)
+
+
+def test_a_newcomer_gets_digests_not_every_neighbours_whole_topology() -> None:
+    """weaveworks/mesh#108: Go sends the whole topology down every new connection, so a
+    newcomer to an N-mesh receives it N times.  Between our agents each neighbour sends a
+    digest and the newcomer asks for each summary about once."""
+    async def test() -> None:
+        ours_in, ours_total = await join_cost(incremental=True)
+        go_in, go_total = await join_cost(incremental=False)
+        print(f"newcomer received {ours_in} B (original format {go_in} B); "
+              f"the mesh sent {ours_total} B (original format {go_total} B)")
+        assert ours_in * 2 < go_in
+        assert ours_total * 2 < go_total
+    run(test)
+
+
+def test_in_a_full_mesh_of_ours_each_update_reaches_each_peer_once() -> None:
+    """Our own updates go to every neighbour and news is relayed only to neighbours the
+    sender does not have: a newcomer connecting to one member of a full mesh, and that
+    member's update, reach every other member exactly once (Go's random relaying
+    delivers each about log N times)."""
+    async def test() -> None:
+        async with cluster() as c:
+            members = [await c.add(i, gossip_interval=600) for i in range(6)]
+            for i, a in enumerate(members):
+                for b in members[i + 1:]:
+                    await c.connect(a, b)
+
+            def agreed(nodes: list[Node]) -> bool:
+                tables = [sorted((s.name, s.version, s.connections)
+                                 for s in n.mesh.table.summaries()) for n in nodes]
+                return all(t == tables[0] for t in tables) and all(
+                    all(conn.established for conn in n.mesh.connections.values())
+                    for n in nodes)
+
+            await until(lambda: agreed(members) and len(members[0].mesh.table.names()) == 6)
+            await asyncio.sleep(1.5)  # nothing left in the batches
+            seen: dict[PeerName, list[tuple[PeerName, int]]] = {m.name: [] for m in members}
+            for member in members[1:]:
+                gossiper = member.mesh.topology
+                original = gossiper.apply
+
+                def recording(summaries: Sequence[PeerSummary], *, at: PeerName = member.name,
+                              apply: Callable[..., UpdateResult] = original) -> UpdateResult:
+                    seen[at].extend((s.name, s.version) for s in summaries)
+                    return apply(summaries)
+                gossiper.apply = recording  # type: ignore[method-assign]
+            newcomer = await c.add(6, gossip_interval=600)
+            await c.connect(newcomer, members[0])
+            await until(lambda: agreed([*members, newcomer])
+                        and len(members[1].mesh.table.names()) == 7)
+            await asyncio.sleep(1.5)
+            for member in members[1:]:
+                got = seen[member.name]
+                assert {name for name, _ in got} >= {members[0].name, newcomer.name}
+                assert len(got) == len(set(got)), f"{member.name} got an update twice: {got}"
+    run(test)
+
+
+def test_pending_topology_data_keeps_the_strongest_reason_per_peer() -> None:
+    table = fresh_table()
+    a, b, z = PeerName(1), PeerName(2), PeerName(3)
+    first = TopologyData(table, {a: Purpose.REPAIR, b: Purpose.NEWS})
+    merged = first.merge(TopologyData(table, {a: Purpose.ANSWER, z: Purpose.NEWS}))
+    assert isinstance(merged, TopologyData)
+    assert merged.purposes == {a: Purpose.ANSWER, b: Purpose.NEWS, z: Purpose.NEWS}
+    again = merged.merge(TopologyData(table, {a: Purpose.REPAIR}))
+    assert isinstance(again, TopologyData) and again.purposes[a] is Purpose.ANSWER

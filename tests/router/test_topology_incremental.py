@@ -8,6 +8,8 @@ placeholders nothing refers to), and it reports the same received / new peers.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,24 +19,37 @@ from router.mesh.peers import PeerTable
 from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError
 from router.mesh.topology_delta import (
     INCREMENTAL_TOPOLOGY_FEATURE,
+    DigestEntry,
     FullSummaryRequest,
     IncrementalEncoder,
     IncrementalUpdate,
     PeerDelta,
+    PullTracker,
+    Purpose,
     SummaryHistory,
+    SummaryRequest,
+    TopologyDigest,
     apply_delta,
     apply_incremental_update,
     diff,
+    digest_of,
     incremental_negotiated,
     summary_fingerprint,
+    wanted_from,
 )
-from router.mesh.topology_delta_codec import decode_message, encode_message
-from tests.router.topology_strategies import evolving_deliveries, fresh_table, state, summaries
+from router.mesh.topology_delta_codec import Message, decode_message, encode_message
+from tests.router.topology_strategies import (
+    OURSELF,
+    evolving_deliveries,
+    fresh_table,
+    state,
+    summaries,
+)
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def wire(message: IncrementalUpdate | FullSummaryRequest) -> IncrementalUpdate | FullSummaryRequest:
+def wire(message: Message) -> Message:
     """Through the codec, as a neighbour would receive it."""
     decoded = decode_message(encode_message(message))
     assert decoded == message
@@ -153,6 +168,21 @@ def test_a_delta_the_receiver_cannot_place_is_skipped_or_requested() -> None:
     assert apply_incremental_update(ahead, IncrementalUpdate((delta,))).needs_full == frozenset()
 
 
+def test_a_delta_on_a_summary_the_receiver_held_before_resolves_from_its_history() -> None:
+    """The sender is behind (it last sent v1, we have had v2 since): a v3 delta on v1
+    still resolves, from the summaries we held."""
+    v1, v2, v3 = (full_mesh(5, v)[0] for v in (1, 2, 3))
+    history = SummaryHistory()
+    receiver = fresh_table()
+    for held in (v1, v2):
+        receiver.apply_update([held])
+        history.remember(held)
+    delta = diff(v1, v3)
+    assert apply_incremental_update(receiver, IncrementalUpdate((delta,))).needs_full == {v3.name}
+    result = apply_incremental_update(receiver, IncrementalUpdate((delta,)), history)
+    assert result.needs_full == frozenset() and receiver.get(v3.name) == v3
+
+
 def test_the_feature_must_be_on_both_sides() -> None:
     on = {INCREMENTAL_TOPOLOGY_FEATURE: "1"}
     assert incremental_negotiated(on, on)
@@ -160,7 +190,7 @@ def test_the_feature_must_be_on_both_sides() -> None:
     assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "0"}, on)
 
 
-def test_the_shared_history_is_bounded_and_bases_fall_back_to_full() -> None:
+def test_the_shared_history_is_bounded_and_bases_fall_back_to_a_guess_then_full() -> None:
     history = SummaryHistory(depth=2)
     versions = [full_mesh(4, v)[0] for v in (1, 2, 3)]
     fingerprints = [history.remember(s) for s in versions]
@@ -171,8 +201,13 @@ def test_the_shared_history_is_bounded_and_bases_fall_back_to_full() -> None:
     assert isinstance(encoder.encode([versions[2]]).items[0], PeerDelta)
     stale = IncrementalEncoder(history)
     stale.note_received([versions[1]])
-    history.remember(full_mesh(4, 7)[0])
-    assert isinstance(stale.encode([full_mesh(5, 8)[0]]).items[0], PeerSummary)
+    held_before = full_mesh(4, 7)[0]
+    history.remember(held_before)  # what the neighbour held has left the history
+    guessed = stale.encode([full_mesh(5, 8)[0]], Purpose.NEWS).items[0]
+    assert isinstance(guessed, PeerDelta)  # against what we held before: gossip brought
+    assert guessed.base_fingerprint == summary_fingerprint(held_before)  # it there too
+    unknown = IncrementalEncoder(history)  # knows nothing of the neighbour: full
+    assert isinstance(unknown.encode([full_mesh(5, 9)[0]]).items[0], PeerSummary)
     history.forget_peers([versions[0].name])
     assert history.lookup(versions[0].name, fingerprints[2]) is None
 
@@ -191,6 +226,10 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x01\x01\x01\x02" + bytes(7), "item kind must be 0 or 1"),
     (b"\x02\x01" + bytes(5), "exceeds the message"),
     (b"\x02\x00\x00", "trailing bytes"),
+    (b"\x03\x01" + bytes(16), "exceeds the message"),
+    (b"\x03\x01" + bytes(8) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
+    (b"\x03\x02" + 2 * (bytes(9) + bytes(8)), "names a peer twice"),
+    (b"\x04\x01" + bytes(5), "exceeds the message"),
     (b"\x01\x01\x01\x00" + bytes(6) + b"\x00" + b"\xff" * 11, "varint too long"),
     (b"\x01\x01\x01\x00" + bytes(6) + b"\x01\xff", "not UTF-8"),
     (b"\x01\x01\x01\x00" + bytes(6) + b"\x00\x01\x01\x80\x80\x04\x01\x00", "ShortID out of range"),
@@ -214,3 +253,144 @@ def test_codec_round_trips_and_never_crashes_on_garbage(items: list[PeerSummary]
         except TopologyError:
             continue  # the one error type malformed input may raise
         assert isinstance(decoded, IncrementalUpdate | FullSummaryRequest)
+
+
+NEIGHBOUR = PeerName(0x90)
+
+
+def replay(deliveries: list[tuple[str, list[PeerSummary]]], split: int,
+           history: SummaryHistory | None = None) -> tuple[PeerTable, PeerTable]:
+    """A receiver (us) and a neighbour that shared the first ``split`` batches, then
+    each got its own ("full" ones went to the receiver, the rest to the neighbour).
+    The neighbour's history holds every summary it held along the way, as its
+    connections would have remembered them."""
+    receiver = fresh_table()
+    neighbour = PeerTable(NEIGHBOUR, "nb", 77, 4001, random.Random(1))
+    for index, (how, batch) in enumerate(deliveries):
+        if index < split or how == "full":
+            receiver.apply_update(batch)
+        if index < split or how != "full":
+            neighbour.apply_update(batch)
+        if history is not None:
+            for summary in neighbour.summaries():
+                history.remember(summary)
+    return receiver, neighbour
+
+
+@PROPERTY
+@given(evolving_deliveries(), st.data())
+def test_a_digest_exchange_gives_the_table_the_whole_topology_gives(
+        deliveries: list[tuple[str, list[PeerSummary]]], data: st.DataObject) -> None:
+    """A new connection: the receiver asks for what the neighbour's digest shows newer
+    and gets it (as deltas where the neighbour can name the receiver's summary as a
+    base); its table is then the one Go's sending every summary down gives."""
+    split = data.draw(st.integers(0, len(deliveries)))
+    history = SummaryHistory(depth=data.draw(st.integers(1, 4)))
+    receiver, neighbour = replay(deliveries, split, history)
+    reference, _ = replay(deliveries, split)
+    reference.apply_update(neighbour.summaries())
+
+    encoder = IncrementalEncoder(history)
+    ours = wire(digest_of(receiver.summaries(), SummaryHistory()))
+    assert isinstance(ours, TopologyDigest)
+    encoder.note_digest(ours)
+    theirs = wire(digest_of(neighbour.summaries(), history))
+    assert isinstance(theirs, TopologyDigest)
+    request = wire(SummaryRequest(PullTracker().choose(wanted_from(receiver, theirs),
+                                                       "conn", 0.0)))
+    assert isinstance(request, SummaryRequest)
+    answer = wire(encoder.encode(neighbour.encode_summaries(request.names)))
+    assert isinstance(answer, IncrementalUpdate)
+    result = apply_incremental_update(receiver, answer)
+    if result.needs_full:  # a base guessed (not in the neighbour's history): asked again
+        again = wire(FullSummaryRequest(result.needs_full))
+        assert isinstance(again, FullSummaryRequest)
+        encoder.forget(again.names)
+        answer = wire(encoder.encode(neighbour.encode_summaries(again.names)))
+        assert isinstance(answer, IncrementalUpdate)
+        assert apply_incremental_update(receiver, answer).needs_full == frozenset()
+    assert state(receiver, drop_orphans=True) == state(reference, drop_orphans=True)
+    # and now the neighbour holds nothing newer for us
+    assert wanted_from(receiver, theirs) == ()
+
+
+def test_after_a_digest_a_changed_summary_travels_as_a_delta_and_news_skip_the_known() -> None:
+    before, after = full_mesh(30, 1), full_mesh(31, 2)[:30]  # everyone gained a peer
+    receiver, sender = fresh_table(), fresh_table(seed=1)
+    receiver.apply_update(before)
+    sender.apply_update(after)
+    history = SummaryHistory()
+    for summary in before:  # what the sender held before: its history has them
+        history.remember(summary)
+    encoder = IncrementalEncoder(history)
+    encoder.note_digest(digest_of(receiver.summaries(), SummaryHistory()))
+    digest = digest_of(sender.summaries(), SummaryHistory())
+    wanted = {entry.name for entry in wanted_from(receiver, digest)}
+    newcomer = PeerName(0x1000 + 30)  # named in the connection lists: a placeholder
+    assert wanted == {s.name for s in after} | {newcomer}
+    answer = encoder.encode(sender.encode_summaries(wanted - {newcomer}))
+    assert all(isinstance(item, PeerDelta) and len(item.added) == 1 for item in answer.items)
+    assert len(encode_message(answer)) * 10 < len(encode_message(IncrementalUpdate(
+        tuple(after))))
+    assert apply_incremental_update(receiver, answer).needs_full == frozenset()
+    # the neighbour holds these now: relayed news leaves them out, the repair does not
+    assert encoder.encode(after, Purpose.NEWS).items == ()
+    assert len(encoder.encode(after).items) == len(after)
+
+
+def test_without_a_known_base_news_guesses_the_previous_repair_the_current_answers_go_whole(
+        ) -> None:
+    older, newer = full_mesh(8, 1)[0], full_mesh(8, 2)[0]
+    history = SummaryHistory()
+    history.remember(older)  # we held it; this neighbour's connection never carried it
+    items = {purpose: IncrementalEncoder(history).encode([newer], purpose).items[0]
+             for purpose in Purpose}
+    news, repair, answer = items[Purpose.NEWS], items[Purpose.REPAIR], items[Purpose.ANSWER]
+    assert isinstance(news, PeerDelta) and news.base_fingerprint == summary_fingerprint(older)
+    assert isinstance(repair, PeerDelta) and repair.added == () and repair.removed == ()
+    assert repair.base_fingerprint == summary_fingerprint(newer)  # "you hold this?"
+    assert answer == newer
+    # a receiver that holds the current summary takes the repair as a no-op; one that
+    # holds the older one cannot place it and asks (it supersedes what it holds)
+    current, behind = fresh_table(), fresh_table()
+    current.apply_update([newer])
+    behind.apply_update([older])
+    assert apply_incremental_update(current, IncrementalUpdate((repair,))).update.new == set()
+    assert apply_incremental_update(behind, IncrementalUpdate((repair,))).needs_full == {
+        newer.name}
+    assert apply_incremental_update(behind, IncrementalUpdate((news,))).update.new == {
+        newer.name}
+    # several reasons for one summary: the strongest decides
+    other = full_mesh(8, 2)[1]
+    mixed = IncrementalEncoder(history).encode([newer, other], {other.name: Purpose.REPAIR,
+                                                                newer.name: Purpose.ANSWER})
+    assert mixed.items[0] == newer and isinstance(mixed.items[1], PeerDelta)
+
+
+def test_our_other_incarnation_in_a_digest_is_asked_for() -> None:
+    table = fresh_table()
+    ours = table.local_summary()
+    stale = DigestEntry(OURSELF, ours.uid + 1, ours.version, True, 1)
+    same = DigestEntry(OURSELF, ours.uid, 9, True, 1)
+    assert wanted_from(table, TopologyDigest((stale,))) == (stale,)
+    assert wanted_from(table, TopologyDigest((same,))) == ()
+
+
+def test_the_pull_tracker_asks_one_neighbour_at_a_time() -> None:
+    table = fresh_table()
+    old, new = (DigestEntry(PeerName(0x10), 1, v, True, v) for v in (1, 2))
+    tracker = PullTracker(timeout=5.0)
+    assert tracker.choose([old], "a", 0.0) == {old.name}
+    assert tracker.choose([old], "b", 1.0) == frozenset()  # asked of a already
+    assert tracker.choose([new], "b", 1.0) == {new.name}  # b has something newer
+    tracker.dropped("b")
+    assert tracker.choose([old], "c", 2.0) == {old.name}  # b went: ask again
+    assert tracker.choose([old], "d", 7.1) == {old.name}  # c took too long
+    table.apply_update([PeerSummary(old.name, "x", 1, 1, 3, True)])
+    tracker.received(table, [old.name])
+    assert tracker.pending() == frozenset()
+
+
+def test_a_digest_entry_checks_its_ranges() -> None:
+    with pytest.raises(TopologyError, match="Version out of range"):
+        DigestEntry(PeerName(1), 1, 1 << 64, True, 0)
