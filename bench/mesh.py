@@ -47,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.lab.fabric import FabricLab, peer_name, wait_until
+from common.lab.signals import exit_on_sigterm
 from tests.router.agents import start
 
 TARGETS = {"join_converged_seconds_max_at_100": 2.0, "rss_mb_max": 60.0,
@@ -251,6 +252,7 @@ def main() -> int:
     parser.add_argument("--go", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     args = parser.parse_args()
+    exit_on_sigterm()  # a killed run still stops its agents and removes its lab
     sizes = [3, 5] if args.smoke else [int(n) for n in args.sizes.split(",")]
     idle = 2.0 if args.smoke else IDLE_SECONDS
     results: list[Result] = []

@@ -34,10 +34,9 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Self, TypeVar
 
 from common.kernel.netns import list_netns, open_netns, write_sysctls
@@ -51,13 +50,19 @@ from common.lab.netns import (
     run,
 )
 from common.lab.process import LabProcess, signal_pid
+from common.lab.signals import sigint_deferred
 from common.lab.topology import FABRIC_SYSCTLS
 
 MESH_PORT = 6783
 HTTP_PORT = 6784
 IPALLOC_RANGE = "10.32.0.0/12"
 LAB_ROOT = Path("/tmp")
-_ORPHAN_RE = re.compile(r"^(gl)(\d+)-(fab|n\d+)$")
+NEIGHBOUR_LIMITS = Path("/proc/sys/net/ipv4/neigh/default")
+"""The ARP table's limits.  The table is one for all network namespaces, so a lab of N
+nodes that all talk to each other needs about N² entries: past gc_thresh3 (1024 by
+default, 31 nodes) the kernel refuses new neighbours ("neighbor table overflow") and
+connections time out."""
+_ORPHAN_RE = re.compile(r"^(gl[a-z]?)(\d+)-(fab|n\d+)$")
 BLOCK_COMMENT = "golab-block"
 
 T = TypeVar("T")
@@ -66,37 +71,6 @@ T = TypeVar("T")
 def peer_name(index: int) -> str:
     """Deterministic weave peer name (a MAC) of node ``index``; survives restarts."""
     return f"ce:00:00:00:00:{index + 1:02x}"
-
-
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold back SIGINT (main thread only) during the body and re-deliver it afterwards."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-
-    def remember(signum: int, _frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    old = signal.signal(signal.SIGINT, remember)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if caught and callable(old):
-            old(signal.SIGINT, None)
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into ``SystemExit(143)`` so ``with FabricLab(...)`` blocks clean up."""
-
-    def raise_exit(_signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, raise_exit)
 
 
 def kill_netns_processes(names: Sequence[str]) -> None:
@@ -109,14 +83,15 @@ def kill_netns_processes(names: Sequence[str]) -> None:
 
 
 def remove_orphaned_labs() -> list[str]:
-    """Namespaces and directories of ``gl<pid>`` labs whose process is gone; returns them."""
+    """Namespaces and directories of ``gl<pid>`` labs (or ``gl`` and one letter, as the
+    benchmarks' ``glb<pid>``) whose process is gone; returns them."""
     dead = sorted(
         {n for n in list_netns() if (m := _ORPHAN_RE.match(n)) and not _pid_alive(m.group(2))}
     )
     kill_netns_processes(dead)
     delete_netns(dead)
     for path in LAB_ROOT.glob("golab-gl*"):
-        pid = path.name.removeprefix("golab-gl")
+        pid = path.name.removeprefix("golab-gl").lstrip("abcdefghijklmnopqrstuvwxyz")
         if pid.isdigit() and not _pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
     return dead
@@ -173,6 +148,8 @@ class FabricLab:
         self.keep_dir = keep_dir
         self.processes: dict[tuple[int, str], LabProcess] = {}
         self._fds: dict[str, int] = {}
+        self._neighbour_limits: dict[str, str] = {}
+        """The ARP table limits this lab raised, with their values before."""
 
     # ---- names ---------------------------------------------------------------
     @property
@@ -247,6 +224,19 @@ class FabricLab:
         for ns in self.all_ns():
             self._fds[ns] = open_netns(ns)
         write_sysctls(self._fds[self.fabric_ns], FABRIC_SYSCTLS)
+        self._raise_neighbour_limits()
+
+    def _raise_neighbour_limits(self) -> None:
+        """Make room in the (host-wide) ARP table for every pair of nodes; restored by
+        :meth:`close`."""
+        needed = self.nodes * (self.nodes + 1)
+        wanted = {"gc_thresh2": 2 * needed, "gc_thresh3": 4 * needed}
+        for name, value in wanted.items():
+            path = NEIGHBOUR_LIMITS / name
+            before = path.read_text().strip()
+            if int(before) < value:
+                self._neighbour_limits[name] = before
+                path.write_text(str(value))
 
     def close(self) -> None:
         """Stop processes, kill leftovers, delete namespaces and the work dir. Idempotent."""
@@ -263,6 +253,9 @@ class FabricLab:
                 os.close(fd)
             self._fds.clear()
             delete_netns(self.all_ns())
+            for name in ("gc_thresh3", "gc_thresh2"):  # thresh2 <= thresh3 at every step
+                if name in self._neighbour_limits:
+                    (NEIGHBOUR_LIMITS / name).write_text(self._neighbour_limits.pop(name))
             if not self.keep_dir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -12,15 +12,12 @@ the next start with the same prefix.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from types import FrameType, TracebackType
+from collections.abc import Mapping, Sequence
+from types import TracebackType
 
 from common.kernel.netns import open_netns, write_sysctls
 from common.lab.matrix import Comparison, Matrix, probe_matrix
@@ -35,29 +32,10 @@ from common.lab.netns import (
 )
 from common.lab.probe import Prober, ProbeResult, ProbeSpec, Protocol, normalize_protocol
 from common.lab.servers import DEFAULT_PORTS, PodServers
+from common.lab.signals import sigint_deferred
 from common.lab.topology import FABRIC_SYSCTLS, NODE_SYSCTLS, LabPod, Topology
 
 Pair = tuple[str, str]
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back SIGINT (main thread only) and re-deliver it after the body."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-
-    def remember(signum: int, _frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    old = signal.signal(signal.SIGINT, remember)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if caught and callable(old):
-            old(signal.SIGINT, None)
 
 
 def _all_ports_forwarding(ns: str) -> bool:
@@ -160,7 +138,7 @@ class Lab:
 
         Idempotent; safe after a partial :meth:`start`.
         """
-        with _sigint_deferred():
+        with sigint_deferred():
             if self._prober is not None:
                 self._prober.close()
                 self._prober = None

@@ -17,6 +17,8 @@ import structlog
 _ABBREV = {"debug": "DEBU", "info": "INFO", "warning": "WARN", "warn": "WARN",
            "error": "ERRO", "critical": "FATA", "exception": "ERRO"}
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
+LOG_LEVELS = tuple(_LEVELS)
+"""The --log-level values every program accepts."""
 
 
 def _now() -> datetime:

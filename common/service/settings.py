@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from common.service.logs import LOG_LEVELS
+
 T = TypeVar("T")
 S = TypeVar("S")
 
@@ -166,3 +168,12 @@ def build(cls: type[S], resolved: Resolved, **more: Any) -> S:
     values = {k: v for k, v in resolved.values.items() if k in names}
     construct: Callable[..., S] = cls
     return construct(**values, **more, sources=resolved.sources)
+
+
+def log_flags(default_level: str) -> tuple[Flag[str], Flag[str]]:
+    """``--log-level`` (with this program's default) and ``--log-format``, the same for
+    every program."""
+    return (Flag("log_level", default_level, "debug, info, warning or error",
+                 one_of(*LOG_LEVELS, lower=True)),
+            Flag("log_format", "text", "text: weave's line format; json: one object a line",
+                 one_of("text", "json")))

@@ -25,6 +25,7 @@ from common.service.settings import (
     add_flags,
     build,
     go_booleans,
+    log_flags,
     one_of,
     parse_address,
     parse_bool,
@@ -34,16 +35,12 @@ from common.service.settings import (
 )
 from npc.compile.compiler import Options
 
-LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
 BACKENDS = ("iptables", "nftables", "auto")
 
 METRICS_ADDR = Flag("metrics_addr", ("", contract.NPC_METRICS_PORT),
                     "address of the metrics and health server", parse_address,
                     metavar="HOST:PORT")
-LOG_LEVEL = Flag("log_level", "debug", "debug, info, warning or error",
-                 one_of(*LOG_LEVELS, lower=True))
-LOG_FORMAT = Flag("log_format", "text", "text: weave's line format; json: one object a line",
-                  one_of("text", "json"))
+LOG_LEVEL, LOG_FORMAT = log_flags("debug")
 NODE_NAME = Flag("node_name", "", "this node's name", str, env="HOSTNAME")
 ALLOW_MCAST = Flag("allow_mcast", True, "allow all multicast traffic", parse_bool,
                    boolean=True)

@@ -23,13 +23,12 @@ from common.service.settings import (
     add_flags,
     build,
     go_booleans,
-    one_of,
+    log_flags,
     parse_address,
     parse_bool,
     resolve,
 )
 
-LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -78,10 +77,7 @@ TRUSTED_SUBNETS = Flag("trusted_subnets", NO_SUBNETS, "comma-separated CIDRs of 
 NO_DISCOVERY = Flag("no_discovery", False, "do not connect to peers other peers know of",
                     parse_bool, boolean=True)
 DB_PREFIX = Flag("db_prefix", contract.DB_PREFIX, "where the agent keeps its state", str)
-LOG_LEVEL = Flag("log_level", "info", "debug, info, warning or error",
-                 one_of(*LOG_LEVELS, lower=True))
-LOG_FORMAT = Flag("log_format", "text", "text: weave's line format; json: one object a line",
-                  one_of("text", "json"))
+LOG_LEVEL, LOG_FORMAT = log_flags("info")
 PRINT_PEER_NAME = Flag("print_peer_name", False, "print this host's peer name and exit",
                        parse_bool, boolean=True)
 GOSSIP_INTERVAL = Flag("gossip_interval", 30.0, "seconds between complete gossips of each "

@@ -13,12 +13,12 @@ from common.lab.fabric import (
     IPALLOC_RANGE,
     MESH_PORT,
     FabricLab,
-    exit_on_sigterm,
     peer_name,
     remove_orphaned_labs,
     wait_until,
 )
 from common.lab.process import LabProcess
+from common.lab.signals import exit_on_sigterm
 
 GO_WEAVER = Path(os.environ.get("GO_WEAVER", "/work/go-weave/bin/weaver"))
 """Default Go binary (``tests/interop/build-go-weave.sh`` puts it there)."""
