@@ -2,8 +2,11 @@
 
 For each size N (10, 30, 100 by default):
 
-* **start**: N agents, each given every other node as a peer (as ``KUBE_PEERS`` does);
-  the seconds until every agent sees the whole full mesh established;
+* **start**: N agents, each given every other node as a peer (as ``KUBE_PEERS`` does),
+  started in waves of ``--wave`` (10) agents, each wave once the previous one is in the
+  mesh: a rolling start, as a DaemonSet's is (a hundred agents dialling each other at
+  once on two shared cores is a formation storm no real cluster has, since each node has
+  its own CPU); the seconds until every agent sees the whole full mesh established;
 * **join**: one more agent, given every node; the seconds from its listening to every
   agent (itself included) seeing the N+1 full mesh, from the agents' own logs (each logs
   the topology's size at every route recomputation, at debug level), so nothing polls the
@@ -26,7 +29,7 @@ runs the Go weaver at the first size (10) when its binary exists (tests/interop/
 weave.sh), for the same figures.  Every run is processes in namespaces (no in-process
 shortcut).  The last line of output is one JSON object with every figure and the targets.
 
-Usage: ``bench/mesh.py [--sizes 10,30,100] [--full-topology] [--go] [--smoke]``.
+Usage: ``bench/mesh.py [--sizes 10,30,100] [--wave 10] [--full-topology] [--go] [--smoke]``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from tests.router.agents import start
 
 TARGETS = {"join_converged_seconds_max_at_100": 2.0, "rss_mb_max": 60.0,
            "join_bytes_per_agent_growth_exponent_max": 1.3}
+WAVE = 10
+"""Agents started at once; the next wave waits for this one to be in the mesh."""
 IDLE_SECONDS = 10.0
 """How long the quiet mesh's traffic is measured (2 s with --smoke)."""
 GO_WEAVER = Path(os.environ.get("GO_WEAVER", "/work/go-weave/bin/weaver"))
@@ -168,7 +173,7 @@ def rss_mb(lab: FabricLab, nodes: Sequence[int]) -> list[float]:
 
 
 def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]], None],
-             logged: bool, idle_seconds: float = IDLE_SECONDS) -> Result:
+             logged: bool, idle_seconds: float = IDLE_SECONDS, wave: int = WAVE) -> Result:
     nodes = list(range(peers))
     newcomer = peers
     waiter = wait_logged if logged else wait_polled
@@ -176,10 +181,13 @@ def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]],
                    fabric_cidr="192.168.79.0/24") as lab:
         count_bytes(lab, range(peers + 1), reset=True)  # installs the counters
         began = time.time()
-        for i in nodes:
-            spawn(lab, i, [j for j in range(peers + 1) if j != i])
-        lab.wait_ready(nodes, timeout=300)
-        started = waiter(lab, nodes, peers, began, 600)
+        for first in range(0, peers, wave):
+            members = nodes[first:first + wave]
+            for i in members:
+                spawn(lab, i, [j for j in range(peers + 1) if j != i])
+            lab.wait_ready(members, timeout=120)
+            started = waiter(lab, nodes[:first + len(members)], first + len(members),
+                             began, 600)
         sizes = rss_mb(lab, nodes)
         time.sleep(2)
         count_bytes(lab, range(peers + 1), reset=True)
@@ -248,6 +256,7 @@ def go(lab: FabricLab, index: int, peer_nodes: list[int]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,30,100")
+    parser.add_argument("--wave", type=int, default=WAVE, help="agents started at once")
     parser.add_argument("--full-topology", action="store_true")
     parser.add_argument("--go", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
@@ -257,14 +266,15 @@ def main() -> int:
     idle = 2.0 if args.smoke else IDLE_SECONDS
     results: list[Result] = []
     for n in sizes:
-        results.append(run_size("ours", n, ours(), True, idle))
+        results.append(run_size("ours", n, ours(), True, idle, args.wave))
         print(json.dumps(asdict(results[-1])), flush=True)
         if args.full_topology and n <= 30:
             results.append(run_size("ours, original topology format", n,
-                                    ours(["--no-incremental-topology"]), True, idle))
+                                    ours(["--no-incremental-topology"]), True, idle,
+                                    args.wave))
             print(json.dumps(asdict(results[-1])), flush=True)
     if args.go and GO_WEAVER.exists():
-        results.append(run_size("go weaver 2.8.1", sizes[0], go, False, idle))
+        results.append(run_size("go weaver 2.8.1", sizes[0], go, False, idle, args.wave))
         print(json.dumps(asdict(results[-1])), flush=True)
     print(f"{'kind':34} {'peers':>5} {'start s':>8} {'join s':>7} {'death s':>8} "
           f"{'join B':>10} {'B/agent':>8} {'death B':>9} {'join msg':>8} {'RSS MB':>7}")
@@ -279,7 +289,8 @@ def main() -> int:
     growth = growth_exponent(mine)
     limit = TARGETS["join_bytes_per_agent_growth_exponent_max"]
     summary: dict[str, Any] = {
-        "bench": "mesh", "results": [asdict(r) for r in results], "targets": TARGETS,
+        "bench": "mesh", "wave": args.wave, "results": [asdict(r) for r in results],
+        "targets": TARGETS,
         "join_bytes_per_agent_growth_exponent": growth,
         "join_bytes_per_agent_growth_exponent_original_format": growth_exponent(original),
         "met": {

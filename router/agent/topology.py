@@ -5,9 +5,9 @@ its own Gossiper, and the local peer's batching of its updates).
   the original's rules); the peers it improved are relayed (gossip) or everything it named
   (broadcast); routes are recomputed and the connection maker told; a garbage collection
   follows one second later.
-* Our own changes (connections added, established, gone) are batched for one second and
-  then gossiped to a neighbour subset as the summaries of the peers concerned, ourselves
-  always included.
+* Our own changes (connections added, established, gone) are batched (at most one
+  update a second; the first after a quiet second goes almost at once) and sent as the
+  summaries of the peers concerned, ourselves always included.
 * What is sent is the *names* of the peers to describe; they are encoded when the message
   goes out (:class:`TopologyData`), so a message that waited carries the latest state,
   and merging two pending messages is a set union.
@@ -16,8 +16,10 @@ its own Gossiper, and the local peer's batching of its updates).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.service.logs import Logger
 from router.agent.gossip import GossipData
@@ -29,7 +31,9 @@ from router.mesh.topology_delta import Purpose
 
 CHANNEL = "topology"
 BATCH_DELAY = 1.0
-"""Go's deferTopologyUpdateDuration: our own changes wait this long to be sent together."""
+"""Go's batching of our own changes: at most one update of ours per this long."""
+FIRST_DELAY = 0.1
+"""The wait of the first change after a quiet ``BATCH_DELAY``."""
 GC_DELAY = 1.0
 """Go's gcInterval: a collection runs this long after an update."""
 
@@ -113,25 +117,51 @@ class TopologyGossiper:
             self.changed()
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What :class:`PendingUpdates` needs of the event loop."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable: ...
+
+
 class PendingUpdates:
     """Our own topology changes, batched (Go's ``broadcastPeerUpdate``): ``send`` gets the
-    names to gossip once the batch delay is over, ourselves always among them."""
+    names to gossip, ourselves always among them.
+
+    Go holds every change for a second.  Here the first change after a quiet second goes
+    out after ``first_delay`` (enough to catch the burst one event makes: a connection
+    added and established), and later ones wait until ``delay`` has passed since the
+    previous send: a joining peer is known everywhere a second sooner, and a storm of
+    changes still costs at most one update per ``delay``."""
 
     def __init__(self, ourself: PeerName, send: Callable[[frozenset[PeerName]], None],
-                 delay: float = BATCH_DELAY) -> None:
+                 delay: float = BATCH_DELAY, first_delay: float = FIRST_DELAY,
+                 loop: Scheduler | None = None) -> None:
+        """``loop`` is the running event loop unless given (tests give a clock)."""
         self.ourself = ourself
+        self.loop = loop
         self.send = send
         self.delay = delay
+        self.first_delay = min(first_delay, delay)
         self._names: set[PeerName] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
+        self._last_sent = -math.inf
 
     def add(self, *names: PeerName) -> None:
         self._names.update(names)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush)
+            loop = self.loop or asyncio.get_running_loop()
+            wait = max(self.first_delay, self._last_sent + self.delay - loop.time())
+            self._timer = loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
+        self._last_sent = (self.loop or asyncio.get_running_loop()).time()
         names, self._names = frozenset({*self._names, self.ourself}), set()
         self.send(names)
 

@@ -23,6 +23,9 @@ exact); :meth:`PeerSummary.connections_by_remote` gives the receiver's view.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -69,6 +72,7 @@ class PeerSummary:
     short_id: int
     has_short_id: bool
     connections: tuple[ConnectionSummary, ...] = field(default=())
+    _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, PeerName):
@@ -84,9 +88,36 @@ class PeerSummary:
         return {conn.remote: conn for conn in self.connections}
 
     @property
+    def fingerprint(self) -> int:
+        """64-bit BLAKE2b of the canonical content (header, then connections by remote);
+        computed once per object, since summaries travel and are compared often."""
+        if self._fingerprint is None:
+            object.__setattr__(self, "_fingerprint", _fingerprint_of(self))
+        assert self._fingerprint is not None
+        return self._fingerprint
+
+    @property
     def is_placeholder(self) -> bool:
         """A peer only known because another peer's connection names it."""
         return self.uid == 0 and self.version == 0 and not self.has_short_id
+
+
+def _fingerprint_of(summary: PeerSummary) -> int:
+    conns = summary.connections_by_remote()
+    parts = [summary.name.to_bytes6(),
+             struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
+                         summary.has_short_id),
+             *_text(summary.nickname), struct.pack(">I", len(conns))]
+    for remote in sorted(conns):
+        conn = conns[remote]
+        parts += (remote.to_bytes6(), *_text(conn.remote_tcp_addr),
+                  bytes((conn.outbound | conn.established << 1,)))
+    return int.from_bytes(hashlib.blake2b(b"".join(parts), digest_size=8).digest(), "big")
+
+
+def _text(text: str) -> tuple[bytes, bytes]:
+    data = text.encode("utf-8", "surrogatepass")
+    return struct.pack(">I", len(data)), data
 
 
 def placeholder(name: PeerName) -> PeerSummary:
@@ -116,6 +147,9 @@ def supersedes(new: VersionedHeader, current: VersionedHeader) -> bool:
 
 def canonical(summary: PeerSummary) -> PeerSummary:
     """The same summary with its connection list deduplicated and sorted by remote."""
+    listed = summary.connections
+    if all(a.remote < b.remote for a, b in itertools.pairwise(listed)):
+        return summary  # already so (as the peer table hands summaries out)
     conns = summary.connections_by_remote()
     ordered = tuple(conns[name] for name in sorted(conns))
     if ordered == summary.connections:

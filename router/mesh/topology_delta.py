@@ -52,8 +52,6 @@ checks every base by fingerprint.
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -189,25 +187,7 @@ class IncrementalResult:
 
 def summary_fingerprint(summary: PeerSummary) -> int:
     """64-bit BLAKE2b of the summary's canonical content (connections by remote)."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(summary.name.to_bytes6())
-    digest.update(struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
-                              summary.has_short_id))
-    _hash_text(digest, summary.nickname)
-    conns = summary.connections_by_remote()
-    digest.update(struct.pack(">I", len(conns)))
-    for remote in sorted(conns):
-        conn = conns[remote]
-        digest.update(remote.to_bytes6())
-        _hash_text(digest, conn.remote_tcp_addr)
-        digest.update(bytes([conn.outbound | conn.established << 1]))
-    return int.from_bytes(digest.digest(), "big")
-
-
-def _hash_text(digest: hashlib.blake2b, text: str) -> None:
-    data = text.encode("utf-8", "surrogatepass")
-    digest.update(struct.pack(">I", len(data)))
-    digest.update(data)
+    return summary.fingerprint
 
 
 def digest_of(summaries: Iterable[PeerSummary], history: SummaryHistory) -> TopologyDigest:
