@@ -17,7 +17,7 @@ the gossip channels, routes; one instance per agent, in the agent's event loop.
   topology the peer table holds.
 * **Timers**: every gossip interval (give or take a tenth, from a random phase) each
   channel's complete state goes to a neighbour subset; our own topology changes are
-  batched, at most one update a second (:mod:`.topology`).
+  batched, one update a second on average (:mod:`.topology`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ its own Gossiper, and the local peer's batching of its updates).
   the original's rules); the peers it improved are relayed (gossip) or everything it named
   (broadcast); routes are recomputed and the connection maker told; a garbage collection
   follows one second later.
-* Our own changes (connections added, established, gone) are batched (at most one
-  update a second; the first after a quiet second goes almost at once) and sent as the
+* Our own changes (connections added, established, gone) are batched (one update a
+  second on average, the first few after a quiet spell almost at once) and sent as the
   summaries of the peers concerned, ourselves always included.
 * What is sent is the *names* of the peers to describe; they are encoded when the message
   goes out (:class:`TopologyData`), so a message that waited carries the latest state,
@@ -16,7 +16,6 @@ its own Gossiper, and the local peer's batching of its updates).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +32,9 @@ CHANNEL = "topology"
 BATCH_DELAY = 1.0
 """Go's batching of our own changes: at most one update of ours per this long."""
 FIRST_DELAY = 0.1
-"""The wait of the first change after a quiet ``BATCH_DELAY``."""
+"""The least wait between a change of ours and the update that carries it."""
+BURST = 3
+"""Updates of ours that may go closer together than ``BATCH_DELAY`` after a quiet spell."""
 GC_DELAY = 1.0
 """Go's gcInterval: a collection runs this long after an update."""
 
@@ -133,35 +134,49 @@ class PendingUpdates:
     """Our own topology changes, batched (Go's ``broadcastPeerUpdate``): ``send`` gets the
     names to gossip, ourselves always among them.
 
-    Go holds every change for a second.  Here the first change after a quiet second goes
-    out after ``first_delay`` (enough to catch the burst one event makes: a connection
-    added and established), and later ones wait until ``delay`` has passed since the
-    previous send: a joining peer is known everywhere a second sooner, and a storm of
-    changes still costs at most one update per ``delay``."""
+    Go holds every change for a second.  Here sends are paced by a token bucket: one
+    token per ``delay``, at most ``burst`` saved, each send spends one and waits at least
+    ``first_delay`` after the change that started it (enough to catch the burst one event
+    makes: a connection added, then established).  A peer joining a quiet mesh is known
+    everywhere within a few tenths of a second; a storm of changes still costs one update
+    per ``delay`` (after the first ``burst``)."""
 
     def __init__(self, ourself: PeerName, send: Callable[[frozenset[PeerName]], None],
                  delay: float = BATCH_DELAY, first_delay: float = FIRST_DELAY,
-                 loop: Scheduler | None = None) -> None:
+                 burst: int = BURST, loop: Scheduler | None = None) -> None:
         """``loop`` is the running event loop unless given (tests give a clock)."""
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
         self.ourself = ourself
         self.loop = loop
         self.send = send
         self.delay = delay
         self.first_delay = min(first_delay, delay)
+        self.burst = burst
         self._names: set[PeerName] = set()
         self._timer: Cancellable | None = None
-        self._last_sent = -math.inf
+        self._tokens = float(burst)
+        self._counted_at: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self._counted_at is not None:
+            self._tokens = min(float(self.burst),
+                               self._tokens + (now - self._counted_at) / self.delay)
+        self._counted_at = now
 
     def add(self, *names: PeerName) -> None:
         self._names.update(names)
         if self._timer is None:
             loop = self.loop or asyncio.get_running_loop()
-            wait = max(self.first_delay, self._last_sent + self.delay - loop.time())
+            now = loop.time()
+            self._refill(now)
+            wait = max(self.first_delay, (1.0 - self._tokens) * self.delay)
             self._timer = loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
-        self._last_sent = (self.loop or asyncio.get_running_loop()).time()
+        self._refill((self.loop or asyncio.get_running_loop()).time())
+        self._tokens -= 1.0
         names, self._names = frozenset({*self._names, self.ourself}), set()
         self.send(names)
 

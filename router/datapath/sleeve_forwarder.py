@@ -4,7 +4,8 @@ Background (weave 2.8.1 ``router/sleeve.go``, the forwarder goroutine).  What a 
 requires before it counts a connection as established, and what it expects of us:
 
 1. On ``Confirm`` (the mesh registered the connection) the forwarder starts heartbeating:
-   a heartbeat special frame carrying the connection UID, sent with DF, every 0.5 s.  The
+   a heartbeat special frame carrying the connection UID, sent with DF, every 0.5 s (ours
+   repeats the first sooner: :class:`HeartbeatSchedule`).  The
    dialling end knows where to send (the peer's TCP address and port); the accepting end
    has no UDP address yet ("awaiting contact") and waits for the peer's first heartbeat,
    whose source address it adopts and answers at once (this is how sleeve crosses NAT).
@@ -75,10 +76,15 @@ MIN_MTU: Final = 552
 
 @dataclass(frozen=True)
 class HeartbeatSchedule:
-    """Sleeve's timings (Go's constants by default)."""
+    """Sleeve's timings (Go's constants by default, but for ``first_retry``)."""
 
     fast: float = 0.5
     """Heartbeat interval until the peer acknowledges one."""
+    first_retry: float = 0.1
+    """The first unacknowledged heartbeat is repeated after this long, the wait doubling
+    up to ``fast`` (Go waits ``fast`` from the start).  The first heartbeat is often lost:
+    it races the peer's registration of the connection, and the accepting peer cannot
+    send its own until ours arrives, so each loss cost both ends half a second."""
     slow: float = 10.0
     """Heartbeat interval afterwards."""
     timeout: float = 60.0
@@ -129,6 +135,7 @@ class SleeveForwarderState:
         """Whether the peer confirmed that the kernel's fragments reach it."""
         self.acked_heartbeat = False
         self._interval = 0.0
+        self._retry = schedule.first_retry
         self._heartbeat_due: float | None = None
         self._silence_deadline: float | None = None
         self._frag_test_due: float | None = None
@@ -204,7 +211,10 @@ class SleeveForwarderState:
 
     # ---- heartbeats --------------------------------------------------------------
     def _send_heartbeat(self, now: float) -> None:
-        self._heartbeat_due = now + self._interval
+        wait = self._interval
+        if wait == self._schedule.fast and self._retry < wait:
+            wait, self._retry = self._retry, self._retry * 2
+        self._heartbeat_due = now + wait
         self._send(now, heartbeat_frame(self.conn_uid), df=True)
 
     def _heartbeat_received(self, now: float, sender: Address, payload: bytes) -> None:

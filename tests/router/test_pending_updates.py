@@ -1,6 +1,7 @@
-"""Our own topology changes: batched with at most one update per batch delay, the first
-after a quiet spell sent almost at once (:class:`router.agent.topology.PendingUpdates`).
-Pure: a fake clock stands in for the event loop."""
+"""Our own topology changes: batched, paced by a token bucket (one update per batch delay
+on average, a few at once after a quiet spell), never sooner than a short delay after
+the change (:class:`router.agent.topology.PendingUpdates`).  Pure: a fake clock stands
+in for the event loop."""
 
 from __future__ import annotations
 
@@ -52,12 +53,12 @@ class FakeLoop:
 def batches() -> tuple[FakeLoop, PendingUpdates, list[tuple[float, frozenset[PeerName]]]]:
     loop = FakeLoop()
     sent: list[tuple[float, frozenset[PeerName]]] = []
-    pending = PendingUpdates(US, lambda names: sent.append((loop.now, names)),
-                             delay=1.0, first_delay=0.1, loop=loop)
+    pending = PendingUpdates(US, lambda names: sent.append((round(loop.now, 6), names)),
+                             delay=1.0, first_delay=0.1, burst=3, loop=loop)
     return loop, pending, sent
 
 
-def test_the_first_change_after_a_quiet_spell_goes_after_the_short_delay() -> None:
+def test_a_change_goes_after_the_short_delay_with_the_rest_of_its_burst() -> None:
     loop, pending, sent = batches()
     pending.add(A)
     loop.advance(0.05)
@@ -66,36 +67,41 @@ def test_the_first_change_after_a_quiet_spell_goes_after_the_short_delay() -> No
     assert sent == [(100.1, frozenset({US, A, B}))]
 
 
-def test_later_changes_wait_until_the_batch_delay_has_passed_since_the_last_send() -> None:
+def test_after_a_quiet_spell_a_few_updates_go_at_once_then_one_per_delay() -> None:
     loop, pending, sent = batches()
-    pending.add(A)
-    loop.advance(0.2)
-    pending.add(B)
-    loop.advance(0.5)
-    pending.add(C)
-    loop.advance(0.39)
-    assert len(sent) == 1  # not before 1 s after the first send
-    loop.advance(0.02)
-    assert sent[1] == (101.1, frozenset({US, B, C}))
+    for name in (A, B, C, A, B):
+        pending.add(name)
+        loop.advance(0.1)
+    loop.advance(2.0)
+    times = [when for when, _ in sent]
+    assert times[:3] == [100.1, 100.2, 100.3]  # the saved tokens
+    assert times[3] == 101.1  # 0.2 tokens left (refilled meanwhile): wait for a whole one
+    assert [names for _, names in sent[:3]] == [frozenset({US, n}) for n in (A, B, C)]
+    assert sent[3][1] == frozenset({US, A, B})  # what came meanwhile, merged
 
 
-def test_a_storm_costs_at_most_one_update_per_batch_delay() -> None:
+def test_a_storm_costs_one_update_per_delay_after_the_burst() -> None:
     loop, pending, sent = batches()
     for _ in range(200):
         pending.add(A)
         loop.advance(0.05)  # ten seconds of changes
-    assert 10 <= len(sent) <= 11
-    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(sent)]
-    assert min(gaps) >= 1.0 - 1e-9
+    assert 3 + 9 <= len(sent) <= 3 + 11
+    later = [when for when, _ in sent[3:]]
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert min(gaps) >= 1.0 - 1e-6
 
 
-def test_after_a_quiet_second_the_short_delay_applies_again() -> None:
+def test_the_bucket_refills_during_a_quiet_spell() -> None:
     loop, pending, sent = batches()
-    pending.add(A)
-    loop.advance(3.0)
-    pending.add(B)
-    loop.advance(0.1)
-    assert [when for when, _ in sent] == [100.1, 103.1]
+    for name in (A, B, C, A):
+        pending.add(name)
+        loop.advance(0.1)
+    loop.advance(5.0)  # refills to the burst
+    count = len(sent)
+    for name in (A, B, C):
+        pending.add(name)
+        loop.advance(0.1)
+    assert len(sent) == count + 3
 
 
 def test_cancel_drops_the_pending_batch() -> None:

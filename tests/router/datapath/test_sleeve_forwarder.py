@@ -76,12 +76,27 @@ def run_until(state: SleeveForwarderState, until: float) -> None:
 
 def test_the_dialler_heartbeats_at_once_then_every_half_second() -> None:
     link = FakeLink()
-    state, _ = forwarder(link)
+    state = SleeveForwarderState(UID, PEER, 62, link, RecordingLog(),
+                                 HeartbeatSchedule(first_retry=0.5))  # exactly Go's
     state.confirm(100.0)
     assert link.sent == [(heartbeat_frame(UID), True, PEER)]
     run_until(state, 102.2)
     assert len(link.sent) == 5
     assert not state.established and state.failure is None
+
+
+def test_ours_repeats_the_first_heartbeat_sooner_then_every_half_second() -> None:
+    link = FakeLink()
+    state, _ = forwarder(link)
+    state.confirm(100.0)
+    sent_at = [100.0]
+    while len(sent_at) < 7:
+        deadline = state.next_deadline()
+        assert deadline is not None
+        state.on_timer(deadline)
+        sent_at.append(round(deadline, 6))
+    assert sent_at == [100.0, 100.1, 100.3, 100.7, 101.2, 101.7, 102.2]
+    assert len(link.sent) == 7 and link.kinds() == [(SpecialKind.HEARTBEAT, True)] * 7
 
 
 def test_the_acceptor_awaits_contact_then_answers_and_acks_once() -> None:
