@@ -19,7 +19,10 @@ For each size N (10, 30, 100 by default):
   as long (heartbeats, periodic gossip: measured for ten seconds before the join), and our
   agents' gossip message counts (``weave_gossip_*``); the bytes per agent, and how they
   grow with N (the exponent between the first and last size: 1 is O(N) per agent);
-* **memory**: each agent's RSS once the mesh is whole.
+* **memory**: each agent's RSS once the mesh is whole;
+* **CPU**: what all agents spent on the join (from /proc), and the most one agent spent:
+  with N agents on this machine's two cores a join waits for all of it, on real nodes
+  each agent only for its own.
 
 ``--full-topology`` runs our agents with ``--no-incremental-topology`` as well, side by
 side, at the sizes up to 30: the original's topology format and relaying, to show what
@@ -84,6 +87,25 @@ class Result:
     death_gossip_bytes: int | None
     rss_mb_mean: float
     rss_mb_max: float
+    join_cpu_seconds: float
+    """CPU time (user + system) all agents spent from the newcomer's start until the
+    join converged: on shared cores the join waits for this, on real nodes each agent
+    only for its own share (``join_cpu_ms_per_member_max``)."""
+    join_cpu_ms_per_member_max: float
+    """The most CPU one agent of the mesh spent on the join."""
+    join_cpu_ms_newcomer: float
+    """The newcomer's CPU, its start-up (the interpreter, imports) included."""
+
+
+def cpu_seconds(lab: FabricLab, nodes: Sequence[int]) -> dict[int, float]:
+    """Each agent's CPU time so far (user + system, from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for i in nodes:
+        fields = Path(f"/proc/{lab.process(i).target_pid()}/stat").read_text()
+        after_name = fields[fields.rindex(")") + 2:].split()
+        out[i] = (int(after_name[11]) + int(after_name[12])) / tick
+    return out
 
 
 def stamp(text: str) -> float:
@@ -185,7 +207,7 @@ def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]],
             members = nodes[first:first + wave]
             for i in members:
                 spawn(lab, i, [j for j in range(peers + 1) if j != i])
-            lab.wait_ready(members, timeout=120)
+            lab.wait_ready(members, timeout=300)
             started = waiter(lab, nodes[:first + len(members)], first + len(members),
                              began, 600)
         sizes = rss_mb(lab, nodes)
@@ -195,11 +217,14 @@ def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]],
         time.sleep(idle_seconds)
         idle_rate = count_bytes(lab, range(peers + 1), reset=True) / (time.time() - quiet)
         messages_before = gossip_sent(lab, nodes) if logged else None  # newcomer: 0
+        cpu_before = cpu_seconds(lab, nodes)
         window = time.time()
         spawn(lab, newcomer, nodes)
-        lab.wait_ready([newcomer], timeout=60)
+        lab.wait_ready([newcomer], timeout=120)
         ready = time.time()
         joined = waiter(lab, [*nodes, newcomer], peers + 1, ready, 300)
+        cpu_after = cpu_seconds(lab, [*nodes, newcomer])
+        join_cpu = {i: cpu_after[i] - cpu_before.get(i, 0.0) for i in cpu_after}
         time.sleep(3)  # what the join still sends after convergence counts too
         join_bytes = net(count_bytes(lab, range(peers + 1), reset=True), idle_rate, window)
         messages_joined = gossip_sent(lab, [*nodes, newcomer]) if logged else None
@@ -220,7 +245,10 @@ def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]],
     return Result(kind, peers, round(started, 3), round(joined, 3), round(died, 3),
                   join_bytes, join_bytes // (peers + 1), death_bytes, round(idle_rate),
                   join_messages, join_gossip, death_messages, death_gossip,
-                  round(sum(sizes) / len(sizes), 1), round(max(sizes), 1))
+                  round(sum(sizes) / len(sizes), 1), round(max(sizes), 1),
+                  round(sum(join_cpu.values()), 2),
+                  round(1000 * max(join_cpu[i] for i in nodes), 1),
+                  round(1000 * join_cpu[newcomer], 1))
 
 
 def net(counted: int, idle_rate: float, since: float) -> int:
@@ -277,13 +305,14 @@ def main() -> int:
         results.append(run_size("go weaver 2.8.1", sizes[0], go, False, idle, args.wave))
         print(json.dumps(asdict(results[-1])), flush=True)
     print(f"{'kind':34} {'peers':>5} {'start s':>8} {'join s':>7} {'death s':>8} "
-          f"{'join B':>10} {'B/agent':>8} {'death B':>9} {'join msg':>8} {'RSS MB':>7}")
+          f"{'join B':>10} {'B/agent':>8} {'death B':>9} {'join msg':>8} {'RSS MB':>7} "
+          f"{'join CPU s':>10}")
     for r in results:
         print(f"{r.kind:34} {r.peers:>5} {r.start_seconds:>8.2f} {r.join_seconds:>7.2f} "
               f"{r.death_seconds:>8.2f} {r.join_bytes:>10} {r.join_bytes_per_agent:>8} "
               f"{r.death_bytes:>9} "
               f"{r.join_messages if r.join_messages is not None else '-':>8} "
-              f"{r.rss_mb_max:>7.1f}")
+              f"{r.rss_mb_max:>7.1f} {r.join_cpu_seconds:>10.2f}")
     mine = [r for r in results if r.kind == "ours"]
     original = [r for r in results if r.kind == "ours, original topology format"]
     growth = growth_exponent(mine)

@@ -37,7 +37,7 @@ own summary changed (gossip it). Version arithmetic wraps at 2**64 as Go's does.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from router.mesh.names import PeerName
@@ -47,6 +47,7 @@ from router.mesh.summary import (
     ConnectionSummary,
     PeerSummary,
     TopologyError,
+    canonical,
     placeholder,
     supersedes,
     with_connections,
@@ -107,11 +108,25 @@ class _Peer:
     connections: dict[PeerName, ConnectionSummary] = field(default_factory=dict)
     local_refs: int = 0
     _summary: PeerSummary | None = field(default=None, repr=False, compare=False)
+    _links: dict[PeerName, bool] | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, attribute: str, value: object) -> None:
-        if attribute not in ("local_refs", "_summary"):
+        if attribute not in ("local_refs", "_summary", "_links"):
             object.__setattr__(self, "_summary", None)
+            object.__setattr__(self, "_links", None)
         object.__setattr__(self, attribute, value)
+
+    def adopt(self, summary: PeerSummary) -> None:
+        """Hand ``summary`` out as this peer's (what it has cached, such as its
+        fingerprint, goes with it) if it describes the peer exactly, in canonical form.
+        (Not always so after a merge: Go keeps the header of one entry for a peer named
+        twice in an update and the connections of another.)"""
+        if ((summary.nickname, summary.uid, summary.version, summary.short_id,
+             summary.has_short_id) == (self.nickname, self.uid, self.version,
+                                       self.short_id, self.has_short_id)
+                and canonical(summary) is summary
+                and len(summary.connections) == len(self.connections)):
+            self._summary = summary
 
     @classmethod
     def header_of(cls, summary: PeerSummary) -> _Peer:
@@ -124,6 +139,12 @@ class _Peer:
                                  self.short_id, self.has_short_id)
             self._summary = with_connections(header, self.connections)
         return self._summary
+
+    def links(self) -> dict[PeerName, bool]:
+        """Remote → established (what routes read; kept until the connections change)."""
+        if self._links is None:
+            self._links = {remote: conn.established for remote, conn in self.connections.items()}
+        return self._links
 
 
 class PeerTable:
@@ -183,10 +204,10 @@ class PeerTable:
         """Every short ID ever held: (principal, or None once cleared; other holders)."""
         return self._short_ids.entries()
 
-    def topology(self) -> dict[PeerName, dict[PeerName, bool]]:
-        """Peer → remote → established, for route computation."""
-        return {name: {remote: conn.established for remote, conn in peer.connections.items()}
-                for name, peer in self._peers.items()}
+    def topology(self) -> dict[PeerName, Mapping[PeerName, bool]]:
+        """Peer → remote → established, for route computation: a fresh map of maps that
+        are shared, and replaced (never changed) when a peer's connections change."""
+        return {name: peer.links() for name, peer in self._peers.items()}
 
     # ------------------------------------------------------------------ gossip
 
@@ -211,9 +232,11 @@ class PeerTable:
                     local_modified = self._set_version_beyond(summary.version) or local_modified
             elif last_new.get(summary.name) == index:
                 peer.connections = summary.connections_by_remote()
+                peer.adopt(summary)
                 improved.add(summary.name)
             elif supersedes(summary, peer):
                 self._take_summary(peer, summary, events)
+                peer.adopt(summary)
                 improved.add(summary.name)
         changes = self._finish(events, (), local_modified)
         return UpdateResult(frozenset(s.name for s in update), frozenset(improved), changes)

@@ -78,9 +78,18 @@ def widen(topology: Topology, start: PeerName, established_and_symmetric: bool,
         for current in level:
             if current == stop_at:
                 return True, routes
-            for remote in connected_peers(topology, current, established_and_symmetric, routes):
+            remotes = topology.get(current, _NO_CONNECTIONS)
+            hop = routes[current]
+            # Only remotes not reached yet (a set difference: in a full mesh, after the
+            # first level, none): which of them goes first does not matter, since a
+            # level is sorted before it is expanded.
+            for remote in remotes.keys() - routes.keys():
+                if established_and_symmetric and not (
+                        remotes[remote]
+                        and topology.get(remote, _NO_CONNECTIONS).get(current, False)):
+                    continue
                 next_level.append(remote)
-                routes[remote] = remote if current == start else routes[current]
+                routes[remote] = remote if current == start else hop
     return False, routes
 
 

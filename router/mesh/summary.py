@@ -73,6 +73,7 @@ class PeerSummary:
     has_short_id: bool
     connections: tuple[ConnectionSummary, ...] = field(default=())
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
+    _canonical: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, PeerName):
@@ -147,8 +148,10 @@ def supersedes(new: VersionedHeader, current: VersionedHeader) -> bool:
 
 def canonical(summary: PeerSummary) -> PeerSummary:
     """The same summary with its connection list deduplicated and sorted by remote."""
-    listed = summary.connections
-    if all(a.remote < b.remote for a, b in itertools.pairwise(listed)):
+    if summary._canonical is None:  # computed once per object, like the fingerprint
+        object.__setattr__(summary, "_canonical", all(
+            a.remote < b.remote for a, b in itertools.pairwise(summary.connections)))
+    if summary._canonical:
         return summary  # already so (as the peer table hands summaries out)
     conns = summary.connections_by_remote()
     ordered = tuple(conns[name] for name in sorted(conns))

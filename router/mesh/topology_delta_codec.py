@@ -164,7 +164,11 @@ class _Reader:
         return chunk
 
     def byte(self, what: str) -> int:
-        return self.take(1, what)[0]
+        at = self._at
+        if at >= len(self._data):
+            raise TopologyError(f"incremental topology: truncated {what}")
+        self._at = at + 1
+        return self._data[at]
 
     def flag(self, what: str) -> bool:
         value = self.byte(what)
@@ -173,6 +177,10 @@ class _Reader:
         return value == 1
 
     def uvarint(self, what: str) -> int:
+        at = self._at
+        if at < len(self._data) and self._data[at] < 0x80:  # one byte: most of them
+            self._at = at + 1
+            return self._data[at]
         value = shift = 0
         while True:
             byte = self.byte(what)
