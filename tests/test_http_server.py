@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import http.client
+import socket
+import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -57,3 +60,32 @@ def test_custom_answers_headers_and_no_content_type(
     assert ask(custom, "GET", "/empty") == (200, None, b"")
     assert ask(custom, "GET", "/accept", {"Accept": "application/json"}) == (
         200, "text/plain; charset=utf-8", b"application/json\n")
+
+
+def test_a_client_that_hangs_up_early_is_no_error(capfd: pytest.CaptureFixture[str]) -> None:
+    """A probe that gave up (its timeout) before the answer: socketserver printed a
+    BrokenPipeError traceback into the agent's log for each; now nothing, and the
+    server goes on."""
+    answered = threading.Event()
+    big = b"x" * (8 << 20)  # more than the socket buffers hold
+
+    def slow(_: Request) -> Response:
+        answered.set()
+        return Response(200, big, "application/octet-stream")
+
+    server = HttpServer(("127.0.0.1", 0))
+    server.route("GET", "/big", slow)
+    server.route("GET", "/empty", lambda _: Response(200, b"", ""))
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answered.wait(5)
+        client.close()  # a reset, mid-answer
+        assert ask(server, "GET", "/empty")[0] == 200
+        assert ask(server, "GET", "/empty")[0] == 200
+    finally:
+        server.stop()
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out

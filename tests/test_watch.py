@@ -24,19 +24,7 @@ from npc.model.parse import FieldError
 from tests.apiserver import ApiServer
 from tests.apiserver.helpers import pod
 from tests.e2e.controllers import kubeconfig
-
-
-class Log:
-    """Records what the watcher logs."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Any:
-        return lambda msg, **kw: self.lines.append((level, msg, kw))
-
-    def messages(self, msg: str) -> list[dict[str, Any]]:
-        return [kw for _, m, kw in self.lines if m == msg]
+from tests.support.doubles import RecordingLog
 
 
 class Running:
@@ -48,7 +36,7 @@ class Running:
         self.store = ClusterStore()
         self.stop = threading.Event()
         self.errors: list[tuple[str, BaseException]] = []
-        self.log = Log()
+        self.log = RecordingLog()
         kube = kube_api_client(str(kubeconfig(tmp_path / "kc", api.url)), "weave-npc")
         core = client.CoreV1Api(kube)
         self.watcher = watcher(Kind.POD, core.list_pod_for_all_namespaces, self.store,
@@ -246,7 +234,7 @@ def test_backoff_starts_afresh_after_a_healthy_watch() -> None:
     backoff = Backoff(initial=1.0, maximum=30.0, healthy_after=10.0)
     errors: list[FieldError] = []
     looping = watcher(Kind.POD, api, ClusterStore(), on_error=lambda *_: None,
-                      on_invalid=errors.append, stop=stop, log=Log(), backoff=backoff,
+                      on_invalid=errors.append, stop=stop, log=RecordingLog(), backoff=backoff,
                       rng=random.Random(7), clock=clock)
     looping.run()
     first, quick, quicker, healthy, quick_again = stop.waits
@@ -301,7 +289,7 @@ def run_failover(api: FailoverApi) -> list[str]:
     errors: list[str] = []
     looping = watcher(Kind.POD, api, ClusterStore(),
                       on_error=lambda what, exc: errors.append(f"{what}: {describe(exc)}"),
-                      stop=api.stop, log=Log())
+                      stop=api.stop, log=RecordingLog())
     looping.run()
     return errors
 

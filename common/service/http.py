@@ -12,6 +12,7 @@ runs, e.g. everything but loopback.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
 from collections.abc import Callable
@@ -142,7 +143,9 @@ class HttpServer:
                 response = handler(Request(method, url.path, query, body, client, headers))
             except Exception as exc:  # a handler's bug answers 500, the server goes on
                 response = Response.text(f"{type(exc).__name__}: {exc}\n", 500)
-        self._send(raw, response, head=raw.command == "HEAD")
+        # A client that gave up waiting (a probe's timeout) has nothing more to be told.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send(raw, response, head=raw.command == "HEAD")
 
     @staticmethod
     def _send(raw: BaseHTTPRequestHandler, response: Response, head: bool = False) -> None:
