@@ -5,6 +5,7 @@ benchmarks."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,3 +100,4 @@ def running(pods: int, policies: int, backend: str) -> Iterator[Running]:
             proc.wait(timeout=10)
         api.stop()
         subprocess.run(["ip", "netns", "del", ns], check=True)
+        shutil.rmtree(workdir, ignore_errors=True)
