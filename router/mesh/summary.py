@@ -153,11 +153,7 @@ def canonical(summary: PeerSummary) -> PeerSummary:
             a.remote < b.remote for a, b in itertools.pairwise(summary.connections)))
     if summary._canonical:
         return summary  # already so (as the peer table hands summaries out)
-    conns = summary.connections_by_remote()
-    ordered = tuple(conns[name] for name in sorted(conns))
-    if ordered == summary.connections:
-        return summary
-    return _replace_connections(summary, ordered)
+    return with_connections(summary, summary.connections_by_remote())
 
 
 def _replace_connections(summary: PeerSummary,
