@@ -23,6 +23,7 @@ from common.service.logs import Logger
 from router.agent.connection import ConnectionClosed, MeshConnection
 from router.agent.identity import LocalIdentity, local_identity
 from router.agent.identity_host import live_host
+from router.agent.ipam import Ipam
 from router.agent.mesh import ConnectToSelf, Mesh, MeshConfig, NameCollision
 from router.agent.overlay import Overlay
 from router.agent.settings import Settings
@@ -95,6 +96,9 @@ class Agent:
                                      mesh_port=settings.port,
                                      discovery=not settings.no_discovery,
                                      conn_limit=settings.conn_limit)
+        self.ipam = (Ipam(settings, self.mesh, log, self.rng,
+                          targets=lambda: len(self.maker.targets(active_only=True)))
+                     if settings.ipalloc_range is not None else None)
         self.started_ns = time.monotonic_ns()
         self._server: asyncio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -113,6 +117,8 @@ class Agent:
         self._server = await asyncio.start_server(self._accept, host=None,
                                                   port=self.settings.port)
         self.mesh.start()
+        if self.ipam is not None:
+            self.ipam.start()
         self.log.info(f"Listening for mesh connections on port {self.settings.port}")
         await self.connect(self.settings.peers, replace=False)
 
@@ -124,6 +130,8 @@ class Agent:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ipam is not None:
+            await self.ipam.stop()
         await self.mesh.stop()
         self.log.info("weaver stopped")
 
@@ -223,7 +231,12 @@ class Agent:
                              termination_count=self.maker.termination_count)
 
     def report(self) -> Report:
-        return Report(True, VERSION, self.router_status())
+        services = {} if self.ipam is None else {"IPAM": self.ipam.status()}
+        return Report(True, VERSION, self.router_status(), services)
+
+    def not_ready(self) -> str | None:
+        """None when the agent is ready; else what it waits for (``/readyz``)."""
+        return None if self.ipam is None else self.ipam.readiness()
 
 
 def describe_dial(address: str, error: BaseException) -> str:

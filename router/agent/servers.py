@@ -21,11 +21,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from common.service.http import HttpServer, loopback_only, probe_handler
+from common.service.http import HttpServer, Request, Response, loopback_only, probe_handler
+from router.agent.ipam import IpamBridge
 from router.agent.mesh import GossipStats
 from router.agent.runtime import Agent
 from router.agent.settings import Settings
 from router.api.http import api_server, register_api, register_metrics, register_status_addr
+from router.api.ipam_http import register_ipam
 from router.api.metrics import WeaveCollector
 from router.api.model import Report
 
@@ -76,7 +78,18 @@ def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[
     metrics = HttpServer(settings.metrics_addr)
     register_metrics(metrics, registry)
     metrics.route("GET", "/healthz", probe_handler(alive))
-    metrics.route("GET", "/readyz", probe_handler(alive, failing="not ready"))
+    def ready(_: Request) -> Response:
+        try:
+            waiting = bridge.call(agent.not_ready)
+        except Exception:
+            return Response.text("not ready: the agent does not answer\n", 503)
+        if waiting is not None:
+            return Response.text(f"not ready: {waiting}\n", 503)
+        return Response.text("ok\n")
+
+    metrics.route("GET", "/readyz", ready)
+    if agent.ipam is not None:
+        register_ipam(api, IpamBridge(agent.ipam, bridge.loop))
     servers = [api, metrics]
     if settings.status_addr is not None:
         status = api_server(settings.status_addr)

@@ -26,7 +26,15 @@ from common.service.settings import (
     log_flags,
     parse_address,
     parse_bool,
+    parse_positive_float,
     resolve,
+)
+from router.ipam.config import (
+    CONSENSUS,
+    DEFAULT_RANGE,
+    InitMode,
+    parse_init,
+    parse_optional_subnet,
 )
 
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,12 +94,25 @@ NO_INCREMENTAL_TOPOLOGY = Flag("no_incremental_topology", False, "gossip the top
                                "the original's format even to our own peers (each change "
                                "as every changed peer's whole connection list)", parse_bool,
                                boolean=True)
+IPALLOC_RANGE = Flag("ipalloc_range", parse_optional_subnet(DEFAULT_RANGE), "range of "
+                     "addresses the pods' addresses come from, in CIDR notation (empty: "
+                     "no IPAM)", parse_optional_subnet, env="IPALLOC_RANGE", metavar="CIDR")
+IPALLOC_INIT = Flag("ipalloc_init", CONSENSUS, "how the ring is made: consensus[=PEERS], "
+                    "seed=NAME,NAME... or observer", parse_init, env="IPALLOC_INIT",
+                    metavar="MODE")
+IPALLOC_DEFAULT_SUBNET = Flag("ipalloc_default_subnet", None, "subnet to allocate within "
+                              "by default (default: the whole range)",
+                              parse_optional_subnet, metavar="CIDR")
+IPALLOC_TIMEOUT = Flag("ipalloc_timeout", 30.0, "seconds an allocation, claim or prime "
+                       "may wait (for consensus, or for space from a peer) before it "
+                       "fails saying what it waited for", parse_positive_float)
 HOST_ROOT = Flag("host_root", "", "where the host's filesystem is mounted (for its "
                  "machine-id)", str, env="HOST_ROOT")
 
 FLAGS = (NAME, NICKNAME, PORT, PASSWORD, PASSWORD_FILE, CONN_LIMIT, HTTP_ADDR, METRICS_ADDR,
          STATUS_ADDR, TRUSTED_SUBNETS, NO_DISCOVERY, DB_PREFIX, LOG_LEVEL, LOG_FORMAT,
-         PRINT_PEER_NAME, GOSSIP_INTERVAL, NO_INCREMENTAL_TOPOLOGY, HOST_ROOT)
+         PRINT_PEER_NAME, GOSSIP_INTERVAL, NO_INCREMENTAL_TOPOLOGY, IPALLOC_RANGE,
+         IPALLOC_INIT, IPALLOC_DEFAULT_SUBNET, IPALLOC_TIMEOUT, HOST_ROOT)
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,10 @@ class Settings:
     print_peer_name: bool = PRINT_PEER_NAME.default
     gossip_interval: float = GOSSIP_INTERVAL.default
     no_incremental_topology: bool = NO_INCREMENTAL_TOPOLOGY.default
+    ipalloc_range: ipaddress.IPv4Network | None = IPALLOC_RANGE.default
+    ipalloc_init: InitMode = IPALLOC_INIT.default
+    ipalloc_default_subnet: ipaddress.IPv4Network | None = IPALLOC_DEFAULT_SUBNET.default
+    ipalloc_timeout: float = IPALLOC_TIMEOUT.default
     host_root: str = HOST_ROOT.default
     peers: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -123,6 +148,11 @@ class Settings:
             text = Path(self.password_file).read_text().rstrip("\r\n")
             return text.encode() or None
         return self.password.encode() or None
+
+    @property
+    def default_subnet(self) -> ipaddress.IPv4Network | None:
+        """Where allocations go unless they name a subnet."""
+        return self.ipalloc_default_subnet or self.ipalloc_range
 
 
 def parser() -> argparse.ArgumentParser:
@@ -150,6 +180,13 @@ def from_arguments(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
         resolved.problems.append("--conn-limit: must be 0 (unlimited) or positive")
     if resolved.values["gossip_interval"] <= 0:
         resolved.problems.append("--gossip-interval: must be positive")
+    ipam_range = resolved.values.get("ipalloc_range")
+    default_subnet = resolved.values.get("ipalloc_default_subnet")
+    if default_subnet is not None and ipam_range is None:
+        resolved.problems.append("--ipalloc-default-subnet specified without --ipalloc-range")
+    elif default_subnet is not None and not default_subnet.overlaps(ipam_range):
+        resolved.problems.append(f"--ipalloc-default-subnet: {default_subnet} does not "
+                                 f"overlap with the allocation range {ipam_range}")
     return build(Settings, resolved, peers=tuple(args.peers))
 
 

@@ -11,7 +11,10 @@ asks the agent what the original ``weave`` shell script asks and prints what it 
 * ``version`` prints ``weave `` and the agent's version, spaces collapsed as ``echo``
   does; when the agent does not answer it names this program's own version instead;
 * ``connect [--replace] PEER...`` posts ``replace=true`` (if asked) and ``peer=`` per
-  peer to ``/connect``; ``forget PEER...`` to ``/forget``.
+  peer to ``/connect``; ``forget PEER...`` to ``/forget``;
+* ``rmpeer PEER...`` asks ``DELETE /peer/PEER`` for each (``N IPs taken over from
+  PEER``), ``prime`` waits on ``GET /ring`` until a ring exists, ``reset`` asks ``DELETE
+  /peer`` (our ranges go to another peer; in Kubernetes the pod's removal does the rest).
 
 ``--json`` (ours) makes ``status`` print the same data as JSON: the report for plain
 ``status``, ``{{json .Router.Peers}}`` for ``status peers`` and so on.  When the agent
@@ -19,14 +22,14 @@ cannot be reached at all, every command but ``version`` says so in one line and 
 
 Commands are entries of :data:`COMMANDS` (a :class:`Command`: its usage line, a pure
 ``plan`` from arguments to requests, a pure ``show`` from answers to output), so other
-parts of the agent add theirs (``rmpeer``, ``prime``) with :func:`register`.
+parts of the agent add theirs with :func:`register`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 
 class UsageError(Exception):
@@ -197,6 +200,33 @@ def _forget_plan(args: list[str]) -> tuple[ApiRequest, ...]:
     return (ApiRequest("POST", "/forget", form=tuple(("peer", p) for p in args)),)
 
 
+# ---- IPAM: rmpeer, prime, reset ---------------------------------------------------------
+
+def _rmpeer_plan(args: list[str]) -> tuple[ApiRequest, ...]:
+    if not args:
+        raise UsageError("rmpeer needs peers")
+    return tuple(ApiRequest("DELETE", "/peer/" + quote(peer, safe="")) for peer in args)
+
+
+def _all_printed(_: list[str], answers: list[ApiAnswer], __: Context) -> Output:
+    """Each answer in turn (``rmpeer A B``: one line per peer); exit 1 if any failed."""
+    outputs = [answered(answer) for answer in answers]
+    return Output("".join(o.stdout for o in outputs), "".join(o.stderr for o in outputs),
+                  max((o.code for o in outputs), default=0))
+
+
+def _prime_plan(args: list[str]) -> tuple[ApiRequest, ...]:
+    if args:
+        raise UsageError("prime takes no arguments")
+    return (ApiRequest("GET", "/ring"),)
+
+
+def _reset_plan(args: list[str]) -> tuple[ApiRequest, ...]:
+    if args and args != ["--force"]:
+        raise UsageError("reset takes no arguments but --force")
+    return (ApiRequest("DELETE", "/peer"),)
+
+
 # ---- version ------------------------------------------------------------------------
 
 def _version_plan(args: list[str]) -> tuple[ApiRequest, ...]:
@@ -219,6 +249,9 @@ for _command in (
     Command("connect", "[--replace] [<peer> ...]", _connect_plan, _single),
     Command("forget", "<peer> ...", _forget_plan, _single),
     Command("version", "", _version_plan, _version_show, answers_when_down=True),
+    Command("rmpeer", "<peer_id> ...", _rmpeer_plan, _all_printed),
+    Command("prime", "", _prime_plan, _single),
+    Command("reset", "[--force]", _reset_plan, _single),
 ):
     register(_command)
 

@@ -115,14 +115,34 @@ def test_help_and_unknown_commands(argv: list[str], code: int, stderr_starts: st
 
 
 def test_commands_plug_in() -> None:
-    """rmpeer comes with IPAM: a command added to the table is run and listed."""
-    rmpeer = Command("rmpeer", "<peer_id> ...",
-                     lambda args: tuple(ApiRequest("DELETE", f"/peer/{p}") for p in args),
-                     lambda _, answers, __: Output("".join(a.body for a in answers)))
-    register(rmpeer)
+    """A command added to the table is run and listed."""
+    extra = Command("frobnicate", "<thing> ...",
+                    lambda args: tuple(ApiRequest("DELETE", f"/thing/{p}") for p in args),
+                    lambda _, answers, __: Output("".join(a.body for a in answers)))
+    register(extra)
     try:
-        out = run(["rmpeer", "a", "b"], lambda r: ApiAnswer(200, r.path + "\n"), CONTEXT)
-        assert out == Output("/peer/a\n/peer/b\n")
-        assert "      rmpeer" in usage()
+        out = run(["frobnicate", "a", "b"], lambda r: ApiAnswer(200, r.path + "\n"), CONTEXT)
+        assert out == Output("/thing/a\n/thing/b\n")
+        assert "      frobnicate" in usage()
     finally:
-        del COMMANDS["rmpeer"]
+        del COMMANDS["frobnicate"]
+
+
+def test_ipam_commands() -> None:
+    """rmpeer asks once per peer and prints every answer; prime waits on /ring; reset
+    leaves the ring."""
+    assert COMMANDS["rmpeer"].plan(["aa:bb:cc:dd:ee:ff", "node 2"]) == (
+        ApiRequest("DELETE", "/peer/aa%3Abb%3Acc%3Add%3Aee%3Aff"),
+        ApiRequest("DELETE", "/peer/node%202"))
+    answers = iter([ApiAnswer(200, "16 IPs taken over from a\n"),
+                    ApiAnswer(200, "0 IPs taken over from b\n")])
+    assert run(["rmpeer", "a", "b"], lambda _: next(answers), CONTEXT) == Output(
+        "16 IPs taken over from a\n0 IPs taken over from b\n")
+    assert COMMANDS["prime"].plan([]) == (ApiRequest("GET", "/ring"),)
+    assert COMMANDS["reset"].plan(["--force"]) == (ApiRequest("DELETE", "/peer"),)
+    timed_out = ApiAnswer(503, "Prime for the ring timed out after 30s: awaiting consensus "
+                               "(quorum: 2, known: 1)\n")
+    assert run(["prime"], lambda _: timed_out, CONTEXT) == Output("", timed_out.body, 1)
+    for bad in (["rmpeer"], ["prime", "x"], ["reset", "x"]):
+        with pytest.raises(UsageError):
+            COMMANDS[bad[0]].plan(bad[1:])

@@ -1,0 +1,589 @@
+"""The allocator: the ring, our space, paxos and the owned addresses, in one state machine.
+
+It runs in the agent's event loop and does no I/O itself: what it sends goes through a
+:class:`Transport` (the ``IPallocation`` gossip channel), what it must keep through a
+:class:`Persistence` (committed before the request is answered), the time comes from a
+clock.  So the same object is driven by real agents and by tests that deliver its
+messages in any order.
+
+As the original (``ipam/allocator.go``), with these differences:
+
+* a ring merge never closes the connection: what can be repaired is repaired (the ring
+  keeps our allocations ours), each conflict is logged once with both views and counted,
+  and rings that cannot be merged (other seeds, other range) are refused with one log line
+  per peer and cause, and counted;
+* requests that wait are withdrawn by the caller at their deadline with the reason
+  (:meth:`Allocator.waiting_for`);
+* a just-freed address is not handed out again while others are free (#2744);
+* the quorum is never below a majority of the peers we know of and ourselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from common.service.logs import Logger
+from router.ipam import messages
+from router.ipam.address import Range, ip_of, ip_text
+from router.ipam.errors import Refused
+from router.ipam.operations import Allocate, Claim, Done, Operation, Prime, cancel
+from router.ipam.paxos import Node, Observer, Participant
+from router.ipam.ring import Conflict, Ring, RingError
+from router.ipam.space import Space
+from router.mesh.gob import GobError, decode, encode
+from router.mesh.names import PeerName, PeerNameError
+
+FREED_QUARANTINE = 5.0
+"""Seconds a freed address is held back while other addresses are free (#2744)."""
+
+
+class Transport(Protocol):
+    def broadcast(self, encode: Callable[[], bytes]) -> None:
+        """Send our whole state to every peer (``encode`` makes it when it goes)."""
+        ...
+
+    def unicast(self, destination: PeerName, payload: bytes) -> bool:
+        """Send to one peer; False when no route reaches it."""
+        ...
+
+
+class Persistence(Protocol):
+    def save_ring(self, ring: messages.Ring) -> None: ...
+
+    def set_owned(self, ident: str, cidrs: list[str], is_container: bool) -> None: ...
+
+    def delete_owned(self, ident: str) -> None: ...
+
+
+@dataclass
+class Owned:
+    is_container: bool
+    cidrs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: PeerName
+    uid: int
+    nickname: str
+    universe: ipaddress.IPv4Network
+    quorum: Callable[[], int]
+    """Asked each time consensus starts (the peers we know of can change)."""
+    is_known_peer: Callable[[PeerName], bool]
+    seeds: tuple[PeerName, ...] = ()
+    observer: bool = False
+
+
+@dataclass
+class Counters:
+    ring_conflicts: int = 0
+    ring_refusals: int = 0
+    malformed: int = 0
+
+
+class Allocator:
+    def __init__(self, config: Config, transport: Transport, store: Persistence,
+                 log: Logger, clock: Callable[[], float], wall: Callable[[], float],
+                 rng: random.Random) -> None:
+        self.config = config
+        self.name = config.name
+        self.universe = config.universe
+        self.transport = transport
+        self.store = store
+        self.log = log
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng
+        start = int(config.universe.network_address)
+        self.ring = Ring(start, start + config.universe.num_addresses, config.name)
+        self.space = Space()
+        self.owned: dict[str, Owned] = {}
+        self.nicknames: dict[int, str] = {int(config.name): config.nickname}
+        self.paxos: Participant | None = (
+            Observer() if config.observer else Node(config.name, config.uid, 0))
+        self.awaiting_consensus = False
+        self.pending_allocates: list[Operation] = []
+        self.pending_claims: list[Operation] = []
+        self.pending_primes: list[Operation] = []
+        self.shutting_down = False
+        self.counters = Counters()
+        self._conflicts_seen: set[tuple[str, int, int]] = set()
+        self._refusals_seen: set[tuple[int, str]] = set()
+        self._asked: dict[int, float] = {}
+
+    def _info(self, text: str) -> None:
+        self.log.info(f"[allocator {self.name}] {text}")
+
+    def _warn(self, text: str) -> None:
+        self.log.warning(f"[allocator {self.name}] {text}")
+
+    # ---- start -------------------------------------------------------------------------
+    def start(self, ring: messages.Ring | None, owned: dict[str, Owned]) -> None:
+        """Start from what was persisted (already checked to be ours and our range)."""
+        if ring is not None and ring.entries:
+            if self.config.seeds:
+                self._info("Found persisted IPAM data, ignoring supplied IPAM seed")
+            else:
+                self._info("Initialising with persisted data")
+            self.ring = Ring.from_message(ring, self.name)
+            self.space.update_ranges(self.ring.owned_ranges())
+            self.owned = {ident: Owned(data.is_container, list(data.cidrs))
+                          for ident, data in owned.items()}
+            for data in self.owned.values():
+                for cidr in data.cidrs:
+                    address = ip_of(cidr)
+                    if self.ring.contains(address):
+                        self.space.claim(address)
+            self.paxos = None
+        elif self.config.seeds:
+            self._info("Initialising with supplied IPAM seed")
+            self.owned = {i: Owned(d.is_container, list(d.cidrs)) for i, d in owned.items()}
+            self._create_ring(list(self.config.seeds))
+        elif self.config.observer:
+            self._info("Initialising as observer - awaiting IPAM data from another peer")
+        else:
+            self._info("Initialising via deferred consensus")
+        self._after_step()
+
+    # ---- requests ------------------------------------------------------------------------
+    def allocate(self, ident: str, subnet: ipaddress.IPv4Network, is_container: bool,
+                 done: Done) -> Operation:
+        return self._do(Allocate(done, ident, subnet, is_container), self.pending_allocates)
+
+    def claim(self, ident: str, address: ipaddress.IPv4Interface, is_container: bool,
+              no_error_on_unknown: bool, done: Done) -> Operation:
+        return self._do(Claim(done, ident, address, is_container, no_error_on_unknown),
+                        self.pending_claims)
+
+    def prime(self, done: Done) -> Operation:
+        return self._do(Prime(done), self.pending_primes)
+
+    def _do(self, op: Operation, queue: list[Operation]) -> Operation:
+        if self.shutting_down:
+            cancel(op)
+        elif not op.attempt(self):
+            queue.append(op)
+        self._after_step()
+        return op
+
+    def withdraw(self, op: Operation, error: Exception) -> None:
+        """Take a waiting operation off its queue (its deadline passed)."""
+        for queue in (self.pending_allocates, self.pending_claims, self.pending_primes):
+            if op in queue:
+                queue.remove(op)
+        from router.ipam.errors import IpamError
+        op.finish(None, error if isinstance(error, IpamError) else Refused(str(error)))
+
+    def lookup(self, ident: str, subnet: ipaddress.IPv4Network) -> list[str]:
+        return self.owned_in(ident, subnet)
+
+    def owned_addresses(self) -> dict[str, list[str]]:
+        return {ident: list(data.cidrs) for ident, data in self.owned.items()}
+
+    def free(self, ident: str, address: ipaddress.IPv4Address) -> None:
+        data = self.owned.get(ident)
+        match = next((c for c in data.cidrs if ip_of(c) == int(address)), None) if data else None
+        if data is None or match is None:
+            raise Refused(f"Free: address {address} not found for {ident}")
+        data.cidrs.remove(match)
+        self._persist_owned(ident)
+        self._release(int(address))
+        self._after_step()
+
+    def delete(self, ident: str) -> None:
+        data = self.owned.pop(ident, None)
+        if data is None or not data.cidrs:
+            raise Refused(f"Delete: no addresses for {ident}")
+        self.store.delete_owned(ident)
+        for cidr in data.cidrs:
+            self._release(ip_of(cidr))
+        self._after_step()
+
+    def _release(self, address: int) -> None:
+        if self.ring.contains(address) and self.ring.owner(address) == self.name:
+            self.space.free(address, self.clock())
+
+    def leave(self) -> None:
+        """``DELETE /peer``: cancel what waits and give our ranges to an heir."""
+        self._info("Shutdown")
+        self.shutting_down = True
+        for queue in (self.pending_claims, self.pending_allocates, self.pending_primes):
+            for op in queue:
+                cancel(op)
+            queue.clear()
+        heir = self._pick_heir()
+        if heir is None:
+            return
+        self.ring.transfer(self.name, heir)
+        self.space.clear()
+        self._persist_ring()
+        self.transport.broadcast(self.encode)
+
+    def _pick_heir(self) -> PeerName | None:
+        known = self.config.is_known_peer
+
+        def nickname_holder(valid: Callable[[PeerName], bool]) -> PeerName | None:
+            for name in self.nicknames:
+                if name != int(self.name) and valid(PeerName(name)):
+                    return PeerName(name)
+            return None
+
+        return (self.ring.pick_peer_for_transfer(known) or nickname_holder(known)
+                or self.ring.pick_peer_for_transfer(lambda _: True)
+                or nickname_holder(lambda _: True))
+
+    def rmpeer(self, peer: str) -> int:
+        """``DELETE /peer/{peer}``: take over the ranges of a dead peer (name or nickname);
+        how many addresses we gained."""
+        name = self._lookup_peer(peer)
+        if name is None:
+            self._warn(f"attempt to take over range from unknown peer '{peer}'")
+            return 0
+        if name == self.name:
+            self._warn("attempt to take over range from ourself")
+            return 0
+        if not self.ring.transfer(name, self.name):
+            return 0
+        before = self.space.num_free()
+        self._ring_updated()
+        gained = self.space.num_free() - before
+        self.transport.broadcast(self.encode)
+        self._after_step()
+        return gained
+
+    def _lookup_peer(self, text: str) -> PeerName | None:
+        for name, nickname in self.nicknames.items():
+            if nickname == text:
+                return PeerName(name)
+        try:
+            return PeerName.parse(text)
+        except PeerNameError:
+            return None
+
+    def peer_gone(self, name: PeerName) -> None:
+        """The mesh forgot ``name``: forget its nickname unless it still owns ring space."""
+        if int(name) not in self.ring.peer_names():
+            self.nicknames.pop(int(name), None)
+
+    def tick(self) -> None:
+        """Every 5 s: retry what waits, in case messages were lost."""
+        if self.awaiting_consensus:
+            self._propose()
+        elif self._have_pending():
+            if self.ring.empty:
+                self.establish_ring()
+            else:
+                self._try_pending()
+        self._after_step()
+
+    # ---- what the operations use ---------------------------------------------------------
+    @property
+    def ring_empty(self) -> bool:
+        return self.ring.empty
+
+    def owned_in(self, ident: str, subnet: ipaddress.IPv4Network) -> list[str]:
+        data = self.owned.get(ident)
+        if data is None:
+            return []
+        return [c for c in data.cidrs if ip_of(c) in _host_range(subnet)]
+
+    def in_universe(self, address: ipaddress.IPv4Address) -> bool:
+        return address in self.universe
+
+    def who_owns(self, address: ipaddress.IPv4Address) -> str | None:
+        wanted = int(address)
+        for ident, data in self.owned.items():
+            if any(ip_of(c) == wanted for c in data.cidrs):
+                return ident
+        return None
+
+    def ring_owner(self, address: ipaddress.IPv4Address) -> PeerName | None:
+        return self.ring.owner(int(address))
+
+    def describe_peer(self, name: int) -> str:
+        return str(PeerName(name))
+
+    def take_free_address(self, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+        host = _host_range(subnet)
+        address = self.space.allocate(host, self.clock())
+        return None if address is None else ipaddress.IPv4Address(address)
+
+    def claim_address(self, address: ipaddress.IPv4Address) -> str | None:
+        try:
+            self.space.claim(int(address))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def add_owned(self, ident: str, cidr: str, is_container: bool) -> None:
+        data = self.owned.setdefault(ident, Owned(is_container))
+        data.is_container = is_container
+        data.cidrs.append(cidr)
+        self._persist_owned(ident)
+
+    def ask_for_space(self, subnet: ipaddress.IPv4Network) -> None:
+        """Ask one peer with free space in ``subnet`` for some (weighted by free space)."""
+        wanted = Range(int(subnet.network_address),
+                       int(subnet.network_address) + subnet.num_addresses)
+        for donor in self.ring.choose_peers_to_ask(wanted.start, wanted.end, self.rng):
+            if self._send(donor, messages.MSG_SPACE_REQUEST,
+                          encode(messages.RANGE, messages.Range(wanted.start, wanted.end))):
+                self._asked[int(donor)] = self.clock()
+                return
+
+    def request_address(self, owner: PeerName, address: ipaddress.IPv4Address) -> bool:
+        """Ask ``owner`` for one address (a claim in its range); False: cannot reach it."""
+        start = int(address)
+        return self._send(owner, messages.MSG_SPACE_REQUEST,
+                          encode(messages.RANGE, messages.Range(start, start + 1)))
+
+    def establish_ring(self) -> None:
+        """Make progress toward a ring: propose, and with a quorum of one, make it."""
+        if not self.ring.empty or self.awaiting_consensus or self.paxos is None:
+            return
+        self.awaiting_consensus = True
+        self.paxos.set_quorum(self.config.quorum())
+        self._propose()
+        agreed, value = self.paxos.consensus()
+        if agreed:
+            self._create_ring(list(value.value))
+
+    # ---- ring life --------------------------------------------------------------------
+    def _create_ring(self, peers: list[PeerName]) -> None:
+        names = sorted(set(peers))
+        self._info(f"Paxos consensus: {', '.join(self._annotated(names))}")
+        self.ring.claim_for_peers(names)
+        self._ring_updated()
+        self.transport.broadcast(self.encode)
+
+    def _ring_updated(self) -> None:
+        if self.awaiting_consensus:
+            self.awaiting_consensus = False
+        self.paxos = None
+        self._persist_ring()
+        self.space.update_ranges(self.ring.owned_ranges())
+        self._try_pending()
+
+    def _propose(self) -> None:
+        if self.paxos is not None:
+            self.paxos.propose()
+            self.transport.broadcast(self.encode)
+
+    def _have_pending(self) -> bool:
+        return bool(self.pending_primes or self.pending_claims or self.pending_allocates)
+
+    def _try_pending(self) -> None:
+        for queue in (self.pending_primes, self.pending_claims, self.pending_allocates):
+            queue[:] = [op for op in queue if not op.attempt(self)]
+
+    def _after_step(self) -> None:
+        """Report our free space into the ring (gossiped with it), as after every step."""
+        if self.ring.empty:
+            return
+        free = {r.start: self.space.num_free_in_range(r) for r in self.ring.owned_ranges()}
+        if free and self.ring.report_free(free):
+            self._persist_ring()
+
+    def _persist_ring(self) -> None:
+        self.store.save_ring(self.ring.to_message())
+
+    def _persist_owned(self, ident: str) -> None:
+        data = self.owned.get(ident)
+        if data is None or not data.cidrs:
+            self.owned.pop(ident, None)
+            self.store.delete_owned(ident)
+        else:
+            self.store.set_owned(ident, list(data.cidrs), data.is_container)
+
+    def _annotated(self, names: Iterable[int]) -> list[str]:
+        return [f"{PeerName(n)}({self.nicknames[n]})" if n in self.nicknames
+                else str(PeerName(n)) for n in names]
+
+    # ---- gossip ---------------------------------------------------------------------------
+    def encode(self) -> bytes:
+        """Our gossip state: the ring, or while there is none our paxos state."""
+        state = messages.GossipState(
+            now=int(self.wall()), nicknames=dict(self.nicknames),
+            paxos=(self.paxos.gossip_state() if self.ring.empty and self.paxos is not None
+                   else None),
+            ring=None if self.ring.empty else self.ring.to_message())
+        return encode(messages.GOSSIP_STATE, state)
+
+    def on_gossip(self, payload: bytes) -> None:
+        self._update(None, payload)
+        self._after_step()
+
+    def on_broadcast(self, sender: PeerName, payload: bytes) -> None:
+        self._update(sender, payload)
+        self._after_step()
+
+    def on_unicast(self, sender: PeerName, payload: bytes) -> None:
+        if not payload:
+            self._malformed(sender, "an empty message")
+            return
+        kind, body = payload[0], payload[1:]
+        if kind == messages.MSG_RING_UPDATE:
+            self._update(sender, body)
+        elif kind in (messages.MSG_SPACE_REQUEST, messages.MSG_SPACE_REQUEST_DENIED):
+            try:
+                wanted = decode(messages.RANGE, body)
+            except GobError as exc:
+                self._malformed(sender, f"a bad range ({exc})")
+                return
+            rng = Range(wanted.start, wanted.end)
+            if kind == messages.MSG_SPACE_REQUEST:
+                if not self.ring.empty:
+                    self._donate(rng, sender)
+            else:
+                self._denied(sender, rng)
+        else:
+            self._malformed(sender, f"unknown message kind {kind}")
+        self._after_step()
+
+    def _malformed(self, sender: PeerName | None, what: str) -> None:
+        self.counters.malformed += 1
+        self._warn(f"ignored {what} from {sender or 'a peer'}")
+
+    def _send(self, destination: PeerName, kind: int, body: bytes) -> bool:
+        return self.transport.unicast(destination, bytes([kind]) + body)
+
+    def _send_ring_update(self, destination: PeerName) -> None:
+        self._send(destination, messages.MSG_RING_UPDATE, self.encode())
+
+    def _update(self, sender: PeerName | None, payload: bytes) -> None:
+        try:
+            state = decode(messages.GOSSIP_STATE, payload)
+        except GobError as exc:
+            self._malformed(sender, f"undecodable IPAM state ({exc})")
+            return
+        for peer, nickname in (state.nicknames or {}).items():
+            self.nicknames[int(peer)] = nickname
+        if state.ring is not None:
+            self._merge(sender, state.ring)
+        elif not self.ring.empty:
+            if sender is not None:
+                self._send_ring_update(sender)
+        elif state.paxos is not None:
+            if self.paxos is not None and self.paxos.update(state.paxos):
+                if self.paxos.think():
+                    self.transport.broadcast(self.encode)
+                agreed, value = self.paxos.consensus()
+                if agreed:
+                    self._create_ring(list(value.value))
+        elif self.paxos is not None and self.paxos.is_elector and sender is not None:
+            self.establish_ring()  # an observer asks for a ring
+
+    def _merge(self, sender: PeerName | None, incoming: messages.Ring) -> None:
+        try:
+            updated, conflicts = self.ring.merge(incoming, self._has_allocations)
+        except RingError as exc:
+            self.counters.ring_refusals += 1
+            key = (int(sender or 0), str(exc))
+            if key not in self._refusals_seen:
+                self._refusals_seen.add(key)
+                self._warn(f"refused the ring from {sender or 'a peer'}: {exc}")
+            return
+        for conflict in conflicts:
+            self._conflict(sender, conflict)
+        if updated:
+            self._prune_nicknames()
+            self._ring_updated()
+            if conflicts:
+                self.transport.broadcast(self.encode)  # our repaired view, so the others converge
+
+    def _conflict(self, sender: PeerName | None, conflict: Conflict) -> None:
+        self.counters.ring_conflicts += 1
+        key = (conflict.kind, conflict.token, conflict.theirs_version)
+        if key not in self._conflicts_seen:
+            self._conflicts_seen.add(key)
+            self._warn(f"ring conflict from {sender or 'a peer'}, repaired: {conflict}")
+
+    def _has_allocations(self, ranges: list[Range]) -> bool:
+        return any(self.space.num_free_in_range(r) != r.size for r in ranges)
+
+    def _prune_nicknames(self) -> None:
+        in_ring = self.ring.peer_names()
+        for name in list(self.nicknames):
+            if name not in in_ring and not self.config.is_known_peer(PeerName(name)):
+                del self.nicknames[name]
+
+    def _donate(self, wanted: Range, to: PeerName) -> None:
+        chunk = self.space.donate(wanted)
+        if chunk is None:
+            self._send(to, messages.MSG_SPACE_REQUEST_DENIED,
+                       encode(messages.RANGE, messages.Range(wanted.start, wanted.end)))
+        else:
+            self._info(f"Giving range {ip_text(chunk.start)}-{ip_text(chunk.end - 1)} to "
+                       f"{to}")
+            self.ring.grant_range_to_host(chunk.start, chunk.end, to)
+            self._persist_ring()
+            self.transport.broadcast(self.encode)
+        self._send_ring_update(to)
+
+    def _denied(self, sender: PeerName, wanted: Range) -> None:
+        kept: list[Operation] = []
+        for op in self.pending_claims:
+            if isinstance(op, Claim) and wanted.start <= int(op.address.ip) < wanted.end:
+                op.denied(self, sender)
+            else:
+                kept.append(op)
+        self.pending_claims[:] = kept
+
+    # ---- status ---------------------------------------------------------------------------
+    def waiting_for(self) -> str:
+        """What a waiting request waits for, in the words of ``weave status ipam``."""
+        if self.ring.empty:
+            if self.paxos is None or not self.awaiting_consensus:
+                return "idle"
+            if not self.paxos.is_elector:
+                return "priming: waiting for a peer that has the ring"
+            return self.paxos.status().text()
+        owners = {e.peer for e in self.ring.range_info() if e.size > 0}
+        if owners and not any(o == int(self.name) or self.config.is_known_peer(PeerName(o))
+                              for o in owners):
+            return ("all IP ranges owned by unreachable peers - use 'rmpeer' if they are "
+                    "dead")
+        return "waiting for IP(s) to become available"
+
+    def not_ready(self) -> str | None:
+        """None while requests can be answered (or nothing asked yet: "idle"); else what
+        the waiting requests wait for."""
+        if self.ring.empty and self._have_pending():
+            return self.waiting_for()
+        if not self.ring.empty and self.pending_allocates:
+            return self.waiting_for()
+        return None
+
+    def status(self, default_subnet: ipaddress.IPv4Network) -> dict[str, object]:
+        """Go's ``ipam.Status`` in its JSON form (``/report``'s ``IPAM``)."""
+        paxos: dict[str, bool | int] | None = None
+        if self.paxos is not None and self.ring.empty and self.awaiting_consensus:
+            paxos = self.paxos.status().as_report()
+        entries = [{"Token": ip_text(e.start), "Size": e.size, "Peer": str(PeerName(e.peer)),
+                    "Nickname": self.nicknames.get(e.peer, ""),
+                    "IsKnownPeer": e.peer == int(self.name)
+                    or self.config.is_known_peer(PeerName(e.peer)),
+                    "Version": e.version}
+                   for e in self.ring.range_info()] if not self.ring.empty else None
+        claims = [{"Ident": op.ident, "CIDR": {"Addr": str(op.address.ip),
+                                                "PrefixLen": op.address.network.prefixlen}}
+                  for op in self.pending_claims if isinstance(op, Claim)]
+        allocates = [op.describe() for op in self.pending_allocates]
+        return {"Paxos": paxos, "Range": str(self.universe),
+                "RangeNumIPs": self.universe.num_addresses,
+                "ActiveIPs": self.space.num_owned() - self.space.num_free(),
+                "DefaultSubnet": str(default_subnet), "Entries": entries,
+                "PendingClaims": claims or None, "PendingAllocates": allocates or None}
+
+
+def _host_range(subnet: ipaddress.IPv4Network) -> Range:
+    """The subnet without its first and last address (RFC 1122, as the original)."""
+    start = int(subnet.network_address)
+    return Range(start + 1, start + subnet.num_addresses - 1)
+
+
+__all__ = ["FREED_QUARANTINE", "Allocator", "Config", "Owned", "Persistence", "Transport"]
