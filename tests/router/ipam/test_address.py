@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,6 +126,6 @@ def test_biggest_block_properties_as_go_checks_them(r: Range) -> None:
 def test_cidrs_tile_the_range_with_aligned_blocks(r: Range) -> None:
     blocks = r.cidrs()
     assert blocks[0].start == r.start and blocks[-1].end == r.end
-    for before, after in zip(blocks, blocks[1:], strict=False):
+    for before, after in itertools.pairwise(blocks):
         assert before.end == after.start
     assert all(b.is_subnet for b in blocks)
