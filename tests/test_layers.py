@@ -40,6 +40,7 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/topology_codec.py", "router/ipam/messages.py",
                "router/ipam/address.py", "router/ipam/ring_entries.py",
                "router/ipam/ring_merge.py", "router/ipam/ring.py",
+               "router/ipam/rangeset.py", "router/ipam/space.py",
                "router/agent/identity.py",
                "router/api/model.py", "router/api/govalue.py", "router/api/gofmt.py",
                "router/api/gojson.py", "router/api/gotemplate_lex.py",
