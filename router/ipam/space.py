@@ -88,9 +88,13 @@ class Space:
     def allocate(self, subnet: CIDR, now: float) -> int | None:
         """The lowest free host address of ``subnet`` out of quarantine (or else the
         longest-quarantined one), now allocated; None when none is free."""
+        return self.allocate_in(subnet.host_range, now)
+
+    def allocate_in(self, r: Range, now: float) -> int | None:
+        """As :meth:`allocate`, over any range (Go's ``Allocate``)."""
         self._expire(now)
         chosen: int | None = None
-        for chunk in self._free.within(subnet.host_range):
+        for chunk in self._free.within(r):
             addr = chunk.start
             while addr < chunk.end and addr in self._freed_at:
                 addr += 1
@@ -98,8 +102,7 @@ class Space:
                 chosen = addr
                 break
         if chosen is None:
-            waiting = [(t, a) for a, t in self._freed_at.items()
-                       if subnet.host_range.contains(a)]
+            waiting = [(t, a) for a, t in self._freed_at.items() if r.contains(a)]
             if not waiting:
                 return None
             chosen = min(waiting)[1]
