@@ -300,9 +300,11 @@ class Ring:
 
     def to_message(self) -> messages.Ring:
         """The gob schema's value, free counts clamped to each entry's stretch."""
-        entries = tuple(replace(e, free=self.free(i)) if e.free != self.free(i) else e
-                        for i, e in enumerate(self.entries))
-        return messages.Ring(self.start, self.end, self.peer, entries, self.seeds)
+        sent: list[Entry] = []
+        for index, entry in enumerate(self.entries):
+            free = self.free(index)
+            sent.append(entry if entry.free == free else replace(entry, free=free))
+        return messages.Ring(self.start, self.end, self.peer, tuple(sent), self.seeds)
 
     @classmethod
     def from_message(cls, message: messages.Ring) -> Ring:

@@ -12,7 +12,7 @@ import pytest
 
 from router.ipam.ring import RingError
 from router.ipam.ring_merge import ConflictKind
-from tests.router.ipam.helpers import DOT10, END, MIDDLE, P1, P2, P3, START, E, allocations_of, ring
+from tests.router.ipam.helpers import DOT10, MIDDLE, P1, P2, P3, START, E, allocations_of, ring
 
 
 def test_equal_versions_without_allocations_settle_by_free_then_name() -> None:
@@ -122,10 +122,10 @@ def test_seeds_are_learnt_from_the_first_ring() -> None:
     assert ring(P1).merge(theirs, lambda r: False).ring.seeds == (P1, P2)
 
 
-def test_end_of_range_tokens_go_to_conflict_not_error() -> None:
+def test_a_token_after_our_last_is_taken_where_we_hold_nothing() -> None:
     """Go fails for a token after our last one whenever the stretch is ours ("Cannot Merge
-    an entry into a range I own"); we take it when we hold nothing there."""
+    an entry into a range I own"), allocations or not; we take it when we hold nothing."""
     ours = ring(P1, E(START, P1, 0, 256))
     assert ours.merge(ring(P2, E(MIDDLE, P2)), lambda r: False).ring.owner(MIDDLE) == P2
-    assert ours.merge(ring(P2, E(DOT10, P2)), lambda r: True).ring.owner(DOT10) == P1
-    assert END > MIDDLE
+    kept = ours.merge(ring(P2, E(DOT10, P2)), lambda r: True)
+    assert kept.ring.owner(DOT10) == P1 and kept.conflicts[0].kind is ConflictKind.SPLIT
