@@ -29,9 +29,10 @@ from urllib.parse import unquote
 
 from common.service.http import JSON, HttpServer, Request, Response
 from router.api.http import METHOD_NOT_ALLOWED, NOT_FOUND, go_error, sniff_content_type
-from router.ipam.config import parse_cidr as parse_cidr_text
+from router.ipam.address import parse_cidr as parse_cidr_text
 from router.ipam.config import parse_subnet
 from router.ipam.errors import Cancelled, IpamError, TimedOut
+
 
 class IpamApi(Protocol):
     """What the routes ask of the allocator (called from the server's threads)."""
@@ -73,7 +74,10 @@ class BadInput(ValueError):
 def parse_cidr(text: str, *, subnet: bool) -> ipaddress.IPv4Interface:
     """An address with its prefix length, or for ``subnet`` a subnet to allocate in."""
     try:
-        return ipaddress.IPv4Interface(parse_subnet(text)) if subnet else parse_cidr_text(text)
+        if subnet:
+            return ipaddress.IPv4Interface(parse_subnet(text))
+        cidr = parse_cidr_text(text)
+        return ipaddress.IPv4Interface((cidr.addr, cidr.prefix_len))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 

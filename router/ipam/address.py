@@ -33,7 +33,7 @@ def parse_ip(text: str) -> int:
     try:
         return int(ipaddress.IPv4Address(text))
     except ValueError as err:
-        raise AddressError(f"invalid IP address: {text!r}") from err
+        raise AddressError(f"invalid IP Address: {text}") from err
 
 
 def format_ip(addr: int) -> str:
@@ -159,11 +159,11 @@ def parse_cidr(text: str) -> CIDR:
     """``addr/len``, keeping the address as written (Go's ``ParseCIDR``)."""
     addr_text, slash, len_text = text.partition("/")
     if not slash or not len_text.isdigit() or len(len_text) > 2 or int(len_text) > ADDRESS_BITS:
-        raise AddressError(f"invalid CIDR address: {text!r}")
+        raise AddressError(f"invalid CIDR address: {text}")
     try:
         addr = parse_ip(addr_text)
     except AddressError as err:
-        raise AddressError(f"invalid CIDR address: {text!r}") from err
+        raise AddressError(f"invalid CIDR address: {text}") from err
     return CIDR(addr, int(len_text))
 
 

@@ -28,12 +28,12 @@ from typing import Protocol
 
 from common.service.logs import Logger
 from router.ipam import messages
-from router.ipam.address import Range, ip_of, ip_text
-from router.ipam.errors import Refused
+from router.ipam.address import CIDR, Range, format_ip, parse_cidr
+from router.ipam.errors import IpamError, Refused
 from router.ipam.operations import Allocate, Claim, Done, Operation, Prime, cancel
 from router.ipam.paxos import Node, Observer, Participant
 from router.ipam.ring import Conflict, Ring, RingError
-from router.ipam.space import Space
+from router.ipam.space import Space, SpaceError
 from router.mesh.gob import GobError, decode, encode
 from router.mesh.names import PeerName, PeerNameError
 
@@ -73,7 +73,7 @@ class Config:
     universe: ipaddress.IPv4Network
     quorum: Callable[[], int]
     """Asked each time consensus starts (the peers we know of can change)."""
-    is_known_peer: Callable[[PeerName], bool]
+    is_known_peer: Callable[[int], bool]
     seeds: tuple[PeerName, ...] = ()
     observer: bool = False
 
@@ -100,7 +100,7 @@ class Allocator:
         self.rng = rng
         start = int(config.universe.network_address)
         self.ring = Ring(start, start + config.universe.num_addresses, config.name)
-        self.space = Space()
+        self.space = Space(quarantine=FREED_QUARANTINE)
         self.owned: dict[str, Owned] = {}
         self.nicknames: dict[int, str] = {int(config.name): config.nickname}
         self.paxos: Participant | None = (
@@ -111,7 +111,7 @@ class Allocator:
         self.pending_primes: list[Operation] = []
         self.shutting_down = False
         self.counters = Counters()
-        self._conflicts_seen: set[tuple[str, int, int]] = set()
+        self._conflicts_seen: set[str] = set()
         self._refusals_seen: set[tuple[int, str]] = set()
         self._asked: dict[int, float] = {}
 
@@ -129,14 +129,14 @@ class Allocator:
                 self._info("Found persisted IPAM data, ignoring supplied IPAM seed")
             else:
                 self._info("Initialising with persisted data")
-            self.ring = Ring.from_message(ring, self.name)
-            self.space.update_ranges(self.ring.owned_ranges())
+            self.ring = Ring.from_message(ring)
+            self.space.set_owned(self.ring.owned_ranges())
             self.owned = {ident: Owned(data.is_container, list(data.cidrs))
                           for ident, data in owned.items()}
             for data in self.owned.values():
                 for cidr in data.cidrs:
                     address = ip_of(cidr)
-                    if self.ring.contains(address):
+                    if self.ring.contains(address) and self.ring.owner(address) == self.name:
                         self.space.claim(address)
             self.paxos = None
         elif self.config.seeds:
@@ -175,7 +175,6 @@ class Allocator:
         for queue in (self.pending_allocates, self.pending_claims, self.pending_primes):
             if op in queue:
                 queue.remove(op)
-        from router.ipam.errors import IpamError
         op.finish(None, error if isinstance(error, IpamError) else Refused(str(error)))
 
     def lookup(self, ident: str, subnet: ipaddress.IPv4Network) -> list[str]:
@@ -204,7 +203,7 @@ class Allocator:
         self._after_step()
 
     def _release(self, address: int) -> None:
-        if self.ring.contains(address) and self.ring.owner(address) == self.name:
+        if self.space.is_allocated(address):
             self.space.free(address, self.clock())
 
     def leave(self) -> None:
@@ -218,18 +217,18 @@ class Allocator:
         heir = self._pick_heir()
         if heir is None:
             return
-        self.ring.transfer(self.name, heir)
+        self.ring, _ = self.ring.transfer(self.name, heir)
         self.space.clear()
         self._persist_ring()
         self.transport.broadcast(self.encode)
 
-    def _pick_heir(self) -> PeerName | None:
+    def _pick_heir(self) -> int | None:
         known = self.config.is_known_peer
 
-        def nickname_holder(valid: Callable[[PeerName], bool]) -> PeerName | None:
+        def nickname_holder(valid: Callable[[int], bool]) -> int | None:
             for name in self.nicknames:
-                if name != int(self.name) and valid(PeerName(name)):
-                    return PeerName(name)
+                if name != self.name and valid(name):
+                    return name
             return None
 
         return (self.ring.pick_peer_for_transfer(known) or nickname_holder(known)
@@ -246,11 +245,12 @@ class Allocator:
         if name == self.name:
             self._warn("attempt to take over range from ourself")
             return 0
-        if not self.ring.transfer(name, self.name):
+        self.ring, moved = self.ring.transfer(name, self.name)
+        if not moved:
             return 0
-        before = self.space.num_free()
+        before = self.space.free_count()
         self._ring_updated()
-        gained = self.space.num_free() - before
+        gained = self.space.free_count() - before
         self.transport.broadcast(self.encode)
         self._after_step()
         return gained
@@ -289,7 +289,8 @@ class Allocator:
         data = self.owned.get(ident)
         if data is None:
             return []
-        return [c for c in data.cidrs if ip_of(c) in _host_range(subnet)]
+        host = _host_range(subnet)
+        return [c for c in data.cidrs if host.contains(ip_of(c))]
 
     def in_universe(self, address: ipaddress.IPv4Address) -> bool:
         return address in self.universe
@@ -301,21 +302,17 @@ class Allocator:
                 return ident
         return None
 
-    def ring_owner(self, address: ipaddress.IPv4Address) -> PeerName | None:
+    def ring_owner(self, address: ipaddress.IPv4Address) -> int | None:
         return self.ring.owner(int(address))
 
-    def describe_peer(self, name: int) -> str:
-        return str(PeerName(name))
-
     def take_free_address(self, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
-        host = _host_range(subnet)
-        address = self.space.allocate(host, self.clock())
+        address = self.space.allocate_in(_host_range(subnet), self.clock())
         return None if address is None else ipaddress.IPv4Address(address)
 
     def claim_address(self, address: ipaddress.IPv4Address) -> str | None:
         try:
             self.space.claim(int(address))
-        except ValueError as exc:
+        except SpaceError as exc:
             return str(exc)
         return None
 
@@ -329,16 +326,16 @@ class Allocator:
         """Ask one peer with free space in ``subnet`` for some (weighted by free space)."""
         wanted = Range(int(subnet.network_address),
                        int(subnet.network_address) + subnet.num_addresses)
-        for donor in self.ring.choose_peers_to_ask(wanted.start, wanted.end, self.rng):
-            if self._send(donor, messages.MSG_SPACE_REQUEST,
+        for donor in self.ring.choose_peers_to_ask(wanted.start, wanted.end, self.rng.random):
+            if self._send(PeerName(donor), messages.MSG_SPACE_REQUEST,
                           encode(messages.RANGE, messages.Range(wanted.start, wanted.end))):
                 self._asked[int(donor)] = self.clock()
                 return
 
-    def request_address(self, owner: PeerName, address: ipaddress.IPv4Address) -> bool:
+    def request_address(self, owner: int, address: ipaddress.IPv4Address) -> bool:
         """Ask ``owner`` for one address (a claim in its range); False: cannot reach it."""
         start = int(address)
-        return self._send(owner, messages.MSG_SPACE_REQUEST,
+        return self._send(PeerName(owner), messages.MSG_SPACE_REQUEST,
                           encode(messages.RANGE, messages.Range(start, start + 1)))
 
     def establish_ring(self) -> None:
@@ -356,7 +353,7 @@ class Allocator:
     def _create_ring(self, peers: list[PeerName]) -> None:
         names = sorted(set(peers))
         self._info(f"Paxos consensus: {', '.join(self._annotated(names))}")
-        self.ring.claim_for_peers(names)
+        self.ring = self.ring.claim_for_peers(names)
         self._ring_updated()
         self.transport.broadcast(self.encode)
 
@@ -365,7 +362,10 @@ class Allocator:
             self.awaiting_consensus = False
         self.paxos = None
         self._persist_ring()
-        self.space.update_ranges(self.ring.owned_ranges())
+        stranded = self.space.set_owned(self.ring.owned_ranges())
+        if stranded:
+            self._warn("allocated addresses outside the ranges the ring gives us: "
+                       + ", ".join(map(str, stranded)))
         self._try_pending()
 
     def _propose(self) -> None:
@@ -384,8 +384,12 @@ class Allocator:
         """Report our free space into the ring (gossiped with it), as after every step."""
         if self.ring.empty:
             return
-        free = {r.start: self.space.num_free_in_range(r) for r in self.ring.owned_ranges()}
-        if free and self.ring.report_free(free):
+        free = {r.start: self.space.free_count(r) for r in self.ring.owned_ranges()}
+        if not free:
+            return
+        reported = self.ring.report_free(free)
+        if reported != self.ring:
+            self.ring = reported
             self._persist_ring()
 
     def _persist_ring(self) -> None:
@@ -479,7 +483,7 @@ class Allocator:
 
     def _merge(self, sender: PeerName | None, incoming: messages.Ring) -> None:
         try:
-            updated, conflicts = self.ring.merge(incoming, self._has_allocations)
+            merged = self.ring.merge(Ring.from_message(incoming), self.space.in_use)
         except RingError as exc:
             self.counters.ring_refusals += 1
             key = (int(sender or 0), str(exc))
@@ -487,39 +491,36 @@ class Allocator:
                 self._refusals_seen.add(key)
                 self._warn(f"refused the ring from {sender or 'a peer'}: {exc}")
             return
-        for conflict in conflicts:
+        for conflict in merged.conflicts:
             self._conflict(sender, conflict)
-        if updated:
+        if merged.changed:
+            self.ring = merged.ring
             self._prune_nicknames()
             self._ring_updated()
-            if conflicts:
-                self.transport.broadcast(self.encode)  # our repaired view, so the others converge
+            if merged.conflicts:
+                self.transport.broadcast(self.encode)  # our repaired view, so others converge
 
     def _conflict(self, sender: PeerName | None, conflict: Conflict) -> None:
         self.counters.ring_conflicts += 1
-        key = (conflict.kind, conflict.token, conflict.theirs_version)
-        if key not in self._conflicts_seen:
-            self._conflicts_seen.add(key)
-            self._warn(f"ring conflict from {sender or 'a peer'}, repaired: {conflict}")
-
-    def _has_allocations(self, ranges: list[Range]) -> bool:
-        return any(self.space.num_free_in_range(r) != r.size for r in ranges)
+        text = conflict.describe()
+        if text not in self._conflicts_seen:
+            self._conflicts_seen.add(text)
+            self._warn(f"ring conflict with {sender or 'a peer'}'s view: {text}")
 
     def _prune_nicknames(self) -> None:
         in_ring = self.ring.peer_names()
         for name in list(self.nicknames):
-            if name not in in_ring and not self.config.is_known_peer(PeerName(name)):
+            if name not in in_ring and not self.config.is_known_peer(name):
                 del self.nicknames[name]
 
     def _donate(self, wanted: Range, to: PeerName) -> None:
-        chunk = self.space.donate(wanted)
+        chunk = self.space.donate(wanted, self.clock())
         if chunk is None:
             self._send(to, messages.MSG_SPACE_REQUEST_DENIED,
                        encode(messages.RANGE, messages.Range(wanted.start, wanted.end)))
         else:
-            self._info(f"Giving range {ip_text(chunk.start)}-{ip_text(chunk.end - 1)} to "
-                       f"{to}")
-            self.ring.grant_range_to_host(chunk.start, chunk.end, to)
+            self._info(f"Giving range {chunk} to {to}")
+            self.ring = self.ring.grant_range_to_host(chunk.start, chunk.end, to)
             self._persist_ring()
             self.transport.broadcast(self.encode)
         self._send_ring_update(to)
@@ -542,8 +543,8 @@ class Allocator:
             if not self.paxos.is_elector:
                 return "priming: waiting for a peer that has the ring"
             return self.paxos.status().text()
-        owners = {e.peer for e in self.ring.range_info() if e.size > 0}
-        if owners and not any(o == int(self.name) or self.config.is_known_peer(PeerName(o))
+        owners = {info.peer for info in self.ring.all_range_info() if info.range.size > 0}
+        if owners and not any(o == int(self.name) or self.config.is_known_peer(o)
                               for o in owners):
             return ("all IP ranges owned by unreachable peers - use 'rmpeer' if they are "
                     "dead")
@@ -563,27 +564,31 @@ class Allocator:
         paxos: dict[str, bool | int] | None = None
         if self.paxos is not None and self.ring.empty and self.awaiting_consensus:
             paxos = self.paxos.status().as_report()
-        entries = [{"Token": ip_text(e.start), "Size": e.size, "Peer": str(PeerName(e.peer)),
-                    "Nickname": self.nicknames.get(e.peer, ""),
+        entries = [{"Token": format_ip(e.range.start), "Size": e.range.size,
+                    "Peer": str(PeerName(e.peer)), "Nickname": self.nicknames.get(e.peer, ""),
                     "IsKnownPeer": e.peer == int(self.name)
-                    or self.config.is_known_peer(PeerName(e.peer)),
+                    or self.config.is_known_peer(e.peer),
                     "Version": e.version}
-                   for e in self.ring.range_info()] if not self.ring.empty else None
+                   for e in self.ring.all_range_info()] if not self.ring.empty else None
         claims = [{"Ident": op.ident, "CIDR": {"Addr": str(op.address.ip),
                                                 "PrefixLen": op.address.network.prefixlen}}
                   for op in self.pending_claims if isinstance(op, Claim)]
         allocates = [op.describe() for op in self.pending_allocates]
         return {"Paxos": paxos, "Range": str(self.universe),
                 "RangeNumIPs": self.universe.num_addresses,
-                "ActiveIPs": self.space.num_owned() - self.space.num_free(),
+                "ActiveIPs": self.space.allocated_count(),
                 "DefaultSubnet": str(default_subnet), "Entries": entries,
                 "PendingClaims": claims or None, "PendingAllocates": allocates or None}
 
 
 def _host_range(subnet: ipaddress.IPv4Network) -> Range:
     """The subnet without its first and last address (RFC 1122, as the original)."""
-    start = int(subnet.network_address)
-    return Range(start + 1, start + subnet.num_addresses - 1)
+    return CIDR(int(subnet.network_address), subnet.prefixlen).host_range
+
+
+def ip_of(cidr: str) -> int:
+    """The address of ``a.b.c.d/len``."""
+    return parse_cidr(cidr).addr
 
 
 __all__ = ["FREED_QUARANTINE", "Allocator", "Config", "Owned", "Persistence", "Transport"]

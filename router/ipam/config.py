@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from router.ipam.address import parse_cidr
 from router.mesh.names import PeerName, PeerNameError
 
 DEFAULT_RANGE = "10.32.0.0/12"
@@ -78,32 +79,21 @@ def parse_init(text: str) -> InitMode:
     raise ValueError(f"unknown mode: {kind}")
 
 
-def parse_cidr(text: str) -> ipaddress.IPv4Interface:
-    """An address with its prefix length (Go's ``address.ParseCIDR``, with its texts)."""
-    try:
-        interface = ipaddress.ip_interface(text)
-    except ValueError:
-        raise ValueError(f"invalid CIDR address: {text}") from None
-    if not isinstance(interface, ipaddress.IPv4Interface):
-        raise ValueError(f"invalid Non-IPv4 address not supported: {text}")
-    return interface
-
-
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     """A range or subnet to allocate in (Go's ``ParseCIDRSubnet``, with its texts)."""
-    interface = parse_cidr(text)
-    if interface.ip != interface.network.network_address:
+    cidr = parse_cidr(text)
+    if not cidr.is_subnet:
         raise ValueError(f"invalid subnet - bits after network prefix are not all zero: "
                          f"{text}")
-    if interface.network.num_addresses < MIN_SUBNET_SIZE:
+    if cidr.size < MIN_SUBNET_SIZE:
         raise ValueError(f"invalid subnet - smaller than minimum size {MIN_SUBNET_SIZE}: "
                          f"{text}")
-    return interface.network
+    return ipaddress.IPv4Network((cidr.addr, cidr.prefix_len))
 
 
 def parse_optional_subnet(text: str) -> ipaddress.IPv4Network | None:
     return parse_subnet(text) if text else None
 
 
-__all__ = ["CONSENSUS", "DEFAULT_RANGE", "InitMode", "parse_cidr", "parse_init", "parse_optional_subnet",
+__all__ = ["CONSENSUS", "DEFAULT_RANGE", "InitMode", "parse_init", "parse_optional_subnet",
            "parse_subnet"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from router.ipam.errors import Cancelled, IpamError, Refused
+from router.mesh.names import PeerName
 
 if TYPE_CHECKING:
     from router.ipam.allocator import Allocator
@@ -30,8 +31,11 @@ Done = Callable[[str | None, IpamError | None], None]
 
 
 class Operation(Protocol):
-    kind: str
-    ident: str
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def ident(self) -> str: ...
 
     def attempt(self, alloc: Allocator) -> bool:
         """Try once; True when finished (``done`` was called)."""
@@ -55,10 +59,10 @@ class _Base:
 
 @dataclass(eq=False)
 class Allocate(_Base):
-    ident: str = ""
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("0.0.0.0/32")
-    is_container: bool = False
-    kind: str = "Allocate"
+    ident: str
+    subnet: ipaddress.IPv4Network
+    is_container: bool
+    kind: ClassVar[str] = "Allocate"
 
     def attempt(self, alloc: Allocator) -> bool:
         existing = alloc.owned_in(self.ident, self.subnet)
@@ -85,12 +89,12 @@ class Allocate(_Base):
 
 @dataclass(eq=False)
 class Claim(_Base):
-    ident: str = ""
-    address: ipaddress.IPv4Interface = ipaddress.IPv4Interface("0.0.0.0/32")
-    is_container: bool = False
-    no_error_on_unknown: bool = False
-    tries: int = 0
-    kind: str = "Claim"
+    ident: str
+    address: ipaddress.IPv4Interface
+    is_container: bool
+    no_error_on_unknown: bool
+    tries: int = field(default=0, init=False)
+    kind: ClassVar[str] = "Claim"
 
     @property
     def filed_as(self) -> str:
@@ -141,7 +145,7 @@ class Claim(_Base):
 
     def denied(self, alloc: Allocator, owner: int, reason: str = "") -> None:
         nickname = alloc.nicknames.get(owner)
-        name = alloc.describe_peer(owner) + (f" ({nickname})" if nickname else "")
+        name = str(PeerName(owner)) + (f" ({nickname})" if nickname else "")
         self.finish(None, Refused(f"address {self.address} is owned by other peer {name}"
                                   + (f" - {reason}" if reason else "")))
 
@@ -151,8 +155,8 @@ class Claim(_Base):
 
 @dataclass(eq=False)
 class Prime(_Base):
-    ident: str = ""
-    kind: str = "Prime"
+    ident: ClassVar[str] = ""
+    kind: ClassVar[str] = "Prime"
 
     def attempt(self, alloc: Allocator) -> bool:
         if not alloc.ring_empty:

@@ -167,7 +167,7 @@ def test_owned_is_gos_json(served: tuple[FakeIpam, int]) -> None:
     fake, port = served
     assert ask(port, "GET", "/ip") == (200, "application/json", '{"owned":null}\n')
     fake.addresses = {"b": ["10.32.0.2/12"], "a": ["10.32.0.1/12"]}
-    status, _, body = ask(port, "GET", "/ip")
+    _, _, body = ask(port, "GET", "/ip")
     assert json.loads(body) == {"owned": [{"containerid": "a", "addrs": ["10.32.0.1/12"]},
                                           {"containerid": "b", "addrs": ["10.32.0.2/12"]}]}
 
