@@ -14,6 +14,7 @@ Handlers run in the servers' threads; everything they read or change goes throug
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from router.api.http import api_server, register_api, register_metrics, register
 from router.api.ipam_http import register_ipam
 from router.api.metrics import WeaveCollector
 from router.api.model import Report
+from router.ipam.allocator import Counters
 
 if TYPE_CHECKING:
     from router.agent.main import LoopBridge
@@ -54,6 +56,29 @@ class GossipCollector(Collector):
                 yield family
 
 
+class IpamCollector(Collector):
+    """``weave_ipam_ring_conflicts_total`` (ranges of ours that a peer's ring gave to
+    another owner, kept and repaired), ``weave_ipam_ring_refusals_total`` (rings of
+    another range or other seeds, refused) and ``weave_ipam_malformed_messages_total``:
+    new, where the original closed the connection instead."""
+
+    def __init__(self, counters: Callable[[], Counters]) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self.counters()
+        for name, value, text in (
+                ("ring_conflicts", counters.ring_conflicts,
+                 "Ring merges that gave one of our ranges in use to another peer, repaired."),
+                ("ring_refusals", counters.ring_refusals,
+                 "Rings refused: another allocation range, or seeded by other peers."),
+                ("malformed_messages", counters.malformed,
+                 "IPAM messages that could not be decoded, dropped.")):
+            family = CounterMetricFamily(f"weave_ipam_{name}", text)
+            family.add_metric([], value)
+            yield family
+
+
 def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[HttpServer]:
     def snapshot() -> Report:
         return bridge.call(agent.report)
@@ -73,6 +98,10 @@ def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[
     registry = CollectorRegistry()
     registry.register(WeaveCollector(snapshot))
     registry.register(GossipCollector(lambda: bridge.call(agent.mesh.stats.copy)))
+    ipam = agent.ipam
+    if ipam is not None:
+        registry.register(IpamCollector(lambda: bridge.call(
+            lambda: dataclasses.replace(ipam.allocator.counters))))
     api = api_server(settings.http_addr, allow=loopback_only)
     register_api(api, snapshot, connect, forget, registry)
     metrics = HttpServer(settings.metrics_addr)
@@ -88,8 +117,8 @@ def start_servers(settings: Settings, agent: Agent, bridge: LoopBridge) -> list[
         return Response.text("ok\n")
 
     metrics.route("GET", "/readyz", ready)
-    if agent.ipam is not None:
-        register_ipam(api, IpamBridge(agent.ipam, bridge.loop))
+    if ipam is not None:
+        register_ipam(api, IpamBridge(ipam, bridge.loop))
     servers = [api, metrics]
     if settings.status_addr is not None:
         status = api_server(settings.status_addr)

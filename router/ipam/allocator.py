@@ -350,7 +350,7 @@ class Allocator:
             self._create_ring(list(value.value))
 
     # ---- ring life --------------------------------------------------------------------
-    def _create_ring(self, peers: list[PeerName]) -> None:
+    def _create_ring(self, peers: list[int]) -> None:
         names = sorted(set(peers))
         self._info(f"Paxos consensus: {', '.join(self._annotated(names))}")
         self.ring = self.ring.claim_for_peers(names)

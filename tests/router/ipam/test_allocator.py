@@ -1,0 +1,242 @@
+"""The allocator as a state machine: allocators exchanging their real messages through an
+in-memory mesh (tests/router/ipam/simulation.py), in order, shuffled, with drops and
+partitions."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.ipam import messages
+from router.ipam.errors import Cancelled, Refused, TimedOut
+from router.mesh.gob import encode
+from tests.router.ipam.simulation import UNIVERSE, Network, SimPeer, held
+
+
+def cluster(count: int, quorum: int | None = None, seed: int = 0) -> tuple[Network, list[SimPeer]]:
+    network = Network(seed)
+    peers = [SimPeer(network, i, quorum or count // 2 + 1) for i in range(count)]
+    return network, peers
+
+
+def test_three_peers_reach_consensus_and_share_the_range() -> None:
+    network, peers = cluster(3)
+    answers = [peer.allocate(f"pod-{peer.index}")[0] for peer in peers]
+    assert "awaiting consensus (quorum: 2, known: 1)" in peers[0].allocator.waiting_for()
+    network.deliver()
+    assert all(a.done and a.error is None for a in answers), answers
+    assert len({a.value for a in answers}) == 3
+    network.gossip_round()
+    network.deliver()
+    assert peers[0].entries() == peers[1].entries() == peers[2].entries()
+    sizes = sorted(size for _, size, _ in peers[0].entries())
+    assert sum(sizes) == UNIVERSE.num_addresses and sizes == [256, 256, 512]
+    assert any("Paxos consensus" in " ".join(m for _, m, _ in p.log.lines) for p in peers)
+
+
+def test_allocation_is_idempotent_lowest_first_and_skips_a_just_freed_address() -> None:
+    network, (peer,) = cluster(1)
+    first, _ = peer.allocate("a")
+    again, _ = peer.allocate("a")
+    assert first.value == again.value == "10.32.0.1/22"
+    second, _ = peer.allocate("b")
+    assert second.value == "10.32.0.2/22"
+    peer.allocator.delete("a")
+    third, _ = peer.allocate("c")
+    assert third.value == "10.32.0.3/22"  # .1 was freed a moment ago
+    network.now += 10
+    fourth, _ = peer.allocate("d")
+    assert fourth.value == "10.32.0.1/22"
+
+
+def test_a_missing_quorum_is_what_a_timed_out_request_says() -> None:
+    network, peers = cluster(2, quorum=2)
+    peers[1].alive = False
+    answer, op = peers[0].allocate("x")
+    network.deliver()
+    assert not answer.done
+    reason = peers[0].allocator.waiting_for()
+    assert reason == "awaiting consensus (quorum: 2, known: 1)"
+    assert peers[0].allocator.not_ready() == reason
+    status = peers[0].allocator.status(UNIVERSE)
+    assert status["Paxos"] == {"Elector": True, "KnownNodes": 1, "Quorum": 2}
+    assert status["PendingAllocates"] == ["x 10.32.0.0/22"]
+    peers[0].allocator.withdraw(op, TimedOut(f"timed out: {reason}"))
+    assert isinstance(answer.error, TimedOut) and answer.value is None
+    assert peers[0].allocator.status(UNIVERSE)["PendingAllocates"] is None
+    peers[1].alive = True
+    network.tick()
+    network.deliver()
+    late, _ = peers[1].allocate("y")
+    network.deliver()
+    assert late.value is not None and not peers[0].allocator.ring_empty
+
+
+def test_a_peer_outside_the_seeds_gets_a_donation() -> None:
+    network = Network()
+    seeds = (0xCE0000000000, 0xCE0000000001)
+    peers = [SimPeer(network, i, 2, seeds=seeds) for i in range(3)]
+    network.deliver()
+    assert peers[2].allocator.ring_empty is False or network.deliver() >= 0
+    network.gossip_round()
+    network.deliver()
+    answer, _ = peers[2].allocate("late")
+    network.deliver()
+    network.tick()
+    network.deliver()
+    assert answer.value is not None, peers[2].allocator.waiting_for()
+    owners = {peer for _, size, peer in peers[2].entries() if size}
+    assert str(peers[2].name) in owners
+    held(peers)
+
+
+def test_claims_in_our_range_in_anothers_and_outside_the_ring() -> None:
+    network, peers = cluster(2)
+    for peer in peers:
+        peer.allocate("seed")
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    token, _, owner = peers[0].entries()[-1]
+    assert owner == str(peers[1].name)
+    address = f"{ipaddress.IPv4Address(token) + 5}/22"
+    answer = peers[0].claim("wants", address)
+    assert not answer.done
+    network.deliver()
+    network.tick()
+    assert answer.done and answer.error is None, answer
+    assert peers[0].allocator.owned_addresses()["wants"] == [address]
+    refused = peers[1].claim("other", address)
+    network.deliver()
+    network.tick()
+    network.deliver()
+    assert isinstance(refused.error, Refused)
+    outside = peers[1].claim("_", "192.168.1.9/24")
+    assert outside.error is None and "192.168.1.9" in peers[1].allocator.owned_addresses()
+    clash = peers[1].claim("someone", "192.168.1.9/24")
+    assert str(clash.error) == "address 192.168.1.9/24 already in use by 192.168.1.9"
+    held(peers)
+
+
+def test_rmpeer_takes_over_and_leave_hands_over() -> None:
+    network, peers = cluster(3)
+    for peer in peers:
+        peer.allocate("seed")
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    dead = peers[2]
+    dead.alive = False
+    gained = peers[0].allocator.rmpeer("node2")
+    assert gained > 0
+    assert peers[0].allocator.rmpeer("node2") == 0
+    assert peers[0].allocator.rmpeer("nobody") == 0
+    network.deliver()
+    assert str(dead.name) not in {p for _, _, p in peers[1].entries()}
+    pending, _ = peers[1].allocate("waits")
+    peers[1].allocator.leave()
+    network.deliver()
+    assert pending.done
+    assert str(peers[1].name) not in {p for _, size, p in peers[0].entries() if size}
+    refused, _ = peers[1].allocate("after-leave")
+    assert isinstance(refused.error, Cancelled)
+
+
+def test_free_and_delete_say_what_is_missing() -> None:
+    network, (peer,) = cluster(1)
+    peer.allocate("a")
+    try:
+        peer.allocator.delete("nobody")
+    except Refused as exc:
+        assert str(exc) == "Delete: no addresses for nobody"
+    else:
+        raise AssertionError("no error")
+    try:
+        peer.allocator.free("a", ipaddress.IPv4Address("10.32.0.9"))
+    except Refused as exc:
+        assert str(exc) == "Free: address 10.32.0.9 not found for a"
+    else:
+        raise AssertionError("no error")
+    peer.allocator.free("a", ipaddress.IPv4Address("10.32.0.1"))
+    assert peer.allocator.owned_addresses() == {}
+    assert peer.store.owned == {}
+
+
+def test_malformed_and_foreign_messages_are_dropped_counted_and_logged() -> None:
+    network, peers = cluster(2)
+    for peer in peers:
+        peer.allocate("x")
+    network.deliver()
+    target = peers[0].allocator
+    before = list(peers[0].entries())
+    target.on_gossip(b"\x00garbage")
+    target.on_broadcast(peers[1].name, b"")
+    target.on_unicast(peers[1].name, b"")
+    target.on_unicast(peers[1].name, b"\x09whatever")
+    target.on_unicast(peers[1].name, b"\x00\xff\xff")
+    assert target.counters.malformed == 5
+    other_range = messages.Ring(0x0A000000, 0x0A000100, int(peers[1].name), (), ())
+    state = messages.GossipState(1, None, None, other_range)
+    target.on_gossip(encode(messages.GOSSIP_STATE, state))
+    target.on_gossip(encode(messages.GOSSIP_STATE, state))
+    assert target.counters.ring_refusals == 2
+    refusals = [w for w in peers[0].warnings() if "refused the ring" in w]
+    assert len(refusals) == 1 and "Incompatible IP allocation ranges" in refusals[0]
+    assert peers[0].entries() == before
+
+
+def test_restart_from_the_store_keeps_every_allocation() -> None:
+    network, peers = cluster(2)
+    answers = [peers[i % 2].allocate(f"p{i}")[0] for i in range(20)]
+    network.deliver()
+    store = peers[0].store
+    network.peers.pop(peers[0].name)
+    again = SimPeer(network, 0, 2, store=store, uid=2)
+    assert again.allocator.owned_addresses() == peers[0].allocator.owned_addresses()
+    more = [again.allocate(f"q{i}")[0] for i in range(20)]
+    network.deliver()
+    assert all(a.value for a in answers + more)
+    held([again, peers[1]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=2, max_value=5), st.integers(0, 2**16),
+       st.lists(st.tuples(st.sampled_from(["alloc", "alloc", "alloc", "free", "split",
+                                            "heal", "gossip", "tick", "deliver"]),
+                          st.integers(0, 4)), min_size=5, max_size=60))
+def test_no_address_is_ever_held_twice(count: int, seed: int,
+                                       steps: list[tuple[str, int]]) -> None:
+    """Whatever the order of requests, messages (shuffled, some lost) and partitions,
+    no address is held by two peers or two IDs."""
+    network, peers = cluster(count, seed=seed)
+    serial = 0
+    for action, n in steps:
+        peer = peers[n % count]
+        if action == "alloc":
+            peer.allocate(f"id-{serial}")
+            serial += 1
+        elif action == "free":
+            owned = peer.allocator.owned_addresses()
+            if owned:
+                peer.allocator.delete(sorted(owned)[n % len(owned)])
+        elif action == "split":
+            network.partition([p.name for p in peers[:n % count + 1]],
+                              [p.name for p in peers[n % count + 1:]])
+        elif action == "heal":
+            network.heal()
+        elif action == "gossip":
+            network.gossip_round()
+        elif action == "tick":
+            network.tick()
+        network.deliver(shuffle=True, drop=0.1 if action != "deliver" else 0.0)
+        held(peers)
+    network.heal()
+    for _ in range(3):
+        network.gossip_round()
+        network.tick()
+        network.deliver()
+    held(peers)
+    views = {tuple(p.entries()) for p in peers if not p.allocator.ring_empty}
+    assert len(views) <= 1, views
