@@ -38,6 +38,7 @@ ROUTER_PURE = ("router/mesh/gob/", "router/mesh/messages.py", "router/mesh/proto
                "router/mesh/connection_maker.py", "router/mesh/connection_rules.py",
                "router/mesh/peer_address.py", "router/mesh/go_text.py",
                "router/mesh/topology_codec.py", "router/ipam/messages.py",
+               "router/ipam/paxos.py",
                "router/agent/identity.py",
                "router/api/model.py", "router/api/govalue.py", "router/api/gofmt.py",
                "router/api/gojson.py", "router/api/gotemplate_lex.py",

@@ -14,7 +14,9 @@ one's own entry in that map, spread by gossip.
   with the value of the highest proposal those promisers had accepted, or, if none
   had, the names of every node in its map.
 * **Accepted**: a node whose promise some node has accepted accepts it too.
-* **Consensus** (:meth:`Node.consensus`): see below.
+* **Consensus** (:meth:`Node.consensus`): a quorum has accepted one proposal. Here
+  we differ from Go, which adds up acceptances of different proposals carrying the
+  same value, and can then agree twice (the method says how).
 
 The identity includes the UID because acceptors must never forget a promise: a
 restarted process is a new acceptor, and its predecessor's claims stay frozen in
@@ -232,16 +234,23 @@ class Node:
         return tuple(sorted(node.name for node in self._knows))
 
     def consensus(self) -> tuple[bool, AcceptedValue]:
-        """True with the value once a quorum of nodes accepted values of the same origin."""
+        """True with the value once a quorum of nodes accepted the same proposal.
+
+        Go counts nodes whose accepted values share an origin, whichever proposal they
+        accepted them in. That is not Paxos' rule and is unsafe: with three nodes,
+        slow gossip and four retry ticks, a value accepted in proposals 1 and 3 is
+        reported agreed, and another is agreed later in proposal 4 (see
+        ``test_acceptances_from_different_proposals_do_not_add_up``). Counting one
+        proposal at a time only delays the answer until the latest proposal has
+        spread, and changes nothing on the wire."""
         if self.quorum <= 0:
             return False, NO_VALUE
         counts: dict[ProposalID, int] = {}
         for claims in self._knows.values():
             if not is_valid(claims.accepted):
                 continue
-            origin = claims.accepted_val.origin
-            counts[origin] = counts.get(origin, 0) + 1
-            if counts[origin] >= self.quorum:
+            counts[claims.accepted] = counts.get(claims.accepted, 0) + 1
+            if counts[claims.accepted] >= self.quorum:
                 return True, claims.accepted_val
         return False, NO_VALUE
 
@@ -257,7 +266,8 @@ class Observer:
     def is_elector(self) -> bool:
         return False
 
-    def gossip_state(self) -> None:
+    def gossip_state(self) -> PaxosState | None:
+        """Always None: Go's nil map, which is not the empty map an elector may send."""
         return None
 
     def update(self, incoming: Mapping[NodeID, NodeClaims] | None) -> bool:
