@@ -390,7 +390,7 @@ def play(network: Network, restarts: int, actions: list[tuple[str, int, int]]) -
         assert len(network.agreed_values()) <= 1, network.reports
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(scenarios())
 def test_safety_and_liveness(scenario: tuple[int, int, list[tuple[str, int, int]], int, int],
                              ) -> None:
