@@ -25,6 +25,9 @@ and gossips a nil map, which tells electors that have a ring to send it.
 
 Quorum rules live here too: Go's (:func:`go_quorum`) and ours for Kubernetes
 (:func:`kube_quorum`), which counts the local node so two nodes never get quorum 1.
+No quorum rule protects against forgetful restarts: if a majority of nodes agree and
+some of them restart before the agreement spreads (or a ring is persisted), their new
+incarnations can form another majority.
 
 Design: pure (no clock, no I/O); values are the frozen wire dataclasses of
 :mod:`router.ipam.messages`, so :meth:`Node.gossip_state` is exactly what goes in
@@ -229,8 +232,11 @@ class Node:
 
     def _pick_value(self) -> tuple[int, ...]:
         """The names of every node in our map: at least a quorum of electors, which is
-        enough to seed the ring (others get space by donation). Sorted for
-        determinism; duplicates (restarted peers) are kept, as Go does."""
+        enough to seed the ring (others get space by donation). Go takes these, not
+        the mesh's peer list, and so do we: every seed is then a peer that runs IPAM
+        and votes, where an observer or a peer without IPAM would hold a range nobody
+        allocates from. Sorted for determinism; a restarted peer's name appears once
+        per incarnation, as in Go (:func:`normalize_consensus` removes repeats)."""
         return tuple(sorted(node.name for node in self._knows))
 
     def consensus(self) -> tuple[bool, AcceptedValue]:
