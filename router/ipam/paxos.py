@@ -14,7 +14,9 @@ one's own entry in that map, spread by gossip.
   with the value of the highest proposal those promisers had accepted, or, if none
   had, the names of every node in its map.
 * **Accepted**: a node whose promise some node has accepted accepts it too.
-* **Consensus** (:meth:`Node.consensus`): see below.
+* **Consensus** (:meth:`Node.consensus`): a quorum has accepted one proposal. Here
+  we differ from Go, which adds up acceptances of different proposals carrying the
+  same value, and can then agree twice (the method says how).
 
 The identity includes the UID because acceptors must never forget a promise: a
 restarted process is a new acceptor, and its predecessor's claims stay frozen in
@@ -23,6 +25,9 @@ and gossips a nil map, which tells electors that have a ring to send it.
 
 Quorum rules live here too: Go's (:func:`go_quorum`) and ours for Kubernetes
 (:func:`kube_quorum`), which counts the local node so two nodes never get quorum 1.
+No quorum rule protects against forgetful restarts: if a majority of nodes agree and
+some of them restart before the agreement spreads (or a ring is persisted), their new
+incarnations can form another majority.
 
 Design: pure (no clock, no I/O); values are the frozen wire dataclasses of
 :mod:`router.ipam.messages`, so :meth:`Node.gossip_state` is exactly what goes in
@@ -227,21 +232,31 @@ class Node:
 
     def _pick_value(self) -> tuple[int, ...]:
         """The names of every node in our map: at least a quorum of electors, which is
-        enough to seed the ring (others get space by donation). Sorted for
-        determinism; duplicates (restarted peers) are kept, as Go does."""
+        enough to seed the ring (others get space by donation). Go takes these, not
+        the mesh's peer list, and so do we: every seed is then a peer that runs IPAM
+        and votes, where an observer or a peer without IPAM would hold a range nobody
+        allocates from. Sorted for determinism; a restarted peer's name appears once
+        per incarnation, as in Go (:func:`normalize_consensus` removes repeats)."""
         return tuple(sorted(node.name for node in self._knows))
 
     def consensus(self) -> tuple[bool, AcceptedValue]:
-        """True with the value once a quorum of nodes accepted values of the same origin."""
+        """True with the value once a quorum of nodes accepted the same proposal.
+
+        Go counts nodes whose accepted values share an origin, whichever proposal they
+        accepted them in. That is not Paxos' rule and is unsafe: with three nodes,
+        slow gossip and four retry ticks, a value accepted in proposals 1 and 3 is
+        reported agreed, and another is agreed later in proposal 4 (see
+        ``test_acceptances_from_different_proposals_do_not_add_up``). Counting one
+        proposal at a time only delays the answer until the latest proposal has
+        spread, and changes nothing on the wire."""
         if self.quorum <= 0:
             return False, NO_VALUE
         counts: dict[ProposalID, int] = {}
         for claims in self._knows.values():
             if not is_valid(claims.accepted):
                 continue
-            origin = claims.accepted_val.origin
-            counts[origin] = counts.get(origin, 0) + 1
-            if counts[origin] >= self.quorum:
+            counts[claims.accepted] = counts.get(claims.accepted, 0) + 1
+            if counts[claims.accepted] >= self.quorum:
                 return True, claims.accepted_val
         return False, NO_VALUE
 
@@ -257,7 +272,8 @@ class Observer:
     def is_elector(self) -> bool:
         return False
 
-    def gossip_state(self) -> None:
+    def gossip_state(self) -> PaxosState | None:
+        """Always None: Go's nil map, which is not the empty map an elector may send."""
         return None
 
     def update(self, incoming: Mapping[NodeID, NodeClaims] | None) -> bool:
