@@ -24,6 +24,7 @@ from router.agent.mesh import GossipChannel, Mesh
 from router.agent.settings import Settings
 from router.ipam.allocator import Allocator, Config, Owned
 from router.ipam.errors import IpamError, TimedOut
+from router.ipam.messages import Range
 from router.ipam.operations import Done, Operation
 from router.ipam.store import Store
 from router.mesh.names import PeerName
@@ -119,11 +120,13 @@ class Ipam:
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        persisted = self.store.load(int(self.mesh.name), self.universe)
-        for line in persisted.notes:
-            self.log.info(f"[allocator {self.mesh.name}] {line}")
+        start = int(self.universe.network_address)
+        persisted = self.store.load(int(self.mesh.name),
+                                    Range(start, start + self.universe.num_addresses))
+        for line in persisted.notices:
+            self.log.warning(f"[allocator {self.mesh.name}] {line}")
         self.allocator.start(persisted.ring, {
-            ident: Owned(owned.is_container, list(owned.cidrs))
+            ident: Owned(owned.is_container, [str(c) for c in owned.cidrs])
             for ident, owned in persisted.owned.items()})
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,7 +54,8 @@ class Transport(Protocol):
 class Persistence(Protocol):
     def save_ring(self, ring: messages.Ring) -> None: ...
 
-    def set_owned(self, ident: str, cidrs: list[str], is_container: bool) -> None: ...
+    def set_owned(self, ident: str, cidrs: Sequence[ipaddress.IPv4Interface],
+                  is_container: bool) -> None: ...
 
     def delete_owned(self, ident: str) -> None: ...
 
@@ -401,7 +402,8 @@ class Allocator:
             self.owned.pop(ident, None)
             self.store.delete_owned(ident)
         else:
-            self.store.set_owned(ident, list(data.cidrs), data.is_container)
+            self.store.set_owned(ident, [ipaddress.IPv4Interface(c) for c in data.cidrs],
+                                 data.is_container)
 
     def _annotated(self, names: Iterable[int]) -> list[str]:
         return [f"{PeerName(n)}({self.nicknames[n]})" if n in self.nicknames

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,9 @@ class MemoryStore:
         self.ring = ring
         self.writes += 1
 
-    def set_owned(self, ident: str, cidrs: list[str], is_container: bool) -> None:
-        self.owned[ident] = Owned(is_container, list(cidrs))
+    def set_owned(self, ident: str, cidrs: Sequence[ipaddress.IPv4Interface],
+                  is_container: bool) -> None:
+        self.owned[ident] = Owned(is_container, [str(c) for c in cidrs])
         self.writes += 1
 
     def delete_owned(self, ident: str) -> None:

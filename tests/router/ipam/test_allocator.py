@@ -145,7 +145,7 @@ def test_rmpeer_takes_over_and_leave_hands_over() -> None:
 
 
 def test_free_and_delete_say_what_is_missing() -> None:
-    network, (peer,) = cluster(1)
+    _, (peer,) = cluster(1)
     peer.allocate("a")
     try:
         peer.allocator.delete("nobody")
