@@ -117,6 +117,7 @@ class Ipam:
                                    clock=time.monotonic, wall=time.time, rng=rng)
         mesh.new_gossip(CHANNEL, IpamGossiper(self.allocator))
         mesh.on_peer_gone.append(self._peer_gone)
+        mesh.on_routes_changed.append(self.allocator.routes_changed)
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -32,6 +32,7 @@ from router.ipam.address import CIDR, Range, format_ip, parse_cidr
 from router.ipam.errors import IpamError, Refused
 from router.ipam.operations import Allocate, Claim, Done, Operation, Prime, cancel
 from router.ipam.paxos import Node, Observer, Participant
+from router.ipam.rangeset import RangeSet
 from router.ipam.ring import Conflict, Ring, RingError
 from router.ipam.space import Space, SpaceError
 from router.mesh.gob import GobError, decode, encode
@@ -39,6 +40,10 @@ from router.mesh.names import PeerName, PeerNameError
 
 FREED_QUARANTINE = 5.0
 """Seconds a freed address is held back while other addresses are free (#2744)."""
+TAKEOVER_SETTLE = 5.0
+"""Seconds ranges taken over by rmpeer wait before we allocate from them: if another
+survivor took the same dead peer's ranges at the same moment, the rings settle on one
+owner first (the original's "clique"), with no address given by both."""
 
 
 class Transport(Protocol):
@@ -115,6 +120,8 @@ class Allocator:
         self._conflicts_seen: set[str] = set()
         self._refusals_seen: set[tuple[int, str]] = set()
         self._asked: dict[int, float] = {}
+        self._settling: dict[Range, float] = {}
+        """Ranges rmpeer gave us, and when we may allocate from them."""
 
     def _info(self, text: str) -> None:
         self.log.info(f"[allocator {self.name}] {text}")
@@ -249,12 +256,13 @@ class Allocator:
         self.ring, moved = self.ring.transfer(name, self.name)
         if not moved:
             return 0
-        before = self.space.free_count()
+        settled_at = self.clock() + TAKEOVER_SETTLE
+        for r in moved:
+            self._settling[r] = settled_at
         self._ring_updated()
-        gained = self.space.free_count() - before
         self.transport.broadcast(self.encode)
         self._after_step()
-        return gained
+        return sum(r.size for r in moved)
 
     def _lookup_peer(self, text: str) -> PeerName | None:
         for name, nickname in self.nicknames.items():
@@ -270,8 +278,20 @@ class Allocator:
         if int(name) not in self.ring.peer_names():
             self.nicknames.pop(int(name), None)
 
+    def routes_changed(self) -> None:
+        """Peers came or went: while consensus is awaited, propose again now rather than
+        at the next tick, so a quorum that just became reachable agrees at once (the
+        original waited for its 5-second tick, and a broadcast sent before the routes to
+        a new peer existed reached no one)."""
+        if self.awaiting_consensus and self.ring.empty:
+            self._propose()
+
     def tick(self) -> None:
         """Every 5 s: retry what waits, in case messages were lost."""
+        now = self.clock()
+        if any(at <= now for at in self._settling.values()):
+            self._settling = {r: at for r, at in self._settling.items() if at > now}
+            self._update_space()
         if self.awaiting_consensus:
             self._propose()
         elif self._have_pending():
@@ -363,11 +383,26 @@ class Allocator:
             self.awaiting_consensus = False
         self.paxos = None
         self._persist_ring()
-        stranded = self.space.set_owned(self.ring.owned_ranges())
+        self._update_space()
+        self._try_pending()
+
+    def _update_space(self) -> None:
+        """Our space: what the ring gives us, less ranges still settling after rmpeer."""
+        owned = RangeSet.of(self.ring.owned_ranges())
+        if self._settling:
+            owned = owned.difference(RangeSet.of(self._settling))
+        stranded = self.space.set_owned(owned)
         if stranded:
             self._warn("allocated addresses outside the ranges the ring gives us: "
                        + ", ".join(map(str, stranded)))
-        self._try_pending()
+
+    def _in_use(self, r: Range) -> bool:
+        """For the ring merge: whether ``r`` holds allocations of ours, or addresses we do
+        not know to be free (as the original); settling ranges are known to be free."""
+        if self.space.allocated_in(r):
+            return True
+        known = self.space.free_count(r) + RangeSet.of(self._settling).count(r)
+        return known < r.size
 
     def _propose(self) -> None:
         if self.paxos is not None:
@@ -485,7 +520,7 @@ class Allocator:
 
     def _merge(self, sender: PeerName | None, incoming: messages.Ring) -> None:
         try:
-            merged = self.ring.merge(Ring.from_message(incoming), self.space.in_use)
+            merged = self.ring.merge(Ring.from_message(incoming), self._in_use)
         except RingError as exc:
             self.counters.ring_refusals += 1
             key = (int(sender or 0), str(exc))
@@ -554,8 +589,8 @@ class Allocator:
 
     def not_ready(self) -> str | None:
         """None while requests can be answered (or nothing asked yet: "idle"); else what
-        the waiting requests wait for."""
-        if self.ring.empty and self._have_pending():
+        requests wait for (consensus once asked for, even after a request gave up)."""
+        if self.ring.empty and (self.awaiting_consensus or self._have_pending()):
             return self.waiting_for()
         if not self.ring.empty and self.pending_allocates:
             return self.waiting_for()

@@ -78,6 +78,10 @@ class Space:
     def is_allocated(self, addr: int) -> bool:
         return self._allocated.contains(addr)
 
+    def allocated_in(self, r: Range) -> int:
+        """How many addresses of ``r`` are allocated here."""
+        return self._allocated.count(r)
+
     def in_use(self, r: Range) -> bool:
         """Whether any address of ``r`` is not free here: the ring merge's predicate.
         As Go's ``hasAllocations``, addresses we do not hold at all count as in use."""

@@ -240,3 +240,33 @@ def test_no_address_is_ever_held_twice(count: int, seed: int,
     held(peers)
     views = {tuple(p.entries()) for p in peers if not p.allocator.ring_empty}
     assert len(views) <= 1, views
+
+
+def test_rmpeer_of_one_dead_peer_on_two_survivors_at_once_gives_no_address_twice() -> None:
+    """Both survivors take the dead peer's ranges at the same moment and go on allocating
+    until their own space is gone: the rings settle on one owner before either allocates
+    from the taken ranges, so no address is given by both and no conflict remains."""
+    network, peers = cluster(3)
+    for peer in peers:
+        peer.allocate("seed")
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    own = {peer.index: sum(size for _, size, owner in peer.entries() if owner == str(peer.name))
+           for peer in peers[:2]}
+    peers[2].alive = False
+    assert peers[0].allocator.rmpeer("node2") > 0
+    assert peers[1].allocator.rmpeer("node2") > 0
+    answers = [peer.allocate(f"pod-{peer.index}-{i}")[0]
+               for peer in peers[:2] for i in range(own[peer.index] + 20)]
+    network.deliver(shuffle=True)
+    for _ in range(3):
+        network.tick()
+        network.gossip_round()
+        network.deliver(shuffle=True)
+    assert all(a.done and a.error is None for a in answers)
+    held(peers)
+    assert peers[0].entries() == peers[1].entries()
+    assert str(peers[2].name) not in {p for _, _, p in peers[0].entries()}
+    assert peers[0].allocator.counters.ring_conflicts == 0
+    assert peers[1].allocator.counters.ring_conflicts == 0
