@@ -10,8 +10,9 @@ They read the services' parts of the report in JSON form (Go's ``ipam.Status`` a
 * ``/status/ipam``: one line per owner of ring space, ours first (with ``(N active)``),
   then the others in ring order (Go's order there is a map's: any order is Go's), those
   not in the topology marked ``- unreachable!``: ``name(nick)`` padded to 37, the
-  address count right-aligned in 8, and the share computed in float32 as Go does.  The
-  page is empty before the ring exists.
+  address count right-aligned in 8, and the share computed in float32 as Go does.  Before
+  the ring exists Go's page is empty; ours says what IPAM waits for (``idle``,
+  ``awaiting consensus (quorum: 2, known: 1)``), as issue 16 asks.
 * The dns section and ``/status/dns`` (``hostname address container-id origin``); with
   no DNS (``--no-dns``, always here) the page fails as Go's template does.
 """
@@ -86,6 +87,9 @@ def render_ipam(report: Report) -> str:
     for entry in ipam.get("Entries") or []:
         owner = owners.setdefault(entry["Peer"], [entry["Nickname"], entry["IsKnownPeer"], 0])
         owner[2] += entry["Size"]
+    if not owners:
+        # New: the original printed nothing until a ring existed; say what IPAM waits for.
+        return _ipam_state(ipam) + "\n"
     total = int(ipam.get("RangeNumIPs", 0))
     ours = report.router.name
     out: list[str] = []

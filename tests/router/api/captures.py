@@ -180,3 +180,14 @@ def ordered_like_page(report: Report, path: str, body: str) -> Report:
                                  if e["Peer"] in owners else len(owners))
         return replace(report, services={**report.services, "IPAM": ipam})
     return report
+
+
+def ours_differs(exchange: Exchange, body: str) -> bool:
+    """Where we answer differently from the capture on purpose (issue 16): before a ring
+    exists, Go's ``/status/ipam`` is empty; ours says what IPAM waits for (``idle``,
+    ``priming``, ``awaiting consensus (quorum: Q, known: K)``)."""
+    waiting = body.rstrip("\n")
+    return (exchange.path == "/status/ipam" and exchange.status == 200
+            and exchange.body == "" and body.endswith("\n") and body.count("\n") == 1
+            and (waiting in ("idle", "priming")
+                 or waiting.startswith("awaiting consensus (quorum: ")))
