@@ -21,6 +21,17 @@ def cluster(count: int, quorum: int | None = None, seed: int = 0) -> tuple[Netwo
     return network, peers
 
 
+def with_ring(count: int) -> tuple[Network, list[SimPeer]]:
+    """``count`` peers that agreed on a ring (each allocated one address) and gossiped it."""
+    network, peers = cluster(count)
+    for peer in peers:
+        peer.allocate("seed")
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    return network, peers
+
+
 def test_three_peers_reach_consensus_and_share_the_range() -> None:
     network, peers = cluster(3)
     answers = [peer.allocate(f"pod-{peer.index}")[0] for peer in peers]
@@ -93,12 +104,7 @@ def test_a_peer_outside_the_seeds_gets_a_donation() -> None:
 
 
 def test_claims_in_our_range_in_anothers_and_outside_the_ring() -> None:
-    network, peers = cluster(2)
-    for peer in peers:
-        peer.allocate("seed")
-    network.deliver()
-    network.gossip_round()
-    network.deliver()
+    network, peers = with_ring(2)
     token, _, owner = peers[0].entries()[-1]
     assert owner == str(peers[1].name)
     address = f"{ipaddress.IPv4Address(token) + 5}/22"
@@ -121,12 +127,7 @@ def test_claims_in_our_range_in_anothers_and_outside_the_ring() -> None:
 
 
 def test_rmpeer_takes_over_and_leave_hands_over() -> None:
-    network, peers = cluster(3)
-    for peer in peers:
-        peer.allocate("seed")
-    network.deliver()
-    network.gossip_round()
-    network.deliver()
+    network, peers = with_ring(3)
     dead = peers[2]
     dead.alive = False
     gained = peers[0].allocator.rmpeer("node2")
@@ -246,12 +247,7 @@ def test_rmpeer_of_one_dead_peer_on_two_survivors_at_once_gives_no_address_twice
     """Both survivors take the dead peer's ranges at the same moment and go on allocating
     until their own space is gone: the rings settle on one owner before either allocates
     from the taken ranges, so no address is given by both and no conflict remains."""
-    network, peers = cluster(3)
-    for peer in peers:
-        peer.allocate("seed")
-    network.deliver()
-    network.gossip_round()
-    network.deliver()
+    network, peers = with_ring(3)
     own = {peer.index: sum(size for _, size, owner in peer.entries() if owner == str(peer.name))
            for peer in peers[:2]}
     peers[2].alive = False
