@@ -15,8 +15,11 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from pyroute2.netlink import NETLINK_NETFILTER, NLMSG_ERROR
-
+NETLINK_NETFILTER = 12
+"""The netfilter netlink family (``linux/netlink.h``); spelled here rather than imported
+from pyroute2, whose package import loads all of it (tens of ms and several MB in every
+process that frames a message)."""
+NLMSG_ERROR = 2
 HEADER = struct.Struct("=IHHII")
 """nlmsghdr: length, type, flags, sequence, port id."""
 NFGEN = struct.Struct("!BBH")
