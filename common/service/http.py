@@ -124,13 +124,14 @@ class HttpServer:
             self._send(raw, Response.text(f"requests from {client} are refused\n", 403))
             return
         url = urlsplit(raw.path)
-        length = int(raw.headers.get("Content-Length") or 0)
-        body = raw.rfile.read(length) if length > 0 else b""
-        query = parse_qs(url.query, keep_blank_values=True)
+        # One pass over the headers; each raw.headers.get() would be another.
         headers: dict[str, list[str]] = {}
         for key, value in raw.headers.items():
             headers.setdefault(key.lower(), []).append(value)
-        if raw.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        length = int(_first(headers, "content-length") or 0)
+        body = raw.rfile.read(length) if length > 0 else b""
+        query = parse_qs(url.query, keep_blank_values=True)
+        if _first(headers, "content-type").startswith("application/x-www-form-urlencoded"):
             for key, values in parse_qs(body.decode(errors="replace"),
                                         keep_blank_values=True).items():
                 query.setdefault(key, []).extend(values)
@@ -169,6 +170,13 @@ class HttpServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str:
+    """The first value of header ``name`` (lower case), as ``Message.get`` gives it; ""
+    when there is none."""
+    values = headers.get(name)
+    return values[0] if values else ""
 
 
 def metrics_handler(registry: CollectorRegistry) -> Handler:
