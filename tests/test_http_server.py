@@ -8,10 +8,13 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from common.service.http import HttpServer, Request, Response
+from common.service.http import HttpServer, Request, Response, split_target
 
 
 def ask(server: HttpServer, method: str, path: str,
@@ -136,3 +139,31 @@ def test_body_form_fields_and_repeated_headers() -> None:
     assert with_json.query == {"a": ["1"]} and with_json.body == json_body
     assert without_body.query == {} and without_body.body == b""
     assert without_body.header("Content-Type") == []
+
+
+def _urlsplit_outcome(target: str) -> tuple[str, str] | str:
+    try:
+        url = urlsplit(target)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    return url.path, url.query
+
+
+@given(st.one_of(st.text(alphabet="/?#:[]@%&=ab1 \t\r\n\x00\x1f"),
+                 st.text(alphabet="/?#:[]@%&=ab1 \t\r\n").map(lambda t: "/" + t)))
+@example("/status?wait=12&kind=pods&timeout=60")
+@example("/status")
+@example("/a?b?c#d")
+@example("//host/x?y")
+@example("//[::1/x")
+@example(" /x?y")
+@example("/x\t?y")
+@example("http://h/p?q")
+@example("/a:b?c")
+def test_split_target_is_urlsplit(target: str) -> None:
+    """The request target is split as urlsplit() splits it, whatever it holds."""
+    try:
+        outcome: tuple[str, str] | str = split_target(target)
+    except ValueError as exc:
+        outcome = f"ValueError: {exc}"
+    assert outcome == _urlsplit_outcome(target)
