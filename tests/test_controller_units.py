@@ -285,6 +285,42 @@ def test_status_wait_answers_once_the_write_is_applied() -> None:
         server.stop()
 
 
+def test_status_wait_takes_the_status_once_the_wait_is_over() -> None:
+    """``/status?wait=`` takes the status once, after the wait: one taken before it would
+    be thrown away, and would slow down the very event the client waits for."""
+    import json
+
+    from common.service.http import Request
+    from npc.controller.status import status_handler
+
+    calls: list[str] = []
+
+    def status() -> dict[str, object]:
+        calls.append("status")
+        return {"syncs": 1}
+
+    def wait_applied(rv: int, kind: str | None, timeout: float) -> bool:
+        calls.append(f"wait {rv} {kind} {timeout}")
+        return True
+
+    handle = status_handler(status, wait_applied)
+
+    def ask(**query: str) -> tuple[int, bytes]:
+        response = handle(Request("GET", "/status", {k: [v] for k, v in query.items()},
+                                  b"", "127.0.0.1"))
+        return response.status, response.body
+
+    status_code, body = ask(wait="7", kind="pods")
+    assert (status_code, json.loads(body)) == (200, {"syncs": 1, "applied": True})
+    assert calls == ["wait 7 pods 10.0", "status"]
+    calls.clear()
+    assert ask(wait="7", timeout="soon")[0] == 400
+    assert calls == []
+    status_code, body = ask()
+    assert (status_code, json.loads(body)) == (200, {"syncs": 1})
+    assert calls == ["status"]
+
+
 def test_ruleset_size_gauges_are_counted_when_scraped() -> None:
     """The rules/sets/members gauges tell the size of the ruleset last applied, counted
     at scrape time (a pod event's sync does not count the whole ruleset)."""

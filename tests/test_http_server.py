@@ -8,10 +8,13 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from common.service.http import HttpServer, Request, Response
+from common.service.http import HttpServer, Request, Response, split_target
 
 
 def ask(server: HttpServer, method: str, path: str,
@@ -89,3 +92,78 @@ def test_a_client_that_hangs_up_early_is_no_error(capfd: pytest.CaptureFixture[s
         server.stop()
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err + captured.out
+
+
+def raw_request(server: HttpServer, request: bytes) -> bytes:
+    """Send ``request`` as it is (a header may repeat) and read the answer to the end."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_body_form_fields_and_repeated_headers() -> None:
+    """The body is read by its Content-Length; a form body's fields join the query's
+    (after them), any other body is left alone; a header sent twice keeps both values,
+    in order, under any case of its name."""
+    seen: list[Request] = []
+
+    def record(request: Request) -> Response:
+        seen.append(request)
+        return Response(200, b"", "")
+
+    server = HttpServer(("127.0.0.1", 0))
+    server.route("POST", "/form", record)
+    server.start()
+    try:
+        form = b"a=2&b=&c=3"
+        answer = raw_request(server, (
+            b"POST /form?a=1&d HTTP/1.1\r\nHost: x\r\nX-Tag: one\r\nx-tag: two\r\n"
+            b"Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(form), form)))
+        assert answer.startswith(b"HTTP/1.0 200 ")
+        json_body = b'{"a": "9"}'
+        raw_request(server, (
+            b"POST /form?a=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(json_body), json_body)))
+        raw_request(server, b"POST /form HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        server.stop()
+    with_form, with_json, without_body = seen
+    assert with_form.query == {"a": ["1", "2"], "d": [""], "b": [""], "c": ["3"]}
+    assert with_form.body == form
+    assert with_form.header("X-TAG") == ["one", "two"]
+    assert with_form.header("content-length") == [str(len(form))]
+    assert with_json.query == {"a": ["1"]} and with_json.body == json_body
+    assert without_body.query == {} and without_body.body == b""
+    assert without_body.header("Content-Type") == []
+
+
+def _urlsplit_outcome(target: str) -> tuple[str, str] | str:
+    try:
+        url = urlsplit(target)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    return url.path, url.query
+
+
+@given(st.one_of(st.text(alphabet="/?#:[]@%&=ab1 \t\r\n\x00\x1f"),
+                 st.text(alphabet="/?#:[]@%&=ab1 \t\r\n").map(lambda t: "/" + t)))
+@example("/status?wait=12&kind=pods&timeout=60")
+@example("/status")
+@example("/a?b?c#d")
+@example("//host/x?y")
+@example("//[::1/x")
+@example(" /x?y")
+@example("/x\t?y")
+@example("http://h/p?q")
+@example("/a:b?c")
+def test_split_target_is_urlsplit(target: str) -> None:
+    """The request target is split as urlsplit() splits it, whatever it holds."""
+    try:
+        outcome: tuple[str, str] | str = split_target(target)
+    except ValueError as exc:
+        outcome = f"ValueError: {exc}"
+    assert outcome == _urlsplit_outcome(target)
