@@ -17,6 +17,7 @@ import ipaddress
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,12 +37,24 @@ class Request:
     body: bytes
     client: str
     """The client's address."""
-    headers: dict[str, list[str]] = field(default_factory=dict)
-    """Request headers by lower-case name (a name may repeat)."""
+    raw_headers: Message | None = None
+    """The headers as received; read through :meth:`header` (no dictionary is built
+    for a request whose handler reads none: npc answers ``/status?wait`` per pod event,
+    and every microsecond of that thread's work is on the event's latency)."""
 
     def header(self, name: str) -> list[str]:
         """Every value of a request header (case-insensitive name)."""
-        return self.headers.get(name.lower(), [])
+        if self.raw_headers is None:
+            return []
+        return self.raw_headers.get_all(name) or []
+
+    @property
+    def headers(self) -> dict[str, list[str]]:
+        """Every request header by lower-case name (a name may repeat)."""
+        found: dict[str, list[str]] = {}
+        for key, value in (self.raw_headers or Message()).items():
+            found.setdefault(key.lower(), []).append(value)
+        return found
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The last value of a query (or form) parameter."""
@@ -124,14 +137,11 @@ class HttpServer:
             self._send(raw, Response.text(f"requests from {client} are refused\n", 403))
             return
         path, query_text = split_target(raw.path)
-        # One pass over the headers; each raw.headers.get() would be another.
-        headers: dict[str, list[str]] = {}
-        for key, value in raw.headers.items():
-            headers.setdefault(key.lower(), []).append(value)
-        length = int(_first(headers, "content-length") or 0)
+        headers = raw.headers
+        length = int(headers.get("Content-Length") or 0)
         body = raw.rfile.read(length) if length > 0 else b""
         query = parse_qs(query_text, keep_blank_values=True)
-        if _first(headers, "content-type").startswith("application/x-www-form-urlencoded"):
+        if (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
             for key, values in parse_qs(body.decode(errors="replace"),
                                         keep_blank_values=True).items():
                 query.setdefault(key, []).extend(values)
@@ -188,13 +198,6 @@ def split_target(target: str) -> tuple[str, str]:
         return path, query
     url = urlsplit(target)
     return url.path, url.query
-
-
-def _first(headers: dict[str, list[str]], name: str) -> str:
-    """The first value of header ``name`` (lower case), as ``Message.get`` gives it; ""
-    when there is none."""
-    values = headers.get(name)
-    return values[0] if values else ""
 
 
 def metrics_handler(registry: CollectorRegistry) -> Handler:
