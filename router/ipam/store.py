@@ -13,10 +13,10 @@ for a ring in conflict with its peers.
 Design:
 
 * **SQLite, stdlib ``sqlite3``, WAL, ``synchronous=FULL``**, in ``<db-prefix>data.sqlite3``.
-  SQLite needs no dependency, every write below is one transaction that is on disk
-  before the call returns (the HTTP answer to an allocation depends on it), it survives
-  ``kill -9`` and power loss in WAL mode with FULL sync, and an operator can read it
-  with the ``sqlite3`` shell. LMDB would mean a C extension for no gain at this size
+  SQLite needs no dependency, every write below is in a transaction that is on disk
+  before the call returns, or inside a batch before the batch ends (the HTTP answer to
+  an allocation depends on it), it survives ``kill -9`` and power loss in WAL mode with
+  FULL sync, and an operator can read it with the ``sqlite3`` shell. LMDB would mean a C extension for no gain at this size
   (a ring of a few hundred entries, one row per pod). WAL lets ``weave`` helpers read
   flags while the agent runs.
 * **Not Go's file name.** A Go weaver's bolt file may sit at ``<db-prefix>data.db`` when
@@ -26,8 +26,8 @@ Design:
   each thing the allocator does: a request, a gossip message, a tick) the ring and owned
   writes are kept and made in one transaction when the batch ends, the ring once
   (its last value): one sync per allocation instead of two. The agent answers requests
-  and its messages leave only after the step, so after the commit; outside a batch
-  every write is committed at once, as before.
+  and its messages leave only after the step, so after the commit. Outside a batch
+  every write is committed at once.
 * **Rows, not blobs, except the ring**, which is kept as the gob bytes Go would write
   (``messages.RING``), with its owner and range in columns so validity is checked
   without decoding. Owned addresses are one row per ID and one per CIDR.
