@@ -16,9 +16,9 @@ Design:
   SQLite needs no dependency, every write below is in a transaction that is on disk
   before the call returns, or inside a batch before the batch ends (the HTTP answer to
   an allocation depends on it), it survives ``kill -9`` and power loss in WAL mode with
-  FULL sync, and an operator can read it with the ``sqlite3`` shell. LMDB would mean a C extension for no gain at this size
-  (a ring of a few hundred entries, one row per pod). WAL lets ``weave`` helpers read
-  flags while the agent runs.
+  FULL sync, and an operator can read it with the ``sqlite3`` shell. LMDB would mean a
+  C extension for no gain at this size (a ring of a few hundred entries, one row per
+  pod). WAL lets ``weave`` helpers read flags while the agent runs.
 * **Not Go's file name.** A Go weaver's bolt file may sit at ``<db-prefix>data.db`` when
   a node moves to us; we never open, misread or overwrite it (it stays there for a
   rollback). A fresh DB starts with no ring, so the node gets space from its peers.
