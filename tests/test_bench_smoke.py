@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("script", ["full_sync", "incremental", "packet_path", "memory",
-                                    "gob_topology", "mesh"])
+                                    "gob_topology", "mesh", "ipam"])
 def test_benchmark_smoke(script: str) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--smoke"],
                           capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)

@@ -78,6 +78,16 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128
+    """The listen backlog: connections the kernel completes before they are accepted.
+    socketserver's default of 5 overflowed with eight clients at once (as pods starting
+    together call the CNI plugin): the kernel dropped the extra SYNs and those clients
+    waited the one-second SYN retransmission (Go's server listens with the system's
+    maximum)."""
+    daemon_threads = True
+
+
 class HttpServer:
     """Serves registered routes in daemon threads.  Routes are exact paths, or prefixes
     (``"/ip/"``: every path under it); the longest matching prefix wins."""
@@ -104,8 +114,7 @@ class HttpServer:
             def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would flood the log
 
-        self.server = ThreadingHTTPServer(address, _Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(address, _Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name=name,
                                        daemon=True)
 

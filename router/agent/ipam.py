@@ -3,6 +3,12 @@
 
 Everything here runs in the agent's event loop except :class:`IpamBridge`, whose methods
 the HTTP server's threads call: each hands its work to the loop and waits for the answer.
+
+Each thing the allocator is asked to do (a request, a gossip message, the tick, a change
+of peers or routes) is one step in a :meth:`~router.ipam.store.Store.batch`: its writes
+are committed together when the step ends, before the loop moves on, so before the
+request's answer (its waiting coroutine resumes later) and before any message the step
+queued leaves (connections write in their own tasks): one sync per allocation.
 A request that must wait (for consensus, for space from a peer) waits at most
 ``--ipalloc-timeout`` and then fails with what it waited for, e.g. ``Allocate for X timed
 out after 30s: awaiting consensus (quorum: 2, known: 1)``.
@@ -50,23 +56,28 @@ class IpamData:
 
 
 class IpamGossiper:
-    """The channel's side of the allocator (Go's ``Allocator`` as a ``mesh.Gossiper``)."""
+    """The channel's side of the allocator (Go's ``Allocator`` as a ``mesh.Gossiper``);
+    each message is one step of the store."""
 
-    def __init__(self, allocator: Allocator) -> None:
+    def __init__(self, allocator: Allocator, store: Store) -> None:
         self.allocator = allocator
+        self.store = store
 
     def on_unicast(self, source: PeerName, payload: bytes) -> None:
-        self.allocator.on_unicast(source, payload)
+        with self.store.batch():
+            self.allocator.on_unicast(source, payload)
 
     def on_broadcast(self, source: PeerName, payload: bytes) -> GossipData | None:
-        self.allocator.on_broadcast(source, payload)
+        with self.store.batch():
+            self.allocator.on_broadcast(source, payload)
         return IpamData(self.allocator.encode)
 
     def gossip(self) -> GossipData | None:
         return IpamData(self.allocator.encode)
 
     def on_gossip(self, payload: bytes) -> GossipData | None:
-        self.allocator.on_gossip(payload)
+        with self.store.batch():
+            self.allocator.on_gossip(payload)
         return None  # the original never relays IPAM gossip
 
 
@@ -115,9 +126,9 @@ class Ipam:
             observer=mode.kind == "observer")
         self.allocator = Allocator(config, ChannelTransport(mesh, CHANNEL), self.store, log,
                                    clock=time.monotonic, wall=time.time, rng=rng)
-        mesh.new_gossip(CHANNEL, IpamGossiper(self.allocator))
+        mesh.new_gossip(CHANNEL, IpamGossiper(self.allocator, self.store))
         mesh.on_peer_gone.append(self._peer_gone)
-        mesh.on_routes_changed.append(self.allocator.routes_changed)
+        mesh.on_routes_changed.append(self._routes_changed)
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -140,10 +151,16 @@ class Ipam:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            self.allocator.tick()
+            with self.store.batch():
+                self.allocator.tick()
 
     def _peer_gone(self, peer: PeerSummary) -> None:
-        self.allocator.peer_gone(peer.name)
+        with self.store.batch():
+            self.allocator.peer_gone(peer.name)
+
+    def _routes_changed(self) -> None:
+        with self.store.batch():
+            self.allocator.routes_changed()
 
     # ---- requests that may wait ------------------------------------------------------
     async def _wait(self, start: Callable[[Done], Operation]) -> str:
@@ -157,14 +174,16 @@ class Ipam:
             else:
                 future.set_result(answer or "")
 
-        op = start(done)
+        with self.store.batch():
+            op = start(done)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             reason = self.allocator.waiting_for()
-            self.allocator.withdraw(op, TimedOut(
-                f"{op.kind} for {op.ident or 'the ring'} timed out after "
-                f"{self.timeout:g}s: {reason}"))
+            with self.store.batch():
+                self.allocator.withdraw(op, TimedOut(
+                    f"{op.kind} for {op.ident or 'the ring'} timed out after "
+                    f"{self.timeout:g}s: {reason}"))
             return await future
 
     async def allocate(self, ident: str, subnet: ipaddress.IPv4Network | None) -> str:
@@ -205,7 +224,8 @@ class IpamBridge:
 
     def _call(self, work: Callable[[], T]) -> T:
         async def run() -> T:
-            return work()
+            with self.ipam.store.batch():
+                return work()
         return self._run(run, self.margin * 2)
 
     def _waiting(self, work: Callable[[], Awaitable[T]]) -> T:

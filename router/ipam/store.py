@@ -13,15 +13,21 @@ for a ring in conflict with its peers.
 Design:
 
 * **SQLite, stdlib ``sqlite3``, WAL, ``synchronous=FULL``**, in ``<db-prefix>data.sqlite3``.
-  SQLite needs no dependency, every write below is one transaction that is on disk
-  before the call returns (the HTTP answer to an allocation depends on it), it survives
-  ``kill -9`` and power loss in WAL mode with FULL sync, and an operator can read it
-  with the ``sqlite3`` shell. LMDB would mean a C extension for no gain at this size
-  (a ring of a few hundred entries, one row per pod). WAL lets ``weave`` helpers read
-  flags while the agent runs.
+  SQLite needs no dependency, every write below is in a transaction that is on disk
+  before the call returns, or inside a batch before the batch ends (the HTTP answer to
+  an allocation depends on it), it survives ``kill -9`` and power loss in WAL mode with
+  FULL sync, and an operator can read it with the ``sqlite3`` shell. LMDB would mean a
+  C extension for no gain at this size (a ring of a few hundred entries, one row per
+  pod). WAL lets ``weave`` helpers read flags while the agent runs.
 * **Not Go's file name.** A Go weaver's bolt file may sit at ``<db-prefix>data.db`` when
   a node moves to us; we never open, misread or overwrite it (it stays there for a
   rollback). A fresh DB starts with no ring, so the node gets space from its peers.
+* **One transaction per step.** Inside :meth:`Store.batch` (the agent opens one around
+  each thing the allocator does: a request, a gossip message, a tick) the ring and owned
+  writes are kept and made in one transaction when the batch ends, the ring once
+  (its last value): one sync per allocation instead of two. The agent answers requests
+  and its messages leave only after the step, so after the commit. Outside a batch
+  every write is committed at once.
 * **Rows, not blobs, except the ring**, which is kept as the gob bytes Go would write
   (``messages.RING``), with its owner and range in columns so validity is checked
   without decoding. Owned addresses are one row per ID and one per CIDR.
@@ -103,7 +109,8 @@ class Persisted:
 
 
 class Store:
-    """An open state DB. Every write is one committed, synced transaction.
+    """An open state DB. Every write is one committed, synced transaction (inside
+    :meth:`batch`: all of the batch's ring and owned writes are one, at its end).
 
     One user at a time: the allocator serialises its calls, from whichever thread it
     runs on. Other processes (the ``weave`` helpers) may read and set flags meanwhile;
@@ -118,6 +125,11 @@ class Store:
         self.recovery = recovery
         """Set when :meth:`open` had to move an unreadable file aside: the log line."""
         self._recovery_reported = False
+        self._batches = 0
+        """How many :meth:`batch` blocks are open (nested ones join the outermost)."""
+        self._pending_ring: Ring | None = None
+        self._pending_owned: dict[str, tuple[tuple[IPv4Interface, ...], bool] | None] = {}
+        """Owned writes kept by the open batch: ID → (CIDRs, is container), None: deleted."""
 
     @classmethod
     def open(cls, db_prefix: str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -151,6 +163,7 @@ class Store:
         the owned addresses with it) saved under another peer name or for another range
         is set aside. Records ``peer_name`` as the DB's owner from now on."""
         ours = PeerName(peer_name)
+        self.flush()
         with self._transaction() as db:
             notices = [self.recovery] if self.recovery and not self._recovery_reported else []
             self._recovery_reported = True
@@ -184,21 +197,57 @@ class Store:
 
     def save_ring(self, ring: Ring) -> None:
         """Replace the ring (its owner ``ring.peer`` is our name)."""
+        if self._batches:
+            self._pending_ring = ring
+            return
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO ring VALUES (1, ?, ?, ?, ?)",
-                       (str(PeerName(ring.peer)), ring.start, ring.end, encode(RING, ring)))
+            _write_ring(db, ring)
 
     def set_owned(self, ident: str, cidrs: Sequence[IPv4Interface], is_container: bool) -> None:
         """Replace what ``ident`` owns."""
+        if self._batches:
+            self._pending_owned[ident] = (tuple(cidrs), is_container)
+            return
         with self._transaction() as db:
-            _delete_owned(db, ident)
-            db.execute("INSERT INTO owned VALUES (?, ?)", (ident, int(is_container)))
-            db.executemany("INSERT INTO owned_cidrs VALUES (?, ?, ?)",
-                           [(ident, i, str(cidr)) for i, cidr in enumerate(cidrs)])
+            _write_owned(db, ident, cidrs, is_container)
 
     def delete_owned(self, ident: str) -> None:
+        if self._batches:
+            self._pending_owned[ident] = None
+            return
         with self._transaction() as db:
             _delete_owned(db, ident)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep the ring and owned writes made inside, and make them in one transaction
+        (one sync) when the block ends, even by an exception; a nested block joins the
+        outer one. Reads do not see the kept writes (the allocator never reads back).
+        Whoever opens a batch must not answer or send what depends on its writes before
+        it ends (or :meth:`flush`)."""
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
+            if not self._batches:
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit what the open batch kept so far (nothing to do outside one). A failed
+        commit raises :class:`StoreError` once; what it held is not tried again."""
+        ring, self._pending_ring = self._pending_ring, None
+        owned, self._pending_owned = self._pending_owned, {}
+        if ring is None and not owned:
+            return
+        with self._transaction() as db:
+            if ring is not None:
+                _write_ring(db, ring)
+            for ident, held in owned.items():
+                if held is None:
+                    _delete_owned(db, ident)
+                else:
+                    _write_owned(db, ident, *held)
 
     def save_direct_peers(self, peers: Sequence[str]) -> None:
         """Replace the connection targets (``weave connect``/``forget``), in order."""
@@ -214,6 +263,7 @@ class Store:
     def set_aside_state(self, reason: str) -> str:
         """Move the ring and the owned addresses to ``set_aside`` (what ``launch.sh``
         does with ``rm`` when another node has reclaimed our space); the log line."""
+        self.flush()  # what a batch kept goes aside too
         with self._transaction() as db:
             return self._set_aside(db, reason)
 
@@ -361,6 +411,19 @@ def _move_aside(path: str, now: float) -> str:
         raise StoreError(f"state DB {path} is unreadable and cannot be moved aside: "
                          f"{error}") from error
     return moved_to
+
+
+def _write_ring(db: sqlite3.Connection, ring: Ring) -> None:
+    db.execute("INSERT OR REPLACE INTO ring VALUES (1, ?, ?, ?, ?)",
+               (str(PeerName(ring.peer)), ring.start, ring.end, encode(RING, ring)))
+
+
+def _write_owned(db: sqlite3.Connection, ident: str, cidrs: Sequence[IPv4Interface],
+                 is_container: bool) -> None:
+    _delete_owned(db, ident)
+    db.execute("INSERT INTO owned VALUES (?, ?)", (ident, int(is_container)))
+    db.executemany("INSERT INTO owned_cidrs VALUES (?, ?, ?)",
+                   [(ident, i, str(cidr)) for i, cidr in enumerate(cidrs)])
 
 
 def _delete_owned(db: sqlite3.Connection, ident: str) -> None:

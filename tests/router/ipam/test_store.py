@@ -229,6 +229,82 @@ def test_a_missing_directory_is_a_clear_error(prefix: str) -> None:
         open_store(os.path.join(os.path.dirname(prefix), "nowhere", "weave-net"))
 
 
+# -- batches -----------------------------------------------------------------------------
+
+
+def owned_rows(prefix: str) -> list[str]:
+    """The IDs in the file, as another process sees them."""
+    db = sqlite3.connect(prefix + FILE_NAME)
+    try:
+        return [row[0] for row in db.execute("SELECT ident FROM owned ORDER BY ident")]
+    finally:
+        db.close()
+
+
+def test_a_batch_is_one_transaction_when_it_ends(prefix: str) -> None:
+    later = Ring(UNIVERSE.start, UNIVERSE.end, US,
+                 (Entry(UNIVERSE.start, US, 4, 999), Entry(UNIVERSE.end - 16, THEM, 2, 5)),
+                 (US, THEM))
+    with open_store(prefix) as store:
+        store.load(US, UNIVERSE)
+        store.set_owned("pod-gone", [cidr("10.32.0.7/12")], True)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        with store.batch():
+            store.set_owned("pod-a", [cidr("10.32.0.1/12")], True)
+            store.save_ring(ring())
+            with store.batch():  # a nested batch joins the outer one
+                store.set_owned("pod-b", [cidr("10.32.0.2/12")], True)
+                store.delete_owned("pod-gone")
+            store.save_ring(later)  # the last ring is the one written
+            store.set_owned("pod-b", [cidr("10.32.0.3/12")], False)
+            store.set_owned("pod-c", [cidr("10.32.0.4/12")], True)
+            store.delete_owned("pod-c")
+            assert owned_rows(prefix) == ["pod-gone"]  # nothing written yet
+        assert statements.count("COMMIT") == 1
+        assert sum("INTO ring" in s for s in statements) == 1
+        store.flush()  # nothing kept: nothing to do
+        assert statements.count("COMMIT") == 1
+    with open_store(prefix) as store:
+        persisted = store.load(US, UNIVERSE)
+    assert persisted.ring == later
+    assert persisted.owned == {"pod-a": Owned(True, (cidr("10.32.0.1/12"),)),
+                               "pod-b": Owned(False, (cidr("10.32.0.3/12"),))}
+
+
+def test_a_batch_ended_by_an_exception_still_writes(prefix: str) -> None:
+    with open_store(prefix) as store:
+        store.load(US, UNIVERSE)
+        with pytest.raises(RuntimeError), store.batch():
+            store.set_owned("pod-a", [cidr("10.32.0.1/12")], True)
+            raise RuntimeError("the step failed after its write")
+        assert owned_rows(prefix) == ["pod-a"]
+
+
+def test_flush_commits_what_the_batch_kept_so_far(prefix: str) -> None:
+    with open_store(prefix) as store:
+        store.load(US, UNIVERSE)
+        with store.batch():
+            store.set_owned("pod-a", [cidr("10.32.0.1/12")], True)
+            store.flush()
+            assert owned_rows(prefix) == ["pod-a"]
+            store.set_owned("pod-b", [cidr("10.32.0.2/12")], True)
+            assert owned_rows(prefix) == ["pod-a"]
+        assert owned_rows(prefix) == ["pod-a", "pod-b"]
+
+
+def test_state_set_aside_in_a_batch_takes_what_it_kept(prefix: str) -> None:
+    with open_store(prefix) as store:
+        store.load(US, UNIVERSE)
+        with store.batch():
+            store.set_owned("pod-a", [cidr("10.32.0.1/12")], True)
+            store.save_ring(ring())
+            store.set_aside_state("reclaimed by another node")
+        assert owned_rows(prefix) == []
+        persisted = store.load(US, UNIVERSE)
+    assert persisted.ring is None and dict(persisted.owned) == {}
+
+
 # -- crash test --------------------------------------------------------------------------
 
 WRITER = """
@@ -237,24 +313,33 @@ from ipaddress import IPv4Interface
 from router.ipam.store import Store
 store = Store.open(sys.argv[1])
 n = int(sys.argv[2])
+batched = sys.argv[3] == "batched"
 while True:
-    store.set_owned(f"pod-{n}", [IPv4Interface(f"10.32.{n // 250 % 250}.{n % 250 + 1}/12")],
-                    True)
+    address = [IPv4Interface(f"10.32.{n // 250 % 250}.{n % 250 + 1}/12")]
+    if batched:  # as the agent's steps: two writes, one transaction
+        with store.batch():
+            store.set_owned(f"pod-{n}", address, True)
+            store.set_owned(f"other-{n}", address, False)
+    else:
+        store.set_owned(f"pod-{n}", address, True)
     print(n, flush=True)
     n += 1
 """
 
 
 @pytest.mark.kernel
-def test_every_reported_write_survives_kill_9(prefix: str) -> None:
-    """A child writes owned addresses one transaction at a time and prints each ID once
-    its call returned; we kill -9 it at random moments, then every printed ID must be
-    in the DB, and the DB must open without complaint."""
+@pytest.mark.parametrize("mode", ["single", "batched"])
+def test_every_reported_write_survives_kill_9(prefix: str, mode: str) -> None:
+    """A child writes owned addresses one transaction at a time (or one batch at a time)
+    and prints each ID once its call (or batch) returned; we kill -9 it at random
+    moments, then every printed ID must be in the DB, and the DB must open without
+    complaint."""
     rng = random.Random()
     committed: set[int] = set()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _round in range(5):
-        child = subprocess.Popen([sys.executable, "-c", WRITER, prefix, str(len(committed))],
+        child = subprocess.Popen([sys.executable, "-c", WRITER, prefix, str(len(committed)),
+                                  mode],
                                  stdout=subprocess.PIPE, text=True, env=env)
         assert child.stdout is not None
         first = child.stdout.readline()
@@ -270,6 +355,7 @@ def test_every_reported_write_survives_kill_9(prefix: str) -> None:
         with open_store(prefix) as store:
             persisted = store.load(US, UNIVERSE)
         assert persisted.notices == ()
-        missing = committed - {int(ident.removeprefix("pod-")) for ident in persisted.owned}
+        missing = committed - {int(ident.removeprefix("pod-")) for ident in persisted.owned
+                               if ident.startswith("pod-")}
         assert not missing, f"reported but lost: {sorted(missing)[:10]}"
     assert len(committed) >= 5
