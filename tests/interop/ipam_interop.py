@@ -41,12 +41,18 @@ Run D, four nodes: ours on 0 and 2, Go on 1 and 3 (``consensus=4``), with 0-2 an
 blocked: a claim, a denied claim and a donation between two of a kind that are not
 neighbours, their unicasts relayed by the other kind.
 
+Run E, four nodes: ours on 0 and 2, Go on 1, ours on 3 (``consensus=4``); node 3 dies and
+is rmpeer'd on all three survivors at once (the original forbids that among its own
+peers): one ring, nothing left to the dead peer, no address twice, every weaver alive.
+Before our takeovers lost every tie to a Go peer's, the Go weaver panicked here
+("Assertion failure" in its allocator's invariant check).
+
 Throughout: no Go log line of an IPAM error (Go closes the connection on a merge error),
 no ring conflict, refusal, malformed message or traceback in our logs.
 
 Prints PASS/FAIL lines with figures and exits non-zero on any failure. Run as root from
-the repository root: ``.venv/bin/python -m tests.interop.ipam_interop [--only A|B|C|D]
-[--logs DIR]`` (about 7 minutes).
+the repository root: ``.venv/bin/python -m tests.interop.ipam_interop [--only A|B|C|D|E]
+[--logs DIR]`` (about 9 minutes).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ import ipaddress
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -139,6 +146,16 @@ class Mesh:
                 extra += ["--ipalloc-init", init]
             start(self.lab, i, peers=peers, extra=extra)
 
+    def crashes(self) -> None:
+        """Say which weavers panicked or raised, with the first lines of it."""
+        for (i, _), proc in self.lab.processes.items():
+            lines = proc.log_text().splitlines()
+            at = next((n for n, line in enumerate(lines)
+                       if line.startswith("panic") or line.startswith("Traceback")), None)
+            if at is not None:
+                self.checks.fail(f"{self.label(i)} crashed: " + " | ".join(
+                    line.strip() for line in lines[at:at + 8]))
+
     def save_logs(self, run: str) -> None:
         if self.logs is None:
             return
@@ -217,8 +234,9 @@ class Mesh:
         IPAM error was logged."""
         found = []
         for line in self.lab.process(i).log_text().splitlines():
-            if ("shutting down due to error" in line or line.startswith("ERRO")) and any(
-                    k in line for k in GO_IPAM_ERRORS):
+            if line.startswith("panic") or (
+                    ("shutting down due to error" in line or line.startswith("ERRO"))
+                    and any(k in line for k in GO_IPAM_ERRORS)):
                 found.append(line)
         return found
 
@@ -262,6 +280,9 @@ def ipam_section(status: str) -> list[str]:
 
 def check_quiet_logs(mesh: Mesh, checks: Checks, nodes: Iterable[int], when: str) -> None:
     nodes = list(nodes)
+    running = [i for i in nodes if mesh.lab.process(i).running()]
+    checks.check(running == nodes, f"{when}: the weavers of nodes {nodes} are running"
+                 + ("" if running == nodes else f" (only {running})"))
     go_bad = {i: mesh.go_ipam_drops(i) for i in nodes if i in mesh.go}
     ours_bad = {i: mesh.our_problems(i) for i in nodes if i not in mesh.go}
     for i, lines in {**go_bad, **ours_bad}.items():
@@ -273,6 +294,17 @@ def check_quiet_logs(mesh: Mesh, checks: Checks, nodes: Iterable[int], when: str
     checks.check(not any(ours_bad.values()),
                  f"{when}: no ring conflict, refusal, malformed message or traceback in our "
                  f"logs (nodes {sorted(ours_bad)})")
+
+
+def check_logs_only(mesh: Mesh, checks: Checks, nodes: Iterable[int], when: str) -> None:
+    """:func:`check_quiet_logs` without the check that the weavers still run."""
+    nodes = list(nodes)
+    bad = {i: mesh.go_ipam_drops(i) if i in mesh.go else mesh.our_problems(i) for i in nodes}
+    for i, lines in bad.items():
+        for line in lines[:5]:
+            checks.info(f"{mesh.label(i)} log: {line}")
+    checks.check(not any(bad.values()), f"{when}: no IPAM error, panic, ring conflict or "
+                 f"traceback in the logs of nodes {nodes}")
 
 
 def check_allocations(mesh: Mesh, checks: Checks, nodes: Sequence[int],
@@ -450,6 +482,7 @@ def run_a(checks: Checks, logs: Path | None) -> None:
         try:
             steps_a(mesh)
         finally:
+            mesh.crashes()
             mesh.save_logs("A")
     print("===== run A done")
 
@@ -622,7 +655,8 @@ def steps_a(mesh: Mesh) -> None:
 
     # 7. the late Go node leaves (``weave reset``'s DELETE /peer): its heir is one of ours
     leave_step(mesh, checks, allocated, leaver=3, nodes=nodes)
-    check_quiet_logs(mesh, checks, range(5), "end of run A (every node)")
+    check_quiet_logs(mesh, checks, nodes, "end of run A")
+    check_logs_only(mesh, checks, range(5), "run A, every node that ran")
 
 
 def rmpeer_step(mesh: Mesh, checks: Checks, allocated: dict[str, str], dead: int,
@@ -711,6 +745,7 @@ def run_b(checks: Checks, logs: Path | None) -> None:
         try:
             steps_b(mesh)
         finally:
+            mesh.crashes()
             mesh.save_logs("B")
     print("===== run B done")
 
@@ -770,7 +805,8 @@ def steps_b(mesh: Mesh) -> None:
     check_quiet_logs(mesh, checks, nodes, "run B")
     # ours leaves: both possible heirs are Go
     leave_step(mesh, checks, allocated, leaver=1, nodes=nodes)
-    check_quiet_logs(mesh, checks, [0, 1, 2], "end of run B")
+    check_quiet_logs(mesh, checks, nodes, "end of run B")
+    check_logs_only(mesh, checks, [0, 1, 2], "run B, every node that ran")
 
 
 # ---- run C ------------------------------------------------------------------------------
@@ -783,6 +819,7 @@ def run_c(checks: Checks, logs: Path | None) -> None:
         try:
             steps_c(mesh)
         finally:
+            mesh.crashes()
             mesh.save_logs("C")
     print("===== run C done")
 
@@ -829,6 +866,7 @@ def run_d(checks: Checks, logs: Path | None) -> None:
         try:
             steps_d(mesh)
         finally:
+            mesh.crashes()
             mesh.save_logs("D")
     print("===== run D done")
 
@@ -898,19 +936,91 @@ def steps_d(mesh: Mesh) -> None:
     check_quiet_logs(mesh, checks, nodes, "run D")
 
 
+# ---- run E ------------------------------------------------------------------------------
+
+def run_e(checks: Checks, logs: Path | None) -> None:
+    print("===== run E: ours on 0 and 2, Go on 1, ours on 3 (consensus=4); node 3 dies and "
+          "is rmpeer'd on all three survivors at once")
+    with GoLab(nodes=4) as lab:
+        mesh = Mesh(lab, go=(1,), checks=checks, logs=logs)
+        try:
+            steps_e(mesh)
+        finally:
+            mesh.crashes()
+            mesh.save_logs("E")
+    print("===== run E done")
+
+
+def steps_e(mesh: Mesh) -> None:
+    """The original forbids rmpeer of one peer on two survivors at once (each keeps its own
+    takeover on the tie). Ours settle it among themselves by peer name, and report no free
+    space in ranges still settling, so a Go survivor's takeover (which reports its free
+    space) wins everywhere: one ring, no address twice, whatever the names' order (the Go
+    peer's name lies between the two of ours)."""
+    lab, checks = mesh.lab, mesh.checks
+    nodes = [0, 1, 2, 3]
+    for i in nodes:
+        mesh.start(i, [j for j in nodes if j != i], "consensus=4")
+    lab.wait_ready(nodes)
+    timed(lambda: mesh.full_mesh(nodes), 60, "a full mesh")
+    allocated, failures, _ = mesh.allocate_many(
+        [(i, f"e{i}-{n}") for n in range(20) for i in nodes])
+    checks.check(not failures, f"run E: {len(allocated)} allocations on all four"
+                 + (f"; {failures[:3]}" if failures else ""))
+    dead, survivors = 3, [0, 1, 2]
+    lost = set(mesh.owned(dead))
+    lab.kill(dead)
+    timed(lambda: all(peer_name(dead) not in mesh.peers_seen(i) for i in survivors), 90,
+          "the dead peer to be forgotten")
+    # each takes over before it hears of the others' takeovers: their traffic is held up
+    # for a moment (TCP retransmits it after the heal; the connections survive)
+    pairs = [(a, b) for a in survivors for b in survivors if a < b]
+    for a, b in pairs:
+        lab.block(a, b)
+    with ThreadPoolExecutor(len(survivors)) as pool:
+        replies = list(pool.map(lambda i: lab.http(i, "DELETE", f"/peer/{peer_name(dead)}",
+                                                   timeout=30), survivors))
+    time.sleep(1)
+    for a, b in pairs:
+        lab.heal(a, b)
+    checks.check(all(r.status == 200 and r.text.split()[0] not in ("", "0") for r in replies),
+                 "run E: rmpeer on all three survivors at once, each taking the ranges: "
+                 + "; ".join(f"{mesh.label(i)} {r.text.strip()!r}"
+                             for i, r in zip(survivors, replies, strict=True)))
+    for ident in lost:
+        allocated.pop(ident, None)
+    ring = wait_rings(mesh, checks, survivors, "run E, after the rmpeers")
+    if ring is not None:
+        left = sum(size for _, size, peer, _ in ring if peer == peer_name(dead))
+        checks.check(left == 0, f"run E: nothing left to the dead peer ({left} addresses)")
+    time.sleep(6)  # our TAKEOVER_SETTLE
+    more, failures, slowest = mesh.allocate_many(
+        [(i, f"e-after-{i}-{n}") for n in range(60) for i in survivors])
+    allocated |= more
+    checks.check(not failures, f"run E: {len(more)} more allocations on the survivors, "
+                 f"slowest {slowest:.2f}s" + (f"; {failures[:3]}" if failures else ""))
+    check_allocations(mesh, checks, survivors, allocated, "run E, after the rmpeers")
+    wait_rings(mesh, checks, survivors, "run E, after allocations")
+    check_quiet_logs(mesh, checks, survivors, "run E")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("A", "B", "C", "D"))
+    parser.add_argument("--only", choices=("A", "B", "C", "D", "E"))
     parser.add_argument("--logs", type=Path, help="copy every agent's log to this directory")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     checks = Checks()
-    for name, run in (("A", run_a), ("B", run_b), ("C", run_c), ("D", run_d)):
+    for name, run in (("A", run_a), ("B", run_b), ("C", run_c), ("D", run_d),
+                      ("E", run_e)):
         if args.only in (None, name):
             try:
                 run(checks, args.logs)
             except (Failed, TimeoutError) as exc:
                 checks.fail(f"run {name} stopped: {exc}")
+            except Exception as exc:  # e.g. a weaver that died: its API resets
+                traceback.print_exc()
+                checks.fail(f"run {name} stopped: {type(exc).__name__}: {exc}")
     verdict = "FAIL" if checks.failures else "PASS"
     print(f"===== {verdict}: {checks.passes} checks passed, {len(checks.failures)} failed")
     for line in checks.failures:
