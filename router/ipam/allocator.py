@@ -43,7 +43,7 @@ from router.mesh.names import PeerName, PeerNameError
 
 FREED_QUARANTINE = 5.0
 """Seconds a freed address is held back while other addresses are free (#2744)."""
-TAKEOVER_SETTLE = 5.0
+TAKEOVER_SETTLE = 40.0
 """Seconds ranges taken over by rmpeer wait before we allocate from them: if another
 survivor took the same dead peer's ranges at the same moment, the rings settle on one
 owner first (the original's "clique"), with no address given by both.
@@ -55,7 +55,13 @@ once it reports its free space) always beats ours, as the original keeps its own
 a version tie. Reporting our free count then (zero: the range is not ours to allocate
 from yet) would bump the version past the Go peer's, and the original accepts a newer
 entry for a range of its own that holds no allocations but never takes the range out of
-its space: its next invariant check panics ("Assertion failure") and the weaver exits."""
+its space: its next invariant check panics ("Assertion failure") and the weaver exits.
+
+Longer than one gossip interval (30 s; the original's is exact, ours varies by a tenth):
+the broadcast of a rival takeover is lost when the connection carrying it breaks, and the
+mesh does not send the channels' state again over a new connection to a peer that was
+reachable through others meanwhile; then the next periodic gossip is what tells us,
+before we allocate from the range or report its free space."""
 
 
 class Transport(Protocol):

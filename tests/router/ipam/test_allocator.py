@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.ipam import messages
+from router.ipam.allocator import TAKEOVER_SETTLE
 from router.ipam.errors import Cancelled, Refused, TimedOut
 from router.mesh.gob import encode
 from tests.router.ipam.simulation import UNIVERSE, Network, SimPeer, held
@@ -175,13 +176,13 @@ def test_ranges_taken_over_report_no_free_space_and_keep_their_version_until_set
     before = {t: e for t, e in sent_entries(ours).items() if e.peer == dead.name}
     dead.alive = False
     assert ours.allocator.rmpeer("node2") > 0
-    for _ in range(2):  # steps within the settling time change nothing
+    for _ in range(3):  # steps within the settling time change nothing
         taken = {t: sent_entries(ours)[t] for t in before}
         assert all(e.peer == ours.name and e.version == before[t].version + 100 and e.free == 0
                    for t, e in taken.items()), taken
         ours.allocate(f"meanwhile-{network.now}")
-        network.tick(2.0)
-    network.tick(5.0)
+        network.tick(TAKEOVER_SETTLE / 4)
+    network.tick(TAKEOVER_SETTLE / 4)
     span = sizes(ours)
     settled = {t: sent_entries(ours)[t] for t in before}
     assert all(e.version == before[t].version + 101 and e.free == span[t]
@@ -201,7 +202,8 @@ def test_a_go_survivors_takeover_of_the_same_dead_peer_wins_over_ours() -> None:
     takeover is version + 100, then + 1 more when it reports the free space it now has
     (all of it) unless the dead peer reported that already. Ours must never send an entry
     that beats it under Go's merge: Go would take it, leave the range in its space and
-    panic on its next invariant check (seen in tests/interop/ipam_interop.py, run E).
+    panic on its next invariant check (seen in tests/interop/ipam_interop.py, run E),
+    not even when the Go peer's takeover reaches us only with its next periodic gossip.
     And ours must take the Go peer's entry, and never allocate from those ranges."""
     network, peers = seeded(3)
     ours, go, dead = peers
@@ -213,11 +215,12 @@ def test_a_go_survivors_takeover_of_the_same_dead_peer_wins_over_ours() -> None:
     dead.alive = False
     go.alive = False  # the Go peer's side is modelled by go_view
     ours.allocator.rmpeer("node2")
-    for step in range(3):
+    # Its broadcast is lost (the connection broke); its periodic gossip comes 30 s later.
+    for step in range(7):
         sent = sent_entries(ours)
         assert all(go_keeps_its_own(go_view[t], sent[t]) for t in before), (step, sent)
         ours.allocate(f"pod-{step}")
-        network.tick(1.0)
+        network.tick(5.0)
     ring = ours.allocator.ring.to_message()
     entries = tuple(go_view.get(e.token, e) for e in ring.entries)
     state = messages.GossipState(now=0, nicknames=None, paxos=None,
@@ -226,7 +229,7 @@ def test_a_go_survivors_takeover_of_the_same_dead_peer_wins_over_ours() -> None:
     ours.allocator.on_broadcast(go.name, messages.encode_gossip_state(state))
     assert {t: sent_entries(ours)[t].peer for t in before} == {t: go.name for t in before}
     assert ours.allocator.counters.ring_conflicts == 0
-    network.tick(10.0)
+    network.tick(TAKEOVER_SETTLE)
     answers = [ours.allocate(f"later-{i}")[0] for i in range(40)]
     gone = [(t, t + span[t]) for t in before]
     assert all(a.done and a.error is None for a in answers)
@@ -352,7 +355,7 @@ def test_rmpeer_of_one_dead_peer_on_two_survivors_at_once_gives_no_address_twice
                for peer in peers[:2] for i in range(own[peer.index] + 20)]
     network.deliver(shuffle=True)
     for _ in range(3):
-        network.tick()
+        network.tick(TAKEOVER_SETTLE / 2)
         network.gossip_round()
         network.deliver(shuffle=True)
     assert all(a.done and a.error is None for a in answers)
