@@ -69,6 +69,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from router.ipam.allocator import TAKEOVER_SETTLE
 from tests.interop.golab import GoLab, exit_on_sigterm, peer_name, wait_until
 from tests.router.agents import report, start
 
@@ -441,14 +442,17 @@ def owner_of(ring: Ring, address: ipaddress.IPv4Address) -> str | None:
 
 def free_subnet(ring: Ring, peer: str, taken: Iterable[str], prefix: int
                 ) -> ipaddress.IPv4Network | None:
-    """A /prefix subnet wholly owned by ``peer`` with nothing allocated in it."""
+    """A subnet of ``peer``'s, /prefix or else as large as there is (down to /28), with
+    nothing allocated in it."""
     used = {ipaddress.IPv4Address(c.split("/")[0]) for c in taken}
-    for block in sorted(range_of(ring, peer), key=lambda b: -b.num_addresses):
-        if block.prefixlen > prefix:
-            continue
-        for subnet in reversed(list(block.subnets(new_prefix=prefix))):
-            if not any(a in subnet for a in used):
-                return subnet
+    blocks = sorted(range_of(ring, peer), key=lambda b: -b.num_addresses)
+    for length in range(prefix, 29):
+        for block in blocks:
+            if block.prefixlen > length:
+                continue
+            for subnet in reversed(list(block.subnets(new_prefix=length))):
+                if not any(a in subnet for a in used):
+                    return subnet
     return None
 
 
@@ -549,7 +553,7 @@ def steps_a(mesh: Mesh) -> None:
     for late, donor in ((3, 0), (4, 1)):
         subnet = free_subnet(ring, peer_name(donor), allocated.values(), 24)
         if subnet is None:
-            checks.fail(f"donation: no free /24 of {mesh.label(donor)} for node{late}")
+            checks.fail(f"donation: no free subnet of {mesh.label(donor)} for node{late}")
             continue
         ident = f"late-{late}"
         status, text, secs = mesh.allocate(late, ident, str(subnet))
@@ -684,7 +688,7 @@ def rmpeer_step(mesh: Mesh, checks: Checks, allocated: dict[str, str], dead: int
                      f"({time.monotonic() - started:.1f}s after the rmpeer)")
     for ident in lost:
         allocated.pop(ident, None)
-    time.sleep(6)  # our TAKEOVER_SETTLE: ranges taken over are used 5 s later
+    time.sleep(TAKEOVER_SETTLE + 1)  # ours use the ranges taken over only then
     more, failures, slowest = mesh.allocate_many(
         [(i, f"r{dead}-{i}-{n}") for n in range(40) for i in survivors])
     allocated |= more
@@ -922,7 +926,7 @@ def steps_d(mesh: Mesh) -> None:
                      f"{secs:.2f}s")
         subnet = free_subnet(mesh.ring(asker), peer_name(owner), allocated.values(), 24)
         if subnet is None:
-            checks.fail(f"run D: no free /24 of {mesh.label(owner)}")
+            checks.fail(f"run D: no free subnet of {mesh.label(owner)}")
             continue
         status, text, secs = mesh.allocate(asker, f"relay-donation-{asker}", str(subnet))
         if status == 200:
@@ -993,7 +997,7 @@ def steps_e(mesh: Mesh) -> None:
     if ring is not None:
         left = sum(size for _, size, peer, _ in ring if peer == peer_name(dead))
         checks.check(left == 0, f"run E: nothing left to the dead peer ({left} addresses)")
-    time.sleep(6)  # our TAKEOVER_SETTLE
+    time.sleep(TAKEOVER_SETTLE + 1)  # ours use the ranges taken over only then
     more, failures, slowest = mesh.allocate_many(
         [(i, f"e-after-{i}-{n}") for n in range(60) for i in survivors])
     allocated |= more
