@@ -15,6 +15,9 @@ As the original (``ipam/allocator.go``), with these differences:
 * requests that wait are withdrawn by the caller at their deadline with the reason
   (:meth:`Allocator.waiting_for`);
 * a just-freed address is not handed out again while others are free (#2744);
+* ranges taken over by ``rmpeer`` are used only after :data:`TAKEOVER_SETTLE`, and lose
+  every tie meanwhile, so that rmpeer of one dead peer on two survivors at once (ours or
+  a Go peer) gives no address twice;
 * the quorum is never below a majority of the peers we know of and ourselves.
 """
 
@@ -40,10 +43,25 @@ from router.mesh.names import PeerName, PeerNameError
 
 FREED_QUARANTINE = 5.0
 """Seconds a freed address is held back while other addresses are free (#2744)."""
-TAKEOVER_SETTLE = 5.0
+TAKEOVER_SETTLE = 40.0
 """Seconds ranges taken over by rmpeer wait before we allocate from them: if another
 survivor took the same dead peer's ranges at the same moment, the rings settle on one
-owner first (the original's "clique"), with no address given by both."""
+owner first (the original's "clique"), with no address given by both.
+
+Meanwhile their entries stay as the takeover made them (version + 100, no free space
+reported), so that they lose every tie: among ours the join then settles on one owner by
+peer name, and a Go survivor's own takeover of the same peer (version + 100, + 1 more
+once it reports its free space) always beats ours, as the original keeps its own entry on
+a version tie. Reporting our free count then (zero: the range is not ours to allocate
+from yet) would bump the version past the Go peer's, and the original accepts a newer
+entry for a range of its own that holds no allocations but never takes the range out of
+its space: its next invariant check panics ("Assertion failure") and the weaver exits.
+
+Longer than one gossip interval (30 s; the original's is exact, ours varies by a tenth):
+the broadcast of a rival takeover is lost when the connection carrying it breaks, and the
+mesh does not send the channels' state again over a new connection to a peer that was
+reachable through others meanwhile; then the next periodic gossip is what tells us,
+before we allocate from the range or report its free space."""
 
 
 class Transport(Protocol):
@@ -253,7 +271,7 @@ class Allocator:
         if name == self.name:
             self._warn("attempt to take over range from ourself")
             return 0
-        self.ring, moved = self.ring.transfer(name, self.name)
+        self.ring, moved = self.ring.transfer(name, self.name, free=0)
         if not moved:
             return 0
         settled_at = self.clock() + TAKEOVER_SETTLE
@@ -417,10 +435,13 @@ class Allocator:
             queue[:] = [op for op in queue if not op.attempt(self)]
 
     def _after_step(self) -> None:
-        """Report our free space into the ring (gossiped with it), as after every step."""
+        """Report our free space into the ring (gossiped with it), as after every step;
+        not for ranges still settling after rmpeer (see :data:`TAKEOVER_SETTLE`)."""
         if self.ring.empty:
             return
-        free = {r.start: self.space.free_count(r) for r in self.ring.owned_ranges()}
+        settling = RangeSet.of(self._settling)
+        free = {r.start: self.space.free_count(r) for r in self.ring.owned_ranges()
+                if not settling.count(r)}
         if not free:
             return
         reported = self.ring.report_free(free)

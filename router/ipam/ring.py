@@ -265,13 +265,16 @@ class Ring:
                 entries[index] = Entry(token, entry.peer, bump(entry.version), count)
         return replace(self, entries=tuple(entries))
 
-    def transfer(self, from_peer: int, to_peer: int) -> tuple[Ring, list[Range]]:
+    def transfer(self, from_peer: int, to_peer: int,
+                 free: int | None = None) -> tuple[Ring, list[Range]]:
         """Every entry of ``from_peer`` given to ``to_peer`` at version + 100 (``rmpeer``
-        passes us as ``to_peer``; a departing peer passes its heir). Also returns the
-        ranges moved, as :meth:`owned_ranges` would list them."""
+        passes us as ``to_peer``; a departing peer passes its heir). The moved entries
+        keep their free counts, or report ``free`` when given. Also returns the ranges
+        moved, as :meth:`owned_ranges` would list them."""
         moved = self.owned_ranges(from_peer)
         entries = tuple(
-            Entry(e.token, to_peer, bump(e.version, TRANSFER_VERSION_STEP), e.free)
+            Entry(e.token, to_peer, bump(e.version, TRANSFER_VERSION_STEP),
+                  e.free if free is None else free)
             if e.peer == from_peer else e
             for e in self.entries)
         return replace(self, entries=entries), moved

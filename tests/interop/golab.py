@@ -68,6 +68,7 @@ class GoLab(FabricLab):
         ipalloc_init: str | None = None,
         extra: Sequence[str] = (),
         binary: Path = GO_WEAVER,
+        ipalloc_range: str = IPALLOC_RANGE,
         label: str = "weaver",
         no_fastdp: bool = True,
     ) -> LabProcess:
@@ -82,6 +83,7 @@ class GoLab(FabricLab):
             peers=peers,
             password=password,
             ipalloc_init=ipalloc_init,
+            ipalloc_range=ipalloc_range,
             no_fastdp=no_fastdp,
             extra=extra,
         )

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.ipam import messages
+from router.ipam.allocator import TAKEOVER_SETTLE
 from router.ipam.errors import Cancelled, Refused, TimedOut
 from router.mesh.gob import encode
 from tests.router.ipam.simulation import UNIVERSE, Network, SimPeer, held
@@ -145,6 +146,99 @@ def test_rmpeer_takes_over_and_leave_hands_over() -> None:
     assert isinstance(refused.error, Cancelled)
 
 
+def seeded(count: int) -> tuple[Network, list[SimPeer]]:
+    """``count`` peers whose ring is seeded (no paxos), gossiped until all agree."""
+    network = Network()
+    names = tuple(0xCE0000000000 + i for i in range(count))
+    peers = [SimPeer(network, i, count // 2 + 1, seeds=names) for i in range(count)]
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    return network, peers
+
+
+def sent_entries(peer: SimPeer) -> dict[int, messages.Entry]:
+    """The ring entries ``peer`` gossips now, by token."""
+    ring = messages.decode_gossip_state(peer.allocator.encode()).ring
+    assert ring is not None
+    return {e.token: e for e in ring.entries}
+
+
+def sizes(peer: SimPeer) -> dict[int, int]:
+    entries = sorted(sent_entries(peer).values(), key=lambda e: e.token)
+    ring = peer.allocator.ring
+    return {e.token: ((entries[(i + 1) % len(entries)].token - e.token) % (ring.end - ring.start)
+                      or ring.end - ring.start) for i, e in enumerate(entries)}
+
+
+def test_ranges_taken_over_report_no_free_space_and_keep_their_version_until_settled() -> None:
+    network, peers = seeded(3)
+    ours, dead = peers[0], peers[2]
+    before = {t: e for t, e in sent_entries(ours).items() if e.peer == dead.name}
+    dead.alive = False
+    assert ours.allocator.rmpeer("node2") > 0
+    for _ in range(3):  # steps within the settling time change nothing
+        taken = {t: sent_entries(ours)[t] for t in before}
+        assert all(e.peer == ours.name and e.version == before[t].version + 100 and e.free == 0
+                   for t, e in taken.items()), taken
+        ours.allocate(f"meanwhile-{network.now}")
+        network.tick(TAKEOVER_SETTLE / 4)
+    network.tick(TAKEOVER_SETTLE / 4)
+    span = sizes(ours)
+    settled = {t: sent_entries(ours)[t] for t in before}
+    assert all(e.version == before[t].version + 101 and e.free == span[t]
+               for t, e in settled.items()), settled
+
+
+def go_keeps_its_own(mine: messages.Entry, theirs: messages.Entry) -> bool:
+    """Whether the Go weaver keeps its own entry ``mine`` against ``theirs`` for the same
+    token when it holds no allocations there (ring.go ``merge``: a newer version wins,
+    on a tie the larger free count, and on a tie of both its own)."""
+    return theirs.version < mine.version or (
+        theirs.version == mine.version and theirs.free <= mine.free)
+
+
+def test_a_go_survivors_takeover_of_the_same_dead_peer_wins_over_ours() -> None:
+    """rmpeer of one dead peer on one of ours and on a Go peer at once. The Go peer's
+    takeover is version + 100, then + 1 more when it reports the free space it now has
+    (all of it) unless the dead peer reported that already. Ours must never send an entry
+    that beats it under Go's merge: Go would take it, leave the range in its space and
+    panic on its next invariant check (seen in tests/interop/ipam_interop.py, run E),
+    not even when the Go peer's takeover reaches us only with its next periodic gossip.
+    And ours must take the Go peer's entry, and never allocate from those ranges."""
+    network, peers = seeded(3)
+    ours, go, dead = peers
+    before = {t: e for t, e in sent_entries(ours).items() if e.peer == dead.name}
+    span = sizes(ours)
+    assert any(e.free == span[t] for t, e in before.items())  # the no-bump case is here
+    go_view = {t: messages.Entry(t, go.name, e.version + 100 + (e.free != span[t]), span[t])
+               for t, e in before.items()}
+    dead.alive = False
+    go.alive = False  # the Go peer's side is modelled by go_view
+    ours.allocator.rmpeer("node2")
+    # Its broadcast is lost (the connection broke); its periodic gossip comes 30 s later.
+    for step in range(7):
+        sent = sent_entries(ours)
+        assert all(go_keeps_its_own(go_view[t], sent[t]) for t in before), (step, sent)
+        ours.allocate(f"pod-{step}")
+        network.tick(5.0)
+    ring = ours.allocator.ring.to_message()
+    entries = tuple(go_view.get(e.token, e) for e in ring.entries)
+    state = messages.GossipState(now=0, nicknames=None, paxos=None,
+                                 ring=messages.Ring(ring.start, ring.end, go.name, entries,
+                                                    ring.seeds))
+    ours.allocator.on_broadcast(go.name, messages.encode_gossip_state(state))
+    assert {t: sent_entries(ours)[t].peer for t in before} == {t: go.name for t in before}
+    assert ours.allocator.counters.ring_conflicts == 0
+    network.tick(TAKEOVER_SETTLE)
+    answers = [ours.allocate(f"later-{i}")[0] for i in range(40)]
+    gone = [(t, t + span[t]) for t in before]
+    assert all(a.done and a.error is None for a in answers)
+    for answer in answers:
+        address = int(ipaddress.IPv4Interface(answer.value).ip)
+        assert not any(start <= address < end for start, end in gone), answer.value
+
+
 def test_free_and_delete_say_what_is_missing() -> None:
     _, (peer,) = cluster(1)
     peer.allocate("a")
@@ -257,7 +351,7 @@ def test_rmpeer_of_one_dead_peer_on_two_survivors_at_once_gives_no_address_twice
                for peer in peers[:2] for i in range(own[peer.index] + 20)]
     network.deliver(shuffle=True)
     for _ in range(3):
-        network.tick()
+        network.tick(TAKEOVER_SETTLE / 2)
         network.gossip_round()
         network.deliver(shuffle=True)
     assert all(a.done and a.error is None for a in answers)

@@ -219,6 +219,15 @@ def test_transfer() -> None:
     assert ring1.owned_ranges() == [Range(START, DOT10), Range(MIDDLE, END)]
 
 
+def test_transfer_keeps_free_counts_or_sets_the_given_one() -> None:
+    shared = ring(P1, E(START, P1, 3, 100), E(MIDDLE, P2, 7, 128))
+    kept, _ = shared.transfer(P2, P1)
+    zeroed, _ = shared.transfer(P2, P1, free=0)
+    assert kept.entries[1] == E(MIDDLE, P1, 107, 128)
+    assert zeroed.entries[1] == E(MIDDLE, P1, 107, 0)
+    assert zeroed.entries[0] == shared.entries[0]
+
+
 def test_owner() -> None:
     ring1 = ring(P1)
     assert ring1.contains(START) and not ring1.contains(END)
