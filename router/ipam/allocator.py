@@ -43,6 +43,9 @@ from router.mesh.names import PeerName, PeerNameError
 
 FREED_QUARANTINE = 5.0
 """Seconds a freed address is held back while other addresses are free (#2744)."""
+ASK_AGAIN_AFTER = 5.0
+"""Seconds an unanswered space request waits before another is sent for the same subnet
+(the tick's interval: a lost request or answer is retried then)."""
 TAKEOVER_SETTLE = 40.0
 """Seconds ranges taken over by rmpeer wait before we allocate from them: if another
 survivor took the same dead peer's ranges at the same moment, the rings settle on one
@@ -137,7 +140,8 @@ class Allocator:
         self.counters = Counters()
         self._conflicts_seen: set[str] = set()
         self._refusals_seen: set[tuple[int, str]] = set()
-        self._asked: dict[int, float] = {}
+        self._asked: dict[Range, float] = {}
+        """Space requests in flight, by the range asked in, and when they were sent."""
         self._settling: dict[Range, float] = {}
         """Ranges rmpeer gave us, and when we may allocate from them."""
 
@@ -362,13 +366,20 @@ class Allocator:
         self._persist_owned(ident)
 
     def ask_for_space(self, subnet: ipaddress.IPv4Network) -> None:
-        """Ask one peer with free space in ``subnet`` for some (weighted by free space)."""
+        """Ask one peer with free space in ``subnet`` for some (weighted by free space),
+        unless a request for that subnet is still unanswered: the original sent one per
+        waiting allocation and retry, and each donor gave up to half its free space to
+        every one of them (forty waiting pods could take most of the range)."""
         wanted = Range(int(subnet.network_address),
                        int(subnet.network_address) + subnet.num_addresses)
+        now = self.clock()
+        sent = self._asked.get(wanted)
+        if sent is not None and now - sent < ASK_AGAIN_AFTER:
+            return
         for donor in self.ring.choose_peers_to_ask(wanted.start, wanted.end, self.rng.random):
             if self._send(PeerName(donor), messages.MSG_SPACE_REQUEST,
                           encode(messages.RANGE, messages.Range(wanted.start, wanted.end))):
-                self._asked[int(donor)] = self.clock()
+                self._asked[wanted] = now
                 return
 
     def request_address(self, owner: int, address: ipaddress.IPv4Address) -> bool:
@@ -489,6 +500,7 @@ class Allocator:
             return
         kind, body = payload[0], payload[1:]
         if kind == messages.MSG_RING_UPDATE:
+            self._asked.clear()  # a donor's answer: whatever waits may ask again
             self._update(sender, body)
         elif kind in (messages.MSG_SPACE_REQUEST, messages.MSG_SPACE_REQUEST_DENIED):
             try:
@@ -584,6 +596,7 @@ class Allocator:
         self._send_ring_update(to)
 
     def _denied(self, sender: PeerName, wanted: Range) -> None:
+        self._asked.clear()
         kept: list[Operation] = []
         for op in self.pending_claims:
             if isinstance(op, Claim) and wanted.start <= int(op.address.ip) < wanted.end:

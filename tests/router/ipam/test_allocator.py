@@ -360,3 +360,26 @@ def test_rmpeer_of_one_dead_peer_on_two_survivors_at_once_gives_no_address_twice
     assert str(peers[2].name) not in {p for _, _, p in peers[0].entries()}
     assert peers[0].allocator.counters.ring_conflicts == 0
     assert peers[1].allocator.counters.ring_conflicts == 0
+
+
+def test_waiting_allocations_share_one_space_request() -> None:
+    """Forty allocations wait on a peer with no space: one request goes out at a time (the
+    original sent one per allocation, and each donor gave up to half its free space to
+    every one), so the newcomer ends up with a modest share of the range."""
+    network = Network()
+    seeds = (0xCE0000000000, 0xCE0000000001)
+    peers = [SimPeer(network, i, 2, seeds=seeds) for i in range(3)]
+    network.deliver()
+    network.gossip_round()
+    network.deliver()
+    answers = [peers[2].allocate(f"pod-{i}")[0] for i in range(40)]
+    requests = sum(1 for m in network.queue
+                   if m.kind == "unicast" and m.payload[:1] == bytes([messages.MSG_SPACE_REQUEST]))
+    assert requests == 1
+    for _ in range(3):
+        network.deliver()
+        network.tick()
+    assert all(a.done and a.error is None for a in answers)
+    owned = sum(size for _, size, peer in peers[2].entries() if peer == str(peers[2].name))
+    assert owned <= UNIVERSE.num_addresses // 4, owned
+    held(peers)
