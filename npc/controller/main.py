@@ -8,7 +8,6 @@ exit 0.  Kernel state is left in place on exit, so a restart enforces without a 
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 
@@ -21,7 +20,7 @@ from common.service.http import HttpServer, metrics_handler, probe_handler
 from common.service.kube import kube_api_client
 from common.service.listwatch import Watcher
 from common.service.logs import Logger
-from common.service.supervisor import Supervisor
+from common.service.supervisor import Supervisor, run_until_stopped
 from npc.compile.compiler import compile_ruleset
 from npc.controller.metrics import Metrics
 from npc.controller.settings import Settings
@@ -81,9 +80,7 @@ def run(settings: Settings) -> int:
                                                 failing="not synced yet"))
     http.route("GET", "/status", status_handler(status, sync.wait_applied))
     http.start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    run_until_stopped(stop)
     for watcher in watchers.values():
         watcher.close()  # their threads are blocked reading a watch stream
     http.stop()
