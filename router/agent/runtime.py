@@ -208,7 +208,7 @@ class Agent:
 
     def _topology_changed(self) -> None:
         self._apply(self.maker.topology_changed(
-            reported_connections(self.mesh.table.summaries()), self._now()))
+            reported_connections(self.mesh.table, self.mesh.connections), self._now()))
 
     # ---- what the API asks -------------------------------------------------------------------
     async def connect(self, peers: Sequence[str], *, replace: bool) -> list[str]:

@@ -60,7 +60,7 @@ from router.api.model import LocalConnection
 from router.mesh.go_text import GoClock
 from router.mesh.names import PeerName
 from router.mesh.peer_address import MESH_PORT, DirectPeer, PeerAddressError, split_host_port
-from router.mesh.summary import PeerSummary
+from router.mesh.peers import PeerTable
 
 SECOND = 1_000_000_000
 INITIAL_INTERVAL = 2 * SECOND
@@ -164,12 +164,14 @@ class ReportedConnection:
     """``peer`` dialled it (so ``address`` is a listening address)."""
 
 
-def reported_connections(summaries: Iterable[PeerSummary]) -> tuple[ReportedConnection, ...]:
-    """The peer table's connection lists (one per remote, the last entry winning)."""
-    return tuple(ReportedConnection(summary.name, conn.remote, conn.remote_tcp_addr,
-                                    conn.outbound)
-                 for summary in summaries
-                 for conn in summary.connections_by_remote().values())
+def reported_connections(table: PeerTable, connected: Iterable[PeerName]
+                         ) -> tuple[ReportedConnection, ...]:
+    """What the peer table reports of the peers that are neither us nor ``connected``
+    (the only ones discovery looks at): looked up remote by remote, since a full mesh
+    of N reports N² connections and this runs at every topology change."""
+    others = table.names() - {table.ourself, *connected}
+    return tuple(ReportedConnection(peer, conn.remote, conn.remote_tcp_addr, conn.outbound)
+                 for peer, conn in table.connections_to(others))
 
 
 @dataclass(frozen=True, slots=True)

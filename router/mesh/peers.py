@@ -37,7 +37,7 @@ own summary changed (gossip it). Version arithmetic wraps at 2**64 as Go's does.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from router.mesh.names import PeerName
@@ -203,6 +203,21 @@ class PeerTable:
     def short_id_entries(self) -> dict[int, tuple[PeerName | None, frozenset[PeerName]]]:
         """Every short ID ever held: (principal, or None once cleared; other holders)."""
         return self._short_ids.entries()
+
+    def connections_to(self, remotes: Iterable[PeerName]
+                       ) -> Iterator[tuple[PeerName, ConnectionSummary]]:
+        """Every connection some peer reports to one of ``remotes``, as (peer,
+        connection), by peer name then remote: a lookup per peer and remote, where
+        listing every connection (all N² of a full mesh) to find a few would not be."""
+        wanted = sorted(set(remotes))
+        if not wanted:
+            return
+        for name in sorted(self._peers):
+            connections = self._peers[name].connections
+            for remote in wanted:
+                conn = connections.get(remote)
+                if conn is not None:
+                    yield name, conn
 
     def topology(self) -> dict[PeerName, Mapping[PeerName, bool]]:
         """Peer → remote → established, for route computation: a fresh map of maps that

@@ -8,6 +8,8 @@ created connection without a remote).
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from router.mesh.connection_maker import (
@@ -26,6 +28,7 @@ from router.mesh.connection_maker import (
 from router.mesh.go_text import GoClock
 from router.mesh.names import PeerName
 from router.mesh.peer_address import DirectPeer
+from router.mesh.peers import PeerTable
 from router.mesh.summary import ConnectionSummary, PeerSummary
 
 US, B, C, D = (PeerName(i) for i in (1, 2, 3, 4))
@@ -141,13 +144,22 @@ def test_ipv6_and_nil_direct_peers() -> None:
 
 
 def test_reported_connections_from_the_peer_table() -> None:
-    summary = PeerSummary(B, "b", 1, 1, 1, True, (
-        ConnectionSummary(C, "10.0.0.3:1", True, True),
-        ConnectionSummary(C, "10.0.0.3:2", False, True),
-        ConnectionSummary(D, "10.0.0.4:6783", True, False)))
-    assert reported_connections([summary]) == (
+    """Discovery reads what other peers report of the peers we are not connected to:
+    ourselves and our neighbours are left out, whoever reports them."""
+    table = PeerTable(US, "us", 1, 1, random.Random(0))
+    table.apply_update([
+        PeerSummary(B, "b", 1, 1, 1, True, (
+            ConnectionSummary(C, "10.0.0.3:1", True, True),
+            ConnectionSummary(C, "10.0.0.3:2", False, True),
+            ConnectionSummary(D, "10.0.0.4:6783", True, False),
+            ConnectionSummary(US, "10.0.0.9:6783", True, True))),
+        PeerSummary(D, "d", 1, 1, 2, True, (ConnectionSummary(C, "10.0.0.3:6783", True, True),
+                                            ConnectionSummary(B, "10.0.0.2:6783", True, True)))])
+    assert reported_connections(table, [B]) == (
         ReportedConnection(B, C, "10.0.0.3:2", False),
-        ReportedConnection(B, D, "10.0.0.4:6783", True))
+        ReportedConnection(B, D, "10.0.0.4:6783", True),
+        ReportedConnection(D, C, "10.0.0.3:6783", True))
+    assert reported_connections(table, [B, C, D]) == ()
 
 
 def test_misuse_is_refused_clearly() -> None:
