@@ -241,10 +241,18 @@ class FabricLab:
     def close(self) -> None:
         """Stop processes, kill leftovers, delete namespaces and the work dir. Idempotent."""
         with sigint_deferred():
+            # All told at once, then waited for: a hundred agents stopped one by one
+            # each saw the others leave, one at a time (minutes of topology churn).
             for proc in self.processes.values():
                 try:
-                    proc.stop(timeout=3.0)
+                    proc.terminate()
                 except Exception as exc:  # keep cleaning up; the namespace kill follows
+                    print(f"fabric lab: stopping {proc.label} failed: {exc}")
+            deadline = time.monotonic() + 3.0
+            for proc in self.processes.values():
+                try:
+                    proc.wait_or_kill(max(0.1, deadline - time.monotonic()))
+                except Exception as exc:
                     print(f"fabric lab: stopping {proc.label} failed: {exc}")
             kill_netns_processes(self.all_ns())
             for proc in self.processes.values():

@@ -143,14 +143,22 @@ class LabProcess:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM the program, SIGKILL it after ``timeout``; returns the exit status."""
+        self.terminate()
+        return self.wait_or_kill(timeout)
+
+    def terminate(self) -> None:
+        """SIGTERM the program, not waiting (:meth:`wait_or_kill` waits)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._signal_program(signal.SIGTERM)
+
+    def wait_or_kill(self, timeout: float) -> int | None:
+        """Wait ``timeout`` seconds for the program to end, then SIGKILL it; the status."""
         if self._proc is None:
             return None
-        if self._proc.poll() is None:
-            self._signal_program(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return self.kill()
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return self.kill()
         return self._proc.returncode
 
     def kill(self) -> int | None:

@@ -38,7 +38,11 @@ from router.mesh.protocol import (
     parse_message,
 )
 from router.mesh.session import Session
-from router.mesh.topology_delta import INCREMENTAL_TOPOLOGY_FEATURE, IncrementalEncoder
+from router.mesh.topology_delta import (
+    INCREMENTAL_TOPOLOGY_FEATURE,
+    INCREMENTAL_TOPOLOGY_VERSION,
+    IncrementalEncoder,
+)
 
 if TYPE_CHECKING:
     from router.agent.mesh import Mesh
@@ -114,7 +118,7 @@ class MeshConnection:
         local = LocalFeatures(self.mesh.config.name, self.mesh.config.nickname, self.mesh.uid,
                               self.conn_id, self.mesh.short_id(),
                               self.mesh.trusts(self.address), self.mesh.overlay_names(),
-                              extra=((INCREMENTAL_TOPOLOGY_FEATURE, "1"),)
+                              extra=((INCREMENTAL_TOPOLOGY_FEATURE, INCREMENTAL_TOPOLOGY_VERSION),)
                               if self.mesh.config.incremental_topology else ())
         handshake = Handshake(HandshakeConfig(local, self.outbound, self.mesh.config.password),
                               messages)  # the module's functions are the features codec
@@ -149,7 +153,8 @@ class MeshConnection:
         self.remote_nickname = result.remote.nickname
         self.remote_uid = result.remote.uid
         if (self.mesh.config.incremental_topology
-                and result.features.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1"):
+                and result.features.get(INCREMENTAL_TOPOLOGY_FEATURE)
+                == INCREMENTAL_TOPOLOGY_VERSION):
             self.topology_encoder = IncrementalEncoder(self.mesh.summary_history)
 
     async def _serve(self) -> Exception:

@@ -175,7 +175,8 @@ class Mesh:
         self.topology = TopologyGossiper(self.table, changed=self._topology_changed,
                                          applied=self._apply_changes, log=log)
         self.topology_channel = self.new_gossip(CHANNEL, self.topology)
-        self.pending_updates = PendingUpdates(config.name, self._send_own_topology)
+        self.pending_updates = PendingUpdates(config.name, self._send_own_topology,
+                                              held=self._establishing)
         self._route_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._gossip_task: asyncio.Task[None] | None = None
@@ -322,6 +323,11 @@ class Mesh:
         for callback in self.on_connection_change:
             callback(conn, True, None)
 
+    def _establishing(self) -> bool:
+        """Whether a connection of ours is added but not yet established (our next
+        topology update waits a little for it)."""
+        return not all(self.table.links(self.name).values())
+
     def connection_established(self, conn: MeshConnection) -> None:
         assert conn.remote is not None
         if self.connections.get(conn.remote) is not conn:
@@ -454,8 +460,7 @@ class Mesh:
         # From a peer of ours, which sent it to every neighbour of its own that it did
         # not get it from, or that its own sender had not reached: on to ours that
         # are not among them (see _send_own_topology).
-        summary = self.table.get(source)
-        theirs = {c.remote for c in summary.connections} if summary is not None else set()
+        theirs = self.table.links(source)
         data = self.topology.data(new)
         for hop, neighbour in self.connections.items():
             if hop != source and hop not in theirs:

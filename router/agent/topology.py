@@ -139,11 +139,18 @@ class PendingUpdates:
     ``first_delay`` after the change that started it (enough to catch the burst one event
     makes: a connection added, then established).  A peer joining a quiet mesh is known
     everywhere within a few tenths of a second; a storm of changes still costs one update
-    per ``delay`` (after the first ``burst``)."""
+    per ``delay`` (after the first ``burst``).
+
+    While ``held()`` says so (a connection of ours is added but not yet established), an
+    update waits up to ``delay`` after the change that started it, as Go's batching
+    would, and goes as soon as that passes: each peer of a mesh that someone joins then
+    sends one update, not one for the connection and another for its establishment, so
+    a join costs each peer N messages to receive, not 2N."""
 
     def __init__(self, ourself: PeerName, send: Callable[[frozenset[PeerName]], None],
                  delay: float = BATCH_DELAY, first_delay: float = FIRST_DELAY,
-                 burst: int = BURST, loop: Scheduler | None = None) -> None:
+                 burst: int = BURST, loop: Scheduler | None = None,
+                 held: Callable[[], bool] = lambda: False) -> None:
         """``loop`` is the running event loop unless given (tests give a clock)."""
         if burst < 1:
             raise ValueError("burst must be at least 1")
@@ -153,8 +160,11 @@ class PendingUpdates:
         self.delay = delay
         self.first_delay = min(first_delay, delay)
         self.burst = burst
+        self.held = held
         self._names: set[PeerName] = set()
         self._timer: Cancellable | None = None
+        self._due: float | None = None
+        self._started: float | None = None
         self._tokens = float(burst)
         self._counted_at: float | None = None
 
@@ -165,16 +175,25 @@ class PendingUpdates:
         self._counted_at = now
 
     def add(self, *names: PeerName) -> None:
+        """A change (of these peers' summaries, or of ours only): send it when due."""
         self._names.update(names)
-        if self._timer is None:
-            loop = self.loop or asyncio.get_running_loop()
-            now = loop.time()
-            self._refill(now)
-            wait = max(self.first_delay, (1.0 - self._tokens) * self.delay)
-            self._timer = loop.call_later(wait, self._flush)
+        loop = self.loop or asyncio.get_running_loop()
+        now = loop.time()
+        if self._started is None:
+            self._started = now
+        self._refill(now)
+        due = max(self._started + self.first_delay, now + (1.0 - self._tokens) * self.delay)
+        if self.held():
+            due = max(due, self._started + self.delay)
+        if self._timer is not None:
+            if due == self._due:
+                return
+            self._timer.cancel()
+        self._due = due
+        self._timer = loop.call_later(max(0.0, due - now), self._flush)
 
     def _flush(self) -> None:
-        self._timer = None
+        self._timer = self._due = self._started = None
         self._refill((self.loop or asyncio.get_running_loop()).time())
         self._tokens -= 1.0
         names, self._names = frozenset({*self._names, self.ourself}), set()
@@ -183,4 +202,4 @@ class PendingUpdates:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+        self._timer = self._due = self._started = None

@@ -219,6 +219,12 @@ class PeerTable:
                 if conn is not None:
                     yield name, conn
 
+    def links(self, name: PeerName) -> Mapping[PeerName, bool]:
+        """The peer's connections, remote → established (empty if unknown): the map
+        routes read, built once per change of the peer's connections."""
+        peer = self._peers.get(name)
+        return peer.links() if peer is not None else {}
+
     def topology(self) -> dict[PeerName, Mapping[PeerName, bool]]:
         """Peer → remote → established, for route computation: a fresh map of maps that
         are shared, and replaced (never changed) when a peer's connections change."""

@@ -55,10 +55,22 @@ class ConnectionSummary:
     remote_tcp_addr: str
     outbound: bool
     established: bool
+    _digest: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.remote, PeerName):
             raise TopologyError(f"connection remote is not a PeerName: {self.remote!r}")
+
+    @property
+    def digest(self) -> int:
+        """64-bit BLAKE2b of the connection's content; computed once per object (a
+        summary's new version shares the connections that did not change)."""
+        if self._digest is None:
+            data = b"".join((self.remote.to_bytes6(), *_text(self.remote_tcp_addr),
+                             bytes((self.outbound | self.established << 1,))))
+            object.__setattr__(self, "_digest", _hash64(data))
+        assert self._digest is not None
+        return self._digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +102,11 @@ class PeerSummary:
 
     @property
     def fingerprint(self) -> int:
-        """64-bit BLAKE2b of the canonical content (header, then connections by remote);
-        computed once per object, since summaries travel and are compared often."""
+        """64 bits naming the canonical content (header, and connections by remote): the
+        header's BLAKE2b plus each connection's, modulo 2**64.  A sum, so that the new
+        version of a summary with N connections costs N additions of digests its
+        unchanged connections already hold, not N encodings.  Computed once per object,
+        since summaries travel and are compared often."""
         if self._fingerprint is None:
             object.__setattr__(self, "_fingerprint", _fingerprint_of(self))
         assert self._fingerprint is not None
@@ -104,16 +119,17 @@ class PeerSummary:
 
 
 def _fingerprint_of(summary: PeerSummary) -> int:
-    conns = summary.connections_by_remote()
-    parts = [summary.name.to_bytes6(),
-             struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
-                         summary.has_short_id),
-             *_text(summary.nickname), struct.pack(">I", len(conns))]
-    for remote in sorted(conns):
-        conn = conns[remote]
-        parts += (remote.to_bytes6(), *_text(conn.remote_tcp_addr),
-                  bytes((conn.outbound | conn.established << 1,)))
-    return int.from_bytes(hashlib.blake2b(b"".join(parts), digest_size=8).digest(), "big")
+    conns = summary.connections if canonical(summary) is summary else tuple(
+        summary.connections_by_remote().values())
+    header = b"".join((summary.name.to_bytes6(),
+                       struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
+                                   summary.has_short_id),
+                       *_text(summary.nickname), struct.pack(">I", len(conns))))
+    return (_hash64(header) + sum(conn.digest for conn in conns)) & UINT64_MAX
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def _text(text: str) -> tuple[bytes, bytes]:

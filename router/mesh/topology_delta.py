@@ -68,7 +68,11 @@ from router.mesh.summary import (
 )
 
 INCREMENTAL_TOPOLOGY_FEATURE = "PyTopologyIncremental"
-"""Handshake feature: present (value ``"1"``) on both sides → incremental updates."""
+"""Handshake feature: the same :data:`INCREMENTAL_TOPOLOGY_VERSION` on both sides →
+incremental updates; anything else → Go's format on that connection."""
+INCREMENTAL_TOPOLOGY_VERSION = "2"
+"""Version 2: fingerprints are a sum of per-connection digests (1 hashed the whole
+summary); two versions never guess each other's bases, so they do not mix."""
 INCREMENTAL_TOPOLOGY_CHANNEL = "topology-incremental"
 """Gossip channel name for :class:`IncrementalUpdate` / :class:`FullSummaryRequest`."""
 
@@ -89,8 +93,8 @@ class Purpose(IntEnum):
 
 def incremental_negotiated(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
     """Whether both handshakes advertised incremental topology updates."""
-    return (ours.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1"
-            and theirs.get(INCREMENTAL_TOPOLOGY_FEATURE) == "1")
+    return (ours.get(INCREMENTAL_TOPOLOGY_FEATURE) == INCREMENTAL_TOPOLOGY_VERSION
+            and theirs.get(INCREMENTAL_TOPOLOGY_FEATURE) == INCREMENTAL_TOPOLOGY_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +270,8 @@ def diff(base: PeerSummary, target: PeerSummary) -> PeerDelta:
     if base.name != target.name:
         raise TopologyError(f"delta between different peers: {base.name} → {target.name}")
     before, after = base.connections_by_remote(), target.connections_by_remote()
-    added = tuple(after[r] for r in sorted(after) if before.get(r) != after[r])
+    added = tuple(after[r] for r in sorted(after)
+                  if (held := before.get(r)) is not after[r] and held != after[r])
     removed = tuple(sorted(r for r in before if r not in after))
     return PeerDelta(target.name, base.version, summary_fingerprint(base), target.nickname,
                      target.uid, target.version, target.short_id, target.has_short_id,
@@ -296,11 +301,26 @@ class SummaryHistory:
     out just means a full summary is sent.
     """
 
+    DELTAS_KEPT = 4096
+    """Deltas computed, kept for the next neighbour that needs the same one (a change
+    of ours goes to every neighbour on the same base); dropped all at once past this."""
+
     def __init__(self, depth: int = 4) -> None:
         if depth < 1:
             raise ValueError("history depth must be at least 1")
         self._depth = depth
         self._recent: dict[PeerName, list[tuple[int, PeerSummary]]] = {}
+        self._deltas: dict[tuple[PeerName, int, int], PeerDelta] = {}
+
+    def delta(self, base: PeerSummary, target: PeerSummary) -> PeerDelta:
+        """:func:`diff`, computed once per pair of summaries."""
+        key = (target.name, summary_fingerprint(base), summary_fingerprint(target))
+        found = self._deltas.get(key)
+        if found is None:
+            if len(self._deltas) >= self.DELTAS_KEPT:
+                self._deltas.clear()
+            found = self._deltas[key] = diff(base, target)
+        return found
 
     def remember(self, summary: PeerSummary) -> int:
         """Keep ``summary`` (canonical form) as a possible base; its fingerprint."""
@@ -328,6 +348,7 @@ class SummaryHistory:
         """Drop peers that left the table (garbage-collected)."""
         for name in names:
             self._recent.pop(name, None)
+        self._deltas.clear()
 
 
 class IncrementalEncoder:
@@ -365,7 +386,7 @@ class IncrementalEncoder:
             elif base is None and why is Purpose.REPAIR:
                 base = (target if known is None
                         else self._history.previous(target.name, fingerprint))
-            delta = diff(base, target) if base is not None else None
+            delta = self._history.delta(base, target) if base is not None else None
             changes = len(delta.added) + len(delta.removed) if delta is not None else 0
             if delta is not None and changes < len(target.connections):
                 items.append(delta)

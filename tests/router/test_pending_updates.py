@@ -110,3 +110,27 @@ def test_cancel_drops_the_pending_batch() -> None:
     pending.cancel()
     loop.advance(5.0)
     assert sent == []
+
+
+def test_while_held_an_update_waits_up_to_the_delay_and_goes_once_released() -> None:
+    """A connection added, then established 0.3 s later: one update carrying both.
+    One that is never established holds the update no longer than the delay."""
+    loop = FakeLoop()
+    sent: list[tuple[float, frozenset[PeerName]]] = []
+    establishing = {"held": True}
+    pending = PendingUpdates(US, lambda names: sent.append((round(loop.now, 6), names)),
+                             delay=1.0, first_delay=0.1, burst=3, loop=loop,
+                             held=lambda: establishing["held"])
+    pending.add(A)  # connection to A added
+    loop.advance(0.3)
+    assert sent == []
+    establishing["held"] = False
+    pending.add()  # established
+    loop.advance(0.01)
+    assert sent == [(100.3, frozenset({US, A}))]
+    establishing["held"] = True
+    pending.add(B)  # added; never established
+    loop.advance(0.9)
+    assert len(sent) == 1
+    loop.advance(0.1)
+    assert sent[1] == (101.31, frozenset({US, B}))  # added at 100.31

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from router.mesh.names import PeerName
 from router.mesh.peers import PeerTable
-from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError
+from router.mesh.summary import (
+    ConnectionSummary,
+    PeerSummary,
+    TopologyError,
+    canonical,
+    with_connections,
+)
 from router.mesh.topology_delta import (
     INCREMENTAL_TOPOLOGY_FEATURE,
     DigestEntry,
@@ -183,11 +189,13 @@ def test_a_delta_on_a_summary_the_receiver_held_before_resolves_from_its_history
     assert result.needs_full == frozenset() and receiver.get(v3.name) == v3
 
 
-def test_the_feature_must_be_on_both_sides() -> None:
-    on = {INCREMENTAL_TOPOLOGY_FEATURE: "1"}
+def test_the_feature_must_be_on_both_sides_in_the_same_version() -> None:
+    on = {INCREMENTAL_TOPOLOGY_FEATURE: "2"}
     assert incremental_negotiated(on, on)
     assert not incremental_negotiated(on, {})
     assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "0"}, on)
+    # Version 1 fingerprinted summaries another way: its bases never match ours.
+    assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "1"}, on)
 
 
 def test_the_shared_history_is_bounded_and_bases_fall_back_to_a_guess_then_full() -> None:
@@ -394,3 +402,29 @@ def test_the_pull_tracker_asks_one_neighbour_at_a_time() -> None:
 def test_a_digest_entry_checks_its_ranges() -> None:
     with pytest.raises(TopologyError, match="Version out of range"):
         DigestEntry(PeerName(1), 1, 1 << 64, True, 0)
+
+
+@PROPERTY
+@given(summaries(), summaries(), st.randoms(use_true_random=False))
+def test_fingerprints_name_the_canonical_content(a: PeerSummary, b: PeerSummary,
+                                                 rng: random.Random) -> None:
+    """Equal content (connections by remote, in any order, the last of a remote's entries
+    winning) has one fingerprint; different content has different ones; and a summary
+    rebuilt around connection objects another one holds (cached digests) agrees with one
+    built from fresh objects."""
+    shuffled = list(canonical(a).connections)
+    rng.shuffle(shuffled)
+    reordered = PeerSummary(a.name, a.nickname, a.uid, a.version, a.short_id, a.has_short_id,
+                            tuple(shuffled))
+    assert summary_fingerprint(reordered) == summary_fingerprint(a)
+    fresh = PeerSummary(a.name, a.nickname, a.uid, a.version, a.short_id, a.has_short_id,
+                        tuple(ConnectionSummary(c.remote, c.remote_tcp_addr, c.outbound,
+                                                c.established) for c in a.connections))
+    assert summary_fingerprint(fresh) == summary_fingerprint(a)
+    same = canonical(a) == canonical(b)
+    assert (summary_fingerprint(a) == summary_fingerprint(b)) == same
+    flipped = [ConnectionSummary(c.remote, c.remote_tcp_addr, c.outbound, not c.established)
+               for c in canonical(a).connections]
+    if flipped:
+        changed = with_connections(a, {c.remote: c for c in flipped})
+        assert summary_fingerprint(changed) != summary_fingerprint(a)
