@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from common.service.logs import Logger
@@ -459,12 +459,45 @@ class Mesh:
             return
         # From a peer of ours, which sent it to every neighbour of its own that it did
         # not get it from, or that its own sender had not reached: on to ours that
-        # are not among them (see _send_own_topology).
+        # are not among them (see _send_own_topology).  Its news about itself went to
+        # all its neighbours, so of those that could pass it on to one of ours, only
+        # the lowest-named does (see _relays_own_news).
         theirs = self.table.links(source)
         data = self.topology.data(new)
+        others = self.topology.data(new - {source}) if source in new else data
         for hop, neighbour in self.connections.items():
-            if hop != source and hop not in theirs:
+            if hop == source or hop in theirs:
+                continue
+            if others is data or self._relays_own_news(source, theirs, hop):
                 neighbour.sender(CHANNEL).send(data)
+            elif others.purposes:
+                neighbour.sender(CHANNEL).send(others)
+
+    def _relays_own_news(self, source: PeerName, theirs: Mapping[PeerName, bool],
+                         hop: PeerName) -> bool:
+        """Whether we pass ``source``'s news about itself on to ``hop``, a neighbour of
+        ours that is not one of its.  ``source`` sent that news to every neighbour of
+        its own (``theirs``), and each of those that is a neighbour of ``hop`` too could
+        pass it on: only the lowest-named does, so ``hop`` gets it once, not once from
+        each of them (a peer joining a full mesh is known to every member before it is
+        connected to them all: each member relayed each of its updates to every member
+        it was not yet connected to, N² messages an update).
+
+        Only peers of ours that are our own neighbours are counted on (we know they
+        speak this rule, and a Go peer relays to a random few), with an established
+        connection to ``hop`` as their summary says.  Should that summary be out of
+        date (the connection just went), ``hop`` misses the news until the next update
+        or the periodic gossip repairs it."""
+        for other in sorted(theirs):
+            if other >= self.name:
+                return True
+            if other in (hop, source):
+                continue
+            conn = self.connections.get(other)
+            if (conn is not None and conn.topology_encoder is not None
+                    and self.table.links(other).get(hop, False)):
+                return False
+        return True
 
     def _send_own_topology(self, names: frozenset[PeerName]) -> None:
         """Our own topology changes (batched).
