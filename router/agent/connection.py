@@ -88,6 +88,7 @@ class MeshConnection:
         self.overlay: OverlayConnection | None = None
         self.senders: dict[str, GossipSender] = {}
         self.started = asyncio.get_running_loop().time()
+        self._last_read = self.started
         self._urgent: list[bytes] = []
         self._wake = asyncio.Event()
         self._closing: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
@@ -161,8 +162,10 @@ class MeshConnection:
         """Run the reader, writer and heartbeat until one of them (or a shutdown) ends
         the connection; the reason."""
         assert self.overlay is not None
+        self._last_read = asyncio.get_running_loop().time()
         tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._write_loop()),
                  asyncio.create_task(self._heartbeat_loop()),
+                 asyncio.create_task(self._read_deadline()),
                  asyncio.create_task(self._await_established())]
         watched: list[asyncio.Future[Any]] = [*tasks, self._closing, self.overlay.failed]
         try:
@@ -217,16 +220,24 @@ class MeshConnection:
     # ---- receiving ------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         assert self.session is not None
+        loop = asyncio.get_running_loop()
         while True:
-            # asyncio.timeout, not wait_for: in 3.11 wait_for loses a cancellation that
-            # arrives as the read completes, and this loop would read on
-            async with asyncio.timeout(TCP_READ_TIMEOUT):
-                data = await self.reader.read(READ_SIZE)
+            data = await self.reader.read(READ_SIZE)
+            self._last_read = loop.time()
             if not data:
                 self.session.check_clean_end()
                 raise ConnectionClosed("EOF")
             for payload in self.session.feed(data):
                 self._dispatch(payload)
+
+    async def _read_deadline(self) -> None:
+        """Go's read deadline: the connection ends when nothing came for
+        TCP_READ_TIMEOUT.  One timer per connection, moved on as reads come, where a
+        timeout around each read cost a timer per message."""
+        loop = asyncio.get_running_loop()
+        while (left := self._last_read + TCP_READ_TIMEOUT - loop.time()) > 0:
+            await asyncio.sleep(left)
+        raise TimeoutError
 
     def _dispatch(self, payload: bytes) -> None:
         message = parse_message(payload)

@@ -387,3 +387,19 @@ def test_pending_topology_data_keeps_the_strongest_reason_per_peer() -> None:
     assert merged.purposes == {a: Purpose.ANSWER, b: Purpose.NEWS, z: Purpose.NEWS}
     again = merged.merge(TopologyData(table, {a: Purpose.REPAIR}))
     assert isinstance(again, TopologyData) and again.purposes[a] is Purpose.ANSWER
+
+
+def test_a_silent_peer_is_dropped_after_the_read_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing from the peer for TCP_READ_TIMEOUT (heartbeats every 30 s, here far
+    apart): the connection ends with a read timeout, as Go's read deadline ends it."""
+    monkeypatch.setattr("router.agent.connection.TCP_READ_TIMEOUT", 0.5)
+
+    async def test() -> None:
+        async with cluster() as c:
+            a, b = await c.add(0, gossip_interval=600), await c.add(1, gossip_interval=600)
+            await c.connect(a, b)
+            await until(lambda: b.name in a.mesh.connections)
+            await until(lambda: any("read timeout" in msg for _, msg, _ in a.log.lines), 5)
+            assert b.name not in a.mesh.connections
+    run(test)
