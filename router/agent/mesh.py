@@ -110,6 +110,29 @@ class MeshConfig:
     agent gossips topology as the original does (for comparisons)."""
 
 
+class EncodedUpdates:
+    """The last few incremental updates encoded, by their items (the same objects: the
+    summary history hands out one delta per pair of summaries): a change of ours goes
+    to every neighbour, mostly as the same items, encoded once."""
+
+    KEPT = 64
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[int, ...], tuple[tuple[object, ...], bytes]] = {}
+
+    def get(self, items: tuple[object, ...]) -> bytes | None:
+        found = self._kept.get(tuple(map(id, items)))
+        if found is None or len(found[0]) != len(items) or any(
+                a is not b for a, b in zip(found[0], items, strict=True)):
+            return None
+        return found[1]
+
+    def put(self, items: tuple[object, ...], message: bytes) -> None:
+        if len(self._kept) >= self.KEPT:
+            self._kept.clear()
+        self._kept[tuple(map(id, items))] = (items, message)  # the items pin their ids
+
+
 class NameCollision(ConnectionClosed):
     """A peer with our name but another UID: another machine calls itself what we do."""
 
@@ -177,6 +200,7 @@ class Mesh:
         self.topology_channel = self.new_gossip(CHANNEL, self.topology)
         self.pending_updates = PendingUpdates(config.name, self._send_own_topology,
                                               held=self._establishing)
+        self._encoded_updates = EncodedUpdates()
         self._route_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._gossip_task: asyncio.Task[None] | None = None
@@ -233,9 +257,31 @@ class Mesh:
         while True:
             await asyncio.sleep(interval * self.rng.uniform(0.9, 1.1))
             for channel in list(self.channels.values()):
+                if channel.name == CHANNEL:
+                    self._gossip_topology()
+                    continue
                 data = channel.gossiper.gossip()
                 if data is not None:
                     channel.send(data)
+
+    def _gossip_topology(self) -> None:
+        """The periodic topology gossip, to a neighbour subset: the whole topology to Go
+        peers, as Go sends it; a digest to ours (what we hold of each peer, about 25
+        bytes a peer), from which they ask for what they lack, as when a connection
+        starts.  A summary per peer would cost a connection count and a header each, to
+        encode and to decode, every interval, in a mesh where nothing changed."""
+        digest: TopologyDigest | None = None
+        data = self.topology.gossip()
+        for hop in self.routes.gossip_neighbours(self.name, self.rng):
+            conn = self.connections.get(hop)
+            if conn is None:
+                continue
+            if conn.topology_encoder is None:
+                conn.sender(CHANNEL).send(data)
+                continue
+            if digest is None:
+                digest = digest_of(self.table.summaries(), self.summary_history)
+            self._send_incremental(conn, digest)
 
     # ---- registering connections ---------------------------------------------------------
     def short_id(self) -> int:
@@ -580,11 +626,15 @@ class Mesh:
                 self.table.encode_summaries(sorted(data.purposes)), data.purposes)
             if not update.items:
                 return []  # the neighbour holds all of it
-            channel, payloads = INCREMENTAL, [encode_incremental(update)]
-        else:
-            payloads = data.encode()
+            message = self._encoded_updates.get(update.items)
+            if message is None:
+                message = encode_message(tag, messages.encode_gossip(messages.GossipBody(
+                    INCREMENTAL, origin, encode_incremental(update))))
+                self._encoded_updates.put(update.items, message)
+            self.stats.count(self.stats.sent, INCREMENTAL, len(message))
+            return [message]
         encoded = [encode_message(tag, messages.encode_gossip(
-            messages.GossipBody(channel, origin, payload))) for payload in payloads]
+            messages.GossipBody(channel, origin, payload))) for payload in data.encode()]
         for message in encoded:
             self.stats.count(self.stats.sent, channel, len(message))
         return encoded

@@ -86,7 +86,7 @@ class TopologyGossiper:
         received, _ = self._apply(payload)
         return self.data(received) if received else None
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self) -> TopologyData:
         return self.data(self.table.names(), Purpose.REPAIR)
 
     def on_gossip(self, payload: bytes) -> GossipData | None:

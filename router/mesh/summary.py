@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,7 +99,7 @@ class PeerSummary:
 
     def connections_by_remote(self) -> dict[PeerName, ConnectionSummary]:
         """The connection list as a receiver stores it: by remote, the last entry wins."""
-        return {conn.remote: conn for conn in self.connections}
+        return dict(zip(map(_REMOTE, self.connections), self.connections, strict=True))
 
     @property
     def fingerprint(self) -> int:
@@ -118,14 +119,44 @@ class PeerSummary:
         return self.uid == 0 and self.version == 0 and not self.has_short_id
 
 
+_REMOTE = operator.attrgetter("remote")
+
+
 def _fingerprint_of(summary: PeerSummary) -> int:
     conns = summary.connections if canonical(summary) is summary else tuple(
         summary.connections_by_remote().values())
-    header = b"".join((summary.name.to_bytes6(),
-                       struct.pack(">QQHB", summary.uid, summary.version, summary.short_id,
-                                   summary.has_short_id),
-                       *_text(summary.nickname), struct.pack(">I", len(conns))))
-    return (_hash64(header) + sum(conn.digest for conn in conns)) & UINT64_MAX
+    return (_header_hash(summary, len(conns)) + sum(conn.digest for conn in conns)) & UINT64_MAX
+
+
+def _header_hash(summary: PeerSummary, connections: int) -> int:
+    return _hash64(b"".join((summary.name.to_bytes6(),
+                             struct.pack(">QQHB", summary.uid, summary.version,
+                                         summary.short_id, summary.has_short_id),
+                             *_text(summary.nickname), struct.pack(">I", connections))))
+
+
+def changed(base: PeerSummary, header: PeerSummary, removed: Iterable[PeerName],
+            added: Iterable[ConnectionSummary]) -> PeerSummary:
+    """``header`` with ``base``'s connections, less those to ``removed`` and with
+    ``added`` put in (replacing any to the same remote), sorted by remote.  Its
+    fingerprint comes from ``base``'s, corrected by the connections that changed
+    (what a delta costs is the size of the delta, not of the summary)."""
+    conns = base.connections_by_remote()
+    total = base.fingerprint - _header_hash(base, len(conns))
+    for remote in removed:
+        gone = conns.pop(remote, None)
+        if gone is not None:
+            total -= gone.digest
+    for conn in added:
+        replaced = conns.get(conn.remote)
+        if replaced is not None:
+            total -= replaced.digest
+        conns[conn.remote] = conn
+        total += conn.digest
+    result = with_connections(header, conns)
+    object.__setattr__(result, "_fingerprint",
+                       (total + _header_hash(result, len(conns))) & UINT64_MAX)
+    return result
 
 
 def _hash64(data: bytes) -> int:
@@ -181,4 +212,6 @@ def _replace_connections(summary: PeerSummary,
 def with_connections(summary: PeerSummary,
                      connections: Mapping[PeerName, ConnectionSummary]) -> PeerSummary:
     """``summary``'s header with ``connections`` (sorted by remote) as its list."""
-    return _replace_connections(summary, tuple(connections[n] for n in sorted(connections)))
+    result = _replace_connections(summary, tuple(sorted(connections.values(), key=_REMOTE)))
+    object.__setattr__(result, "_canonical", True)  # one per remote, sorted
+    return result

@@ -63,8 +63,8 @@ from router.mesh.summary import (
     PeerSummary,
     TopologyError,
     canonical,
+    changed,
     supersedes,
-    with_connections,
 )
 
 INCREMENTAL_TOPOLOGY_FEATURE = "PyTopologyIncremental"
@@ -282,13 +282,9 @@ def apply_delta(base: PeerSummary, delta: PeerDelta) -> PeerSummary:
     """The full summary ``delta`` stands for, given its base (connections sorted)."""
     if base.name != delta.name or summary_fingerprint(base) != delta.base_fingerprint:
         raise TopologyError(f"delta for {delta.name} does not apply to this base")
-    conns = base.connections_by_remote()
-    for remote in delta.removed:
-        conns.pop(remote, None)
-    conns.update((c.remote, c) for c in delta.added)
     header = PeerSummary(delta.name, delta.nickname, delta.uid, delta.version,
                          delta.short_id, delta.has_short_id)
-    return with_connections(header, conns)
+    return changed(base, header, delta.removed, delta.added)
 
 
 class SummaryHistory:

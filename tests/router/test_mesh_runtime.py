@@ -403,3 +403,27 @@ def test_a_silent_peer_is_dropped_after_the_read_timeout(
             await until(lambda: any("read timeout" in msg for _, msg, _ in a.log.lines), 5)
             assert b.name not in a.mesh.connections
     run(test)
+
+
+def test_periodic_gossip_repairs_an_update_that_never_went() -> None:
+    """A's own updates are swallowed: its neighbours learn of its new connection only
+    from the periodic gossip (a digest between ours, from which they ask for it), and
+    the original's whole topology to a peer speaking the original format."""
+    async def test() -> None:
+        async with cluster() as c:
+            a = await c.add(0, gossip_interval=0.3)
+            b = await c.add(1, gossip_interval=0.3)
+            old = await c.add(2, gossip_interval=0.3, incremental=False)
+            await c.connect(a, b)
+            await c.connect(a, old)
+            await until(lambda: all(len(n.mesh.table) == 3 for n in (a, b, old)))
+            a.mesh._send_own_topology = lambda names: None  # type: ignore[method-assign]
+            d = await c.add(3, gossip_interval=600)
+            await c.connect(d, a)
+            await until(lambda: d.name in a.mesh.connections
+                        and a.mesh.connections[d.name].established)
+            ours = a.mesh.table.local_summary()
+            for node in (b, old):
+                await until(lambda node=node: node.mesh.table.get(a.name) == ours, 10)
+            assert any(k == "topology-incremental" for k in a.mesh.stats.sent)
+    run(test)

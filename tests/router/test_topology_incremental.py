@@ -428,3 +428,20 @@ def test_fingerprints_name_the_canonical_content(a: PeerSummary, b: PeerSummary,
     if flipped:
         changed = with_connections(a, {c.remote: c for c in flipped})
         assert summary_fingerprint(changed) != summary_fingerprint(a)
+
+
+@PROPERTY
+@given(summaries(), summaries())
+def test_a_delta_gives_the_fingerprint_the_whole_summary_has(a: PeerSummary,
+                                                              b: PeerSummary) -> None:
+    """A summary built from a delta carries a fingerprint worked out from its base's and
+    the changed connections: the same as computing it from scratch."""
+    target = PeerSummary(a.name, b.nickname, b.uid, b.version, b.short_id, b.has_short_id,
+                         b.connections)
+    base = canonical(a)
+    built = apply_delta(base, diff(base, target))
+    fresh = PeerSummary(built.name, built.nickname, built.uid, built.version, built.short_id,
+                        built.has_short_id, built.connections)
+    assert built == canonical(target)
+    assert summary_fingerprint(built) == summary_fingerprint(fresh) == summary_fingerprint(
+        target)
