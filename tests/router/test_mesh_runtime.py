@@ -417,7 +417,10 @@ def test_periodic_gossip_repairs_an_update_that_never_went() -> None:
             await c.connect(a, b)
             await c.connect(a, old)
             await until(lambda: all(len(n.mesh.table) == 3 for n in (a, b, old)))
-            a.mesh.pending_updates.send = lambda names: None
+
+            def swallow(names: frozenset[PeerName]) -> None:
+                pass
+            a.mesh.pending_updates.send = swallow
             d = await c.add(3, gossip_interval=600)
             await c.connect(d, a)
             await until(lambda: d.name in a.mesh.connections
