@@ -426,7 +426,7 @@ def test_periodic_gossip_repairs_an_update_that_never_went() -> None:
             await until(lambda: d.name in a.mesh.connections
                         and a.mesh.connections[d.name].established)
             ours = a.mesh.table.local_summary()
-            for node in (b, old):
-                await until(lambda node=node: node.mesh.table.get(a.name) == ours, 10)
+            await until(lambda: b.mesh.table.get(a.name) == ours, 10)
+            await until(lambda: old.mesh.table.get(a.name) == ours, 10)
             assert any(k == "topology-incremental" for k in a.mesh.stats.sent)
     run(test)
