@@ -11,6 +11,7 @@ never stalls the mesh.  SIGTERM and SIGINT stop everything and exit 0; a failure
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,6 +76,9 @@ async def run(settings: Settings, agent: Agent) -> int:
         loop.add_signal_handler(sig, stop.set)
     await agent.start()
     servers = start_servers(settings, agent, LoopBridge(loop))
+    # What start-up made (modules, settings, servers) lives as long as the process: out
+    # of the collector's sight, so that each full collection walks only the mesh's state.
+    gc.freeze()
     try:
         await stop.wait()
     finally:

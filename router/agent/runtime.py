@@ -42,6 +42,10 @@ from router.mesh.go_text import GoClock
 from router.mesh.peer_address import PeerAddressError, no_such_host, resolve_peers
 
 DIAL_TIMEOUT = 10.0
+STREAM_LIMIT = 16 * 1024
+"""What a mesh connection's reader holds before it stops reading the socket (twice this;
+asyncio's default is 64 KiB): with a hundred connections, a busy agent buffered megabytes
+it then kept as heap, where the kernel's socket buffers would have held them."""
 VERSION = "2.8.1"
 """The Weave Net release whose protocol, API and outputs the agent keeps."""
 
@@ -115,7 +119,7 @@ class Agent:
         self.log.info(f"Our name is {self.mesh.name}({self.mesh.config.nickname})")
         await self.mesh.overlay.start()
         self._server = await asyncio.start_server(self._accept, host=None,
-                                                  port=self.settings.port)
+                                                  port=self.settings.port, limit=STREAM_LIMIT)
         self.mesh.start()
         if self.ipam is not None:
             self.ipam.start()
@@ -173,7 +177,8 @@ class Agent:
         self.log.info(f"->[{address}] attempting connection")
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port),
+                                                               limit=STREAM_LIMIT)
         except (OSError, TimeoutError, ValueError) as exc:
             error = describe_dial(address, exc)
             self.log.info(f"->[{address}] error during connection attempt: {error}")

@@ -11,7 +11,7 @@ MESH = Path(__file__).resolve().parents[2] / "router" / "mesh"
 MODULES = ["names.py", "summary.py", "short_ids.py", "peers.py", "routes.py",
            "topology_delta.py", "topology_delta_codec.py"]
 ALLOWED = {"__future__", "collections", "collections.abc", "dataclasses", "typing", "random",
-           "math", "hashlib", "struct", "enum", "itertools"}
+           "math", "hashlib", "struct", "enum", "itertools", "operator"}
 
 
 def imported(path: Path) -> set[str]:
