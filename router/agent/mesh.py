@@ -487,13 +487,16 @@ class Mesh:
                 return
             if isinstance(message, SummaryRequest | FullSummaryRequest):
                 if isinstance(message, FullSummaryRequest):
-                    encoder.forget(message.names)  # it lacks them: send them whole
+                    encoder.note_request(message)  # whole, or on the bases it holds
                 conn.sender(CHANNEL).send(self.topology.data(message.names, Purpose.ANSWER))
                 return
             summaries, missing = resolve_items(self.table, message.items,
                                                self.summary_history)
             if missing:
-                self._send_incremental(conn, FullSummaryRequest(missing))
+                held = tuple((name, current.fingerprint) for name in sorted(missing)
+                             if (current := self.table.get(name)) is not None
+                             and not current.is_placeholder)
+                self._send_incremental(conn, FullSummaryRequest(missing, held))
         if encoder is not None:
             encoder.note_received(summaries)
         new = self.topology.apply(summaries).new

@@ -137,9 +137,19 @@ class IncrementalUpdate:
 
 @dataclass(frozen=True, slots=True)
 class FullSummaryRequest:
-    """Receiver → sender: send these peers' full summaries (a delta's base was missing)."""
+    """Receiver → sender: a delta's base was missing; send these peers' summaries again,
+    whole, or as deltas on what the receiver does hold of them (``held``: name →
+    fingerprint; names it holds nothing of are not in it)."""
 
     names: frozenset[PeerName]
+    held: tuple[tuple[PeerName, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, fingerprint in self.held:
+            if name not in self.names:
+                raise TopologyError(f"base held for {name}, which is not asked for")
+            if not 0 <= fingerprint < 1 << 64:
+                raise TopologyError(f"held fingerprint out of range: {fingerprint!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +417,14 @@ class IncrementalEncoder:
         """The neighbour lacks these (it asked for them): send them in full next time."""
         for name in names:
             self._known.pop(name, None)
+
+    def note_request(self, request: FullSummaryRequest) -> None:
+        """The neighbour asked for these again: what it holds of them (by fingerprint,
+        where it said) is the base next time, else they go whole."""
+        self.forget(request.names)
+        for name, fingerprint in request.held:
+            if self._history.lookup(name, fingerprint) is not None:
+                self._known[name] = fingerprint
 
 
 def resolve_items(table: PeerTable, items: Sequence[PeerSummary | PeerDelta],

@@ -12,7 +12,9 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
     delta    = name:6 base_version:uv base_fingerprint:8 nickname:str uid:uv version:uv
                short_id:uv has_short_id:u8 count:uv connection* count:uv removed_name:6*
     connection = remote:6 addr:str flags:u8   (bit 0 outbound, bit 1 established)
-    request  = count:uv name:6*            (kinds 2 and 4)
+    request  = count:uv name:6*            (kind 4)
+    again    = count:uv name:6* count:uv (name:6 fingerprint:8)*   (kind 2: the names,
+                                           then the bases held of some of them)
     digest   = count:uv entry*
     entry    = name:6 uid:uv version:uv has_short_id:u8 fingerprint:8
     str      = length:uv UTF-8 bytes           uv = unsigned LEB128, at most 64 bits
@@ -72,6 +74,11 @@ def encode_message(message: Message) -> bytes:
         _uvarint(out, len(message.names))
         for name in sorted(message.names):
             out += name.to_bytes6()
+        if isinstance(message, FullSummaryRequest):
+            _uvarint(out, len(message.held))
+            for name, fingerprint in message.held:
+                out += name.to_bytes6()
+                out += fingerprint.to_bytes(8, "big")
     return bytes(out)
 
 
@@ -89,7 +96,13 @@ def decode_message(data: bytes) -> Message:
     elif kind in (_KIND_REQUEST, _KIND_PULL):
         count = reader.count("name count", NAME_SIZE)
         names = frozenset(reader.name() for _ in range(count))
-        message = FullSummaryRequest(names) if kind == _KIND_REQUEST else SummaryRequest(names)
+        if kind == _KIND_REQUEST:
+            held = tuple((reader.name(), int.from_bytes(reader.take(8, "held fingerprint"),
+                                                        "big"))
+                         for _ in range(reader.count("held count", NAME_SIZE + 8)))
+            message = FullSummaryRequest(names, held)
+        else:
+            message = SummaryRequest(names)
     elif kind == _KIND_DIGEST:
         count = reader.count("digest entry count", NAME_SIZE + 11)
         message = TopologyDigest(tuple(reader.digest_entry() for _ in range(count)))

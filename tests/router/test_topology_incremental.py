@@ -233,7 +233,9 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x01\x01\x05\x00", "exceeds the message"),
     (b"\x01\x01\x01\x02" + bytes(7), "item kind must be 0 or 1"),
     (b"\x02\x01" + bytes(5), "exceeds the message"),
-    (b"\x02\x00\x00", "trailing bytes"),
+    (b"\x02\x00\x00\x00", "trailing bytes"),
+    (b"\x02\x00\x01" + bytes(6), "held count 1 exceeds the message"),
+    (b"\x02\x00\x01" + bytes(14), "not asked for"),
     (b"\x03\x01" + bytes(16), "exceeds the message"),
     (b"\x03\x01" + bytes(8) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
     (b"\x03\x02" + 2 * (bytes(9) + bytes(8)), "names a peer twice"),
@@ -445,3 +447,43 @@ def test_a_delta_gives_the_fingerprint_the_whole_summary_has(a: PeerSummary,
     assert built == canonical(target)
     assert summary_fingerprint(built) == summary_fingerprint(fresh) == summary_fingerprint(
         target)
+
+
+def test_a_request_for_a_missing_base_names_the_one_held_and_gets_a_delta_on_it() -> None:
+    """The sender guessed a base the receiver lacks (it holds an older one): the request
+    names what the receiver holds, and the answer is a delta on that, not the whole
+    summary."""
+    v1 = full_mesh(6, 1)[0]
+    v2 = with_connections(PeerSummary(v1.name, v1.nickname, v1.uid, 2, v1.short_id, True),
+                          {c.remote: c for c in v1.connections[1:]})
+    flipped = v2.connections[0]
+    v3 = with_connections(PeerSummary(v1.name, v1.nickname, v1.uid, 3, v1.short_id, True),
+                          {**v2.connections_by_remote(), flipped.remote: ConnectionSummary(
+                              flipped.remote, flipped.remote_tcp_addr, flipped.outbound,
+                              False)})
+    history = SummaryHistory()
+    for version in (v1, v2):
+        history.remember(version)
+    encoder = IncrementalEncoder(history)
+    receiver = fresh_table()
+    receiver.apply_update([v1])
+    news = wire(encoder.encode([v3], Purpose.NEWS))
+    assert isinstance(news, IncrementalUpdate)
+    result = apply_incremental_update(receiver, news)
+    assert result.needs_full == {v1.name}  # the guess (v2) is not held
+    request = wire(FullSummaryRequest(result.needs_full,
+                                      ((v1.name, summary_fingerprint(v1)),)))
+    assert isinstance(request, FullSummaryRequest)
+    encoder.note_request(request)
+    answer = wire(encoder.encode([v3], Purpose.ANSWER))
+    assert isinstance(answer, IncrementalUpdate)
+    assert isinstance(answer.items[0], PeerDelta)
+    assert answer.items[0].base_fingerprint == summary_fingerprint(v1)
+    assert apply_incremental_update(receiver, answer).needs_full == frozenset()
+    assert receiver.get(v1.name) == v3
+    # a base the sender never had goes whole
+    encoder.note_request(FullSummaryRequest(frozenset({v1.name}), ((v1.name, 12345),)))
+    again = encoder.encode([v3], Purpose.ANSWER)
+    assert isinstance(again.items[0], PeerSummary)
+    with pytest.raises(TopologyError, match="not asked for"):
+        FullSummaryRequest(frozenset(), ((v1.name, 1),))
