@@ -114,13 +114,13 @@ def test_cancel_drops_the_pending_batch() -> None:
 
 def test_while_held_an_update_waits_up_to_the_delay_and_goes_once_released() -> None:
     """A connection added, then established 0.3 s later: one update carrying both.
-    One that is never established holds the update no longer than the delay."""
+    One that is never established holds the update no longer than ``hold``."""
     loop = FakeLoop()
     sent: list[tuple[float, frozenset[PeerName]]] = []
     establishing = {"held": True}
     pending = PendingUpdates(US, lambda names: sent.append((round(loop.now, 6), names)),
                              delay=1.0, first_delay=0.1, burst=3, loop=loop,
-                             held=lambda: establishing["held"])
+                             held=lambda: establishing["held"], hold=1.0)
     pending.add(A)  # connection to A added
     loop.advance(0.3)
     assert sent == []
