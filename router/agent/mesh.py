@@ -177,7 +177,7 @@ class Mesh:
         self.table = PeerTable(config.name, config.nickname, self.uid,
                                self.rng.randrange(4096) if short_id is None else short_id,
                                self.rng)
-        self.routes = Routes(self.table.topology(), config.name)
+        self.routes = Routes(self.table.topology(), config.name, closed=True)
         self.connections: dict[PeerName, MeshConnection] = {}
         """Our registered connections, by remote peer."""
         self.handshaking: set[MeshConnection] = set()
@@ -430,7 +430,7 @@ class Mesh:
     def recalculate_routes(self) -> None:
         self._route_timer = None
         topology = self.table.topology()
-        self.routes = Routes(topology, self.name)
+        self.routes = Routes(topology, self.name, closed=True)
         connections = sum(len(remotes) for remotes in topology.values())
         established = sum(sum(remotes.values()) for remotes in topology.values())
         self.log.debug(f"routes recomputed: peers={len(topology)} connections={connections} "

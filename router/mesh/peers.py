@@ -160,6 +160,8 @@ class PeerTable:
         self._peers[name].local_refs = 1
         self._short_ids = ShortIdIndex(name)
         self._short_ids.add(name, short_id, ShortIdEvents())
+        self._may_dangle = False
+        """Whether some peer may name a remote no longer in the table (see topology)."""
 
     # ------------------------------------------------------------------ reading
 
@@ -227,8 +229,21 @@ class PeerTable:
 
     def topology(self) -> dict[PeerName, Mapping[PeerName, bool]]:
         """Peer → remote → established, for route computation: a fresh map of maps that
-        are shared, and replaced (never changed) when a peer's connections change."""
-        return {name: peer.links() for name, peer in self._peers.items()}
+        are shared, and replaced (never changed) when a peer's connections change.
+
+        Closed: every remote it names is one of its peers (``Routes(closed=True)``).
+        The table itself holds every remote its peers name (placeholders), except the
+        peers a collection removed while a peer that named them stayed (one nothing
+        reached but a local reference held): those come in with no connections."""
+        topology: dict[PeerName, Mapping[PeerName, bool]] = {
+            name: peer.links() for name, peer in self._peers.items()}
+        if self._may_dangle:
+            dangling = set().union(*(links.keys() for links in topology.values()))
+            dangling -= topology.keys()
+            for name in dangling:
+                topology[name] = {}
+            self._may_dangle = bool(dangling)
+        return topology
 
     # ------------------------------------------------------------------ gossip
 
@@ -281,6 +296,8 @@ class PeerTable:
         doomed = sorted(name for name, peer in self._peers.items()
                         if name not in reached and peer.local_refs == 0)
         removed = tuple(self._peers.pop(name).summary() for name in doomed)
+        if removed and any(name not in reached for name in self._peers):
+            self._may_dangle = True  # a kept unreached peer may name a removed one
         self._short_ids.remove_all(((s.name, s.short_id) for s in removed if s.has_short_id),
                                    events)
         ours = self._peers[self._ourself]
@@ -289,14 +306,20 @@ class PeerTable:
         return self._finish(events, removed, local_modified)
 
     def _reachable_from_us(self) -> set[PeerName]:
+        """Every name reached from us over any connection; it stops once every peer
+        of the table is (what a collection asks), so a full mesh costs one peer's
+        connections, not all of them."""
+        peers = self._peers
         reached = {self._ourself}
+        unreached = len(peers) - 1
         pending = [self._ourself]
-        while pending:
-            peer = self._peers.get(pending.pop())
+        while pending and unreached:
+            peer = peers.get(pending.pop())
             for remote in peer.connections if peer else ():
                 if remote not in reached:
                     reached.add(remote)
                     pending.append(remote)
+                    unreached -= remote in peers
         return reached
 
     # ------------------------------------------------------------------ local peer

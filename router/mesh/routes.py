@@ -64,13 +64,21 @@ def connected_peers(topology: Topology, peer: PeerName, established_and_symmetri
 
 
 def widen(topology: Topology, start: PeerName, established_and_symmetric: bool,
-          stop_at: PeerName | None = None) -> tuple[bool, dict[PeerName, PeerName]]:
+          stop_at: PeerName | None = None, names: int | None = None
+          ) -> tuple[bool, dict[PeerName, PeerName]]:
     """Breadth-first next hops from ``start`` (Go's ``Peer.routes``).
 
     Returns whether ``stop_at`` came up (widening stops there) and the routes found
     so far: destination → next hop from ``start``, ``start`` → UNKNOWN_PEER_NAME.
+
+    ``names``, when given, is how many distinct names the topology holds (its peers
+    and every remote they name): once that many are reached, no later level can add
+    one, and a widening without ``stop_at`` ends there with the same answer (in a
+    full mesh, after the first level, instead of looking through every peer's
+    connections for none).
     """
     routes: dict[PeerName, PeerName] = {start: UNKNOWN_PEER_NAME}
+    complete = names if stop_at is None else None
     next_level = [start]
     while next_level:
         level = sorted(next_level)
@@ -90,6 +98,8 @@ def widen(topology: Topology, start: PeerName, established_and_symmetric: bool,
                     continue
                 next_level.append(remote)
                 routes[remote] = remote if current == start else hop
+            if len(routes) == complete:
+                return False, routes
     return False, routes
 
 
@@ -140,11 +150,16 @@ class Routes:
     and build a new ``Routes`` when the topology changes.
     """
 
-    def __init__(self, topology: Topology, ourself: PeerName) -> None:
+    def __init__(self, topology: Topology, ourself: PeerName, closed: bool = False) -> None:
+        """``closed``: every remote the topology names is one of its peers too (as
+        :meth:`~router.mesh.peers.PeerTable.topology` guarantees), so it holds
+        ``len(topology)`` names; otherwise they are counted here."""
         self._topology = topology
         self._ourself = ourself
-        self._unicast = widen(topology, ourself, True)[1]
-        self._unicast_all = widen(topology, ourself, False)[1]
+        names = len(topology) if closed else len(topology.keys() | set().union(
+            *(remotes.keys() for remotes in topology.values())))
+        self._unicast = widen(topology, ourself, True, names=names)[1]
+        self._unicast_all = widen(topology, ourself, False, names=names)[1]
         self._broadcast: dict[PeerName, tuple[PeerName, ...]] = {}
         self._broadcast_all: dict[PeerName, tuple[PeerName, ...]] = {}
         self.broadcast(ourself)  # computed at once, as Go does; the others on first use

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from router.mesh.names import PeerName
 from router.mesh.peers import PeerTable, TopologyGossipData
+from router.mesh.routes import Routes
 from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError, supersedes
 from tests.router.topology_strategies import (
     OURSELF,
@@ -119,6 +120,36 @@ def test_garbage_collection_spares_referenced_peers_and_reports_the_rest() -> No
     changes = table.delete_local_connection(B)
     assert [p.name for p in changes.removed] == [B, C]
     assert changes.local_peer_changed and table.names() == {OURSELF}
+
+
+def test_a_peer_collected_while_a_kept_peer_names_it_stays_in_the_topology() -> None:
+    """B is held by a handshake but unreached, and names C; collection removes C, not B.
+    Once our connection reaches B, routing reaches C through it: the topology that
+    routes read still names C (a peer with no connections), so that widening may stop
+    once it has reached every name there."""
+    table = fresh_table()
+    table.fetch_with_default(B, "b", 5, 3)
+    table.apply_update([peer(B, 5, 2, C)])
+    assert [p.name for p in table.garbage_collect().removed] == [C]
+    assert C not in table and table.topology()[C] == {}
+    table.add_local_connection(ConnectionSummary(B, "10.0.0.6:6783", True, True))
+    closed = Routes(table.topology(), OURSELF, closed=True)
+    assert closed.unicast_all(C) == B
+    assert closed.unicast_all_table == Routes(table.topology(), OURSELF).unicast_all_table
+    table.apply_update([peer(B, 5, 3)])  # B no longer names C: nothing is left over
+    assert C not in table.topology()
+
+
+def test_collection_reaches_every_peer_of_a_full_mesh() -> None:
+    names = [PeerName(0x100 + i) for i in range(12)]
+    table = fresh_table()
+    table.apply_update([peer(n, 1, 1, OURSELF, *(m for m in names if m != n)) for n in names])
+    for n in names:
+        table.fetch_with_default(n, "n", 1, None)
+        table.add_local_connection(ConnectionSummary(n, "10.0.0.6:6783", True, True))
+        table.dereference(n)
+    assert table.garbage_collect().removed == ()
+    assert table.names() == {OURSELF, *names}
 
 
 def test_local_connections_need_a_known_remote_and_a_reference_to_drop() -> None:

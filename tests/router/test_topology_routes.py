@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.mesh.names import UNKNOWN_PEER_NAME, PeerName
-from router.mesh.routes import Routes, Topology, choose_gossip_neighbours, gossip_subset_size
+from router.mesh.routes import (
+    Routes,
+    Topology,
+    choose_gossip_neighbours,
+    gossip_subset_size,
+    widen,
+)
 
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 Adjacency = dict[PeerName, set[PeerName]]
@@ -106,6 +112,25 @@ def test_unicast_routes_match_the_reference(topo: Topology) -> None:
         routes = Routes(topo, ourself)
         assert routes.unicast_table == reference_routes(topo, ourself, True)
         assert routes.unicast_all_table == reference_routes(topo, ourself, False)
+
+
+@PROPERTY
+@given(topologies(), st.booleans())
+def test_widening_stops_once_every_name_is_reached_with_the_same_answer(
+        topo: Topology, dangling: bool) -> None:
+    """``names`` lets a widening end early; the routes do not change.  Also with a
+    remote no peer entry describes (not closed: ``Routes`` counts the names)."""
+    if dangling:
+        first = min(topo)
+        topo = {**topo, first: {**topo[first], PeerName(0xFEDCBA): True}}
+    names = len(topo.keys() | set().union(*(r.keys() for r in topo.values())))
+    for ourself in topo:
+        for symmetric in (True, False):
+            assert (widen(topo, ourself, symmetric, names=names)
+                    == widen(topo, ourself, symmetric))
+        routes = Routes(topo, ourself, closed=not dangling)
+        assert routes.unicast_all_table == reference_routes(topo, ourself, False)
+        assert routes.unicast_table == reference_routes(topo, ourself, True)
 
 
 @PROPERTY
