@@ -43,6 +43,7 @@ from .gob import (
     decode,
     encode,
 )
+from .gob.wire import BYTES_ID, STRING_ID, UINT_ID, DecodeFailure, put_uint, read_uint, zigzag
 
 PEER_NAME = UINT64.named("mesh.PeerName")
 """``mesh.PeerName`` in the "mac" flavour: the 48-bit MAC as a uint64."""
@@ -130,8 +131,25 @@ def decode_features(data: bytes) -> dict[str, str]:
 
 
 def encode_gossip(body: GossipBody, *, type_ids: TypeIds | None = None) -> bytes:
-    """A gossip body: channel, source, [destination,] payload on one encoder."""
-    encoder = Encoder(type_ids)
+    """A gossip body: channel, source, [destination,] payload on one encoder.
+
+    Every part is a builtin gob type, so no type definition travels and the bytes do
+    not depend on the encoder: they are written directly (what an ``Encoder`` writes,
+    as ``tests/router/test_gob_codec.py`` checks), since every gossip message sent
+    pays for this."""
+    if type_ids is not None:
+        return _encode_gossip_with(Encoder(type_ids), body)
+    out = bytearray()
+    raw = body.channel.encode("utf-8", "surrogateescape")
+    _singleton(out, _STRING_HEAD, _counted(raw))
+    _singleton(out, _UINT_HEAD, _uint(body.source))
+    if body.destination is not None:
+        _singleton(out, _UINT_HEAD, _uint(body.destination))
+    _singleton(out, _BYTES_HEAD, _counted(body.payload))
+    return bytes(out)
+
+
+def _encode_gossip_with(encoder: Encoder, body: GossipBody) -> bytes:
     parts = [encoder.encode(STRING, body.channel), encoder.encode(PEER_NAME, body.source)]
     if body.destination is not None:
         parts.append(encoder.encode(PEER_NAME, body.destination))
@@ -139,17 +157,89 @@ def encode_gossip(body: GossipBody, *, type_ids: TypeIds | None = None) -> bytes
     return b"".join(parts)
 
 
+_STRING_HEAD = bytes((zigzag(STRING_ID), 0))
+_UINT_HEAD = bytes((zigzag(UINT_ID), 0))
+_BYTES_HEAD = bytes((zigzag(BYTES_ID), 0))
+"""A singleton of a builtin type: its type id (as a gob int), then field delta 0."""
+
+
+def _uint(value: int) -> bytes:
+    out = bytearray()
+    put_uint(out, value)
+    return bytes(out)
+
+
+def _counted(raw: bytes) -> bytes:
+    return _uint(len(raw)) + raw
+
+
+def _singleton(out: bytearray, head: bytes, value: bytes) -> None:
+    put_uint(out, len(head) + len(value))
+    out += head
+    out += value
+
+
 def decode_gossip(data: bytes, *, unicast: bool) -> GossipBody:
     """Read a gossip body; ``unicast`` says whether a destination precedes the payload.
 
-    Like Go, this ignores anything after the payload.
+    Like Go, this ignores anything after the payload.  A body as Go and we write it
+    is read directly; anything else (a stream that defines types first, a malformed
+    one) goes to the full decoder, which reads or rejects it as before.
     """
+    fast = _read_plain_gossip(data, unicast)
+    return fast if fast is not None else _decode_gossip_stream(data, unicast=unicast)
+
+
+def _decode_gossip_stream(data: bytes, *, unicast: bool) -> GossipBody:
     decoder = Decoder(data)
     channel = decoder.decode(STRING)
     source = decoder.decode(PEER_NAME)
     destination = decoder.decode(PEER_NAME) if unicast else None
     payload = decoder.decode(BYTES)
     return GossipBody(channel, source, payload, destination)
+
+
+def _read_plain_gossip(data: bytes, unicast: bool) -> GossipBody | None:
+    """The body if it is the four (or three) plain singletons; None for anything else."""
+    try:
+        raw, at = _counted_singleton(data, 0, _STRING_HEAD)
+        source, at = _uint_singleton(data, at)
+        destination = None
+        if unicast:
+            destination, at = _uint_singleton(data, at)
+        payload, at = _counted_singleton(data, at, _BYTES_HEAD)
+    except (IndexError, DecodeFailure, _NotPlain):
+        return None
+    return GossipBody(raw.decode("utf-8", "surrogateescape"), source, payload, destination)
+
+
+class _NotPlain(Exception):
+    """Not the plain singleton expected: the full decoder judges the body."""
+
+
+def _singleton_at(data: bytes, at: int, head: bytes) -> tuple[int, int]:
+    """Where the value of the singleton message at ``at`` starts, and where it ends."""
+    size, at = read_uint(data, at)
+    end = at + size
+    if end > len(data) or data[at:at + 2] != head:
+        raise _NotPlain
+    return at + 2, end
+
+
+def _counted_singleton(data: bytes, at: int, head: bytes) -> tuple[bytes, int]:
+    start, end = _singleton_at(data, at, head)
+    length, start = read_uint(data, start)
+    if start + length != end:
+        raise _NotPlain
+    return data[start:end], end
+
+
+def _uint_singleton(data: bytes, at: int) -> tuple[int, int]:
+    start, end = _singleton_at(data, at, _UINT_HEAD)
+    value, start = read_uint(data, start)
+    if start != end or value > 0xFFFFFFFFFFFFFFFF:
+        raise _NotPlain
+    return value, end
 
 
 def encode_topology(peers: Iterable[TopologyPeer], *, type_ids: TypeIds | None = None) -> bytes:
