@@ -70,9 +70,10 @@ from router.mesh.summary import (
 INCREMENTAL_TOPOLOGY_FEATURE = "PyTopologyIncremental"
 """Handshake feature: the same :data:`INCREMENTAL_TOPOLOGY_VERSION` on both sides →
 incremental updates; anything else → Go's format on that connection."""
-INCREMENTAL_TOPOLOGY_VERSION = "2"
-"""Version 2: fingerprints are a sum of per-connection digests (1 hashed the whole
-summary); two versions never guess each other's bases, so they do not mix."""
+INCREMENTAL_TOPOLOGY_VERSION = "3"
+"""Version 3: digest entries have a fixed size.  Version 2: fingerprints are a sum of
+per-connection digests (1 hashed the whole summary).  Two versions never read each
+other's messages, so they do not mix: between them, Go's format."""
 INCREMENTAL_TOPOLOGY_CHANNEL = "topology-incremental"
 """Gossip channel name for :class:`IncrementalUpdate` / :class:`FullSummaryRequest`."""
 

@@ -16,7 +16,8 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
     again    = count:uv name:6* count:uv (name:6 fingerprint:8)*   (kind 2: the names,
                                            then the bases held of some of them)
     digest   = count:uv entry*
-    entry    = name:6 uid:uv version:uv has_short_id:u8 fingerprint:8
+    entry    = name:6 uid:8 version:8 has_short_id:u8 fingerprint:8   (fixed size: a
+                                          digest names every peer, read in one pass)
     str      = length:uv UTF-8 bytes           uv = unsigned LEB128, at most 64 bits
 
 Design: every length is checked against what is left before anything is sliced,
@@ -25,6 +26,8 @@ violation raises :class:`~router.mesh.summary.TopologyError` naming the cause.
 """
 
 from __future__ import annotations
+
+import struct
 
 from router.mesh.names import NAME_SIZE, PeerName
 from router.mesh.summary import UINT64_MAX, ConnectionSummary, PeerSummary, TopologyError
@@ -44,6 +47,9 @@ _KIND_REQUEST = 2
 _KIND_DIGEST = 3
 _KIND_PULL = 4
 _FORMAT = 1
+_DIGEST_ENTRY = struct.Struct(">HIQQBQ")
+"""A digest entry: the name's high 16 and low 32 bits, UID, Version, HasShortID,
+fingerprint."""
 _ITEM_SUMMARY = 0
 _ITEM_DELTA = 1
 
@@ -54,11 +60,8 @@ def encode_message(message: Message) -> bytes:
         out.append(_KIND_DIGEST)
         _uvarint(out, len(message.entries))
         for entry in message.entries:
-            out += entry.name.to_bytes6()
-            _uvarint(out, entry.uid)
-            _uvarint(out, entry.version)
-            out.append(entry.has_short_id)
-            out += entry.fingerprint.to_bytes(8, "big")
+            out += _DIGEST_ENTRY.pack(entry.name >> 32, entry.name & 0xFFFFFFFF, entry.uid,
+                                      entry.version, entry.has_short_id, entry.fingerprint)
     elif isinstance(message, IncrementalUpdate):
         out += bytes([_KIND_UPDATE, _FORMAT])
         _uvarint(out, len(message.items))
@@ -104,8 +107,8 @@ def decode_message(data: bytes) -> Message:
         else:
             message = SummaryRequest(names)
     elif kind == _KIND_DIGEST:
-        count = reader.count("digest entry count", NAME_SIZE + 11)
-        message = TopologyDigest(tuple(reader.digest_entry() for _ in range(count)))
+        count = reader.count("digest entry count", _DIGEST_ENTRY.size)
+        message = TopologyDigest(reader.digest_entries(count))
     else:
         raise TopologyError(f"incremental topology: unknown message kind {kind}")
     if not reader.at_end():
@@ -251,9 +254,15 @@ class _Reader:
         removed = tuple(self.name() for _ in range(self.count("removed count", NAME_SIZE)))
         return PeerDelta(name, base_version, fingerprint, *header, added, removed)
 
-    def digest_entry(self) -> DigestEntry:
-        name = self.name()
-        uid, version = self.uvarint("UID"), self.uvarint("Version")
-        has_short_id = self.flag("HasShortID")
-        return DigestEntry(name, uid, version, has_short_id,
-                           int.from_bytes(self.take(8, "fingerprint"), "big"))
+    def digest_entries(self, count: int) -> tuple[DigestEntry, ...]:
+        size = count * _DIGEST_ENTRY.size
+        chunk = self.take(size, "digest entries")
+        entries = []
+        for high, low, uid, version, has_short_id, fingerprint in _DIGEST_ENTRY.iter_unpack(
+                chunk):
+            if has_short_id > 1:
+                raise TopologyError("incremental topology: HasShortID must be 0 or 1, got "
+                                    f"{has_short_id}")
+            entries.append(DigestEntry(PeerName(high << 32 | low), uid, version,
+                                       has_short_id == 1, fingerprint))
+        return tuple(entries)

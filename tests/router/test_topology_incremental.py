@@ -190,12 +190,14 @@ def test_a_delta_on_a_summary_the_receiver_held_before_resolves_from_its_history
 
 
 def test_the_feature_must_be_on_both_sides_in_the_same_version() -> None:
-    on = {INCREMENTAL_TOPOLOGY_FEATURE: "2"}
+    on = {INCREMENTAL_TOPOLOGY_FEATURE: "3"}
     assert incremental_negotiated(on, on)
     assert not incremental_negotiated(on, {})
     assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "0"}, on)
-    # Version 1 fingerprinted summaries another way: its bases never match ours.
+    # Version 1 fingerprinted summaries another way: its bases never match ours; version
+    # 2 wrote digest entries with varints.
     assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "1"}, on)
+    assert not incremental_negotiated({INCREMENTAL_TOPOLOGY_FEATURE: "2"}, on)
 
 
 def test_the_shared_history_is_bounded_and_bases_fall_back_to_a_guess_then_full() -> None:
@@ -236,9 +238,9 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x02\x00\x00\x00", "trailing bytes"),
     (b"\x02\x00\x01" + bytes(6), "held count 1 exceeds the message"),
     (b"\x02\x00\x01" + bytes(14), "not asked for"),
-    (b"\x03\x01" + bytes(16), "exceeds the message"),
-    (b"\x03\x01" + bytes(8) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
-    (b"\x03\x02" + 2 * (bytes(9) + bytes(8)), "names a peer twice"),
+    (b"\x03\x01" + bytes(30), "exceeds the message"),
+    (b"\x03\x01" + bytes(22) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
+    (b"\x03\x02" + bytes(62), "names a peer twice"),
     (b"\x04\x01" + bytes(5), "exceeds the message"),
     (b"\x01\x01\x01\x00" + bytes(6) + b"\x00" + b"\xff" * 11, "varint too long"),
     (b"\x01\x01\x01\x00" + bytes(6) + b"\x01\xff", "not UTF-8"),
@@ -263,6 +265,21 @@ def test_codec_round_trips_and_never_crashes_on_garbage(items: list[PeerSummary]
         except TopologyError:
             continue  # the one error type malformed input may raise
         assert isinstance(decoded, IncrementalUpdate | FullSummaryRequest)
+
+
+@PROPERTY
+@given(st.lists(st.builds(DigestEntry, st.integers(0, (1 << 48) - 1).map(PeerName),
+                          st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1),
+                          st.booleans(), st.integers(0, (1 << 64) - 1)),
+                max_size=6, unique_by=lambda e: e.name), st.integers(1, 30))
+def test_digests_round_trip_and_a_cut_one_is_refused(entries: list[DigestEntry],
+                                                     cut: int) -> None:
+    encoded = encode_message(TopologyDigest(tuple(entries)))
+    assert len(encoded) == 2 + 31 * len(entries)
+    assert wire(TopologyDigest(tuple(entries))) == TopologyDigest(tuple(entries))
+    if entries:
+        with pytest.raises(TopologyError, match=r"exceeds the message|truncated"):
+            decode_message(encoded[:-cut])
 
 
 NEIGHBOUR = PeerName(0x90)
