@@ -7,11 +7,12 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
                                           3 = TopologyDigest, 4 = SummaryRequest
     update   = FORMAT:u8 count:uv item*   FORMAT is 1
     item     = 0:u8 summary | 1:u8 delta
-    summary  = name:6 nickname:str uid:uv version:uv short_id:uv has_short_id:u8
+    summary  = name:6 uid:8 short_id:2 has_short_id:u8 version:uv nickname:str
                count:uv connection*
-    delta    = name:6 base_version:uv base_fingerprint:8 nickname:str uid:uv version:uv
-               short_id:uv has_short_id:u8 count:uv connection* count:uv removed_name:6*
-    connection = remote:6 addr:str flags:u8   (bit 0 outbound, bit 1 established)
+    delta    = name:6 base_fingerprint:8 uid:8 short_id:2 has_short_id:u8
+               base_version:uv version:uv nickname:str count:uv connection*
+               count:uv removed_name:6*
+    connection = remote:6 flags:u8 addr:str   (bit 0 outbound, bit 1 established)
     request  = count:uv name:6*            (kind 4)
     again    = count:uv name:6* count:uv (name:6 fingerprint:8)*   (kind 2: the names,
                                            then the bases held of some of them)
@@ -19,6 +20,8 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
     entry    = name:6 uid:8 version:8 has_short_id:u8 fingerprint:8   (fixed size: a
                                           digest names every peer, read in one pass)
     str      = length:uv UTF-8 bytes           uv = unsigned LEB128, at most 64 bits
+    Numbers of fixed size are big-endian: what every item has is read with one
+    ``struct`` call (a Python peer reads a hundred of these a join).
 
 Design: every length is checked against what is left before anything is sliced,
 flags and booleans must be 0/1 (or the two flag bits), nothing may trail, and any
@@ -48,6 +51,12 @@ _KIND_DIGEST = 3
 _KIND_PULL = 4
 _FORMAT = 1
 _DIGEST_ENTRY = struct.Struct(">HIQQBQ")
+_SUMMARY_HEAD = struct.Struct(">HIQHB")
+"""Name (high 16 bits, low 32), UID, ShortID, HasShortID (Versions are small: varints)."""
+_DELTA_HEAD = struct.Struct(">HIQQHB")
+"""Name, base fingerprint, UID, ShortID, HasShortID."""
+_CONNECTION_HEAD = struct.Struct(">HIB")
+"""Remote (high 16 bits, low 32), flags."""
 """A digest entry: the name's high 16 and low 32 bits, UID, Version, HasShortID,
 fingerprint."""
 _ITEM_SUMMARY = 0
@@ -129,39 +138,35 @@ def _text(out: bytearray, text: str) -> None:
     out += data
 
 
-def _header(out: bytearray, nickname: str, uid: int, version: int, short_id: int,
-            has_short_id: bool) -> None:
-    _text(out, nickname)
-    _uvarint(out, uid)
-    _uvarint(out, version)
-    _uvarint(out, short_id)
-    out.append(has_short_id)
-
-
 def _connections(out: bytearray, connections: tuple[ConnectionSummary, ...]) -> None:
     _uvarint(out, len(connections))
     for conn in connections:
-        out += conn.remote.to_bytes6()
+        name = conn.remote
+        out += _CONNECTION_HEAD.pack(name >> 32, name & 0xFFFFFFFF,
+                                     conn.outbound | conn.established << 1)
         _text(out, conn.remote_tcp_addr)
-        out.append(conn.outbound | conn.established << 1)
 
 
 def _summary(out: bytearray, summary: PeerSummary) -> None:
-    out += summary.name.to_bytes6()
-    _header(out, summary.nickname, summary.uid, summary.version, summary.short_id,
-            summary.has_short_id)
+    name = summary.name
+    out += _SUMMARY_HEAD.pack(name >> 32, name & 0xFFFFFFFF, summary.uid, summary.short_id,
+                              summary.has_short_id)
+    _uvarint(out, summary.version)
+    _text(out, summary.nickname)
     _connections(out, summary.connections)
 
 
 def _delta(out: bytearray, delta: PeerDelta) -> None:
-    out += delta.name.to_bytes6()
+    name = delta.name
+    out += _DELTA_HEAD.pack(name >> 32, name & 0xFFFFFFFF, delta.base_fingerprint, delta.uid,
+                            delta.short_id, delta.has_short_id)
     _uvarint(out, delta.base_version)
-    out += delta.base_fingerprint.to_bytes(8, "big")
-    _header(out, delta.nickname, delta.uid, delta.version, delta.short_id, delta.has_short_id)
+    _uvarint(out, delta.version)
+    _text(out, delta.nickname)
     _connections(out, delta.added)
     _uvarint(out, len(delta.removed))
-    for name in delta.removed:
-        out += name.to_bytes6()
+    for removed in delta.removed:
+        out += removed.to_bytes6()
 
 
 class _Reader:
@@ -226,33 +231,39 @@ class _Reader:
     def name(self) -> PeerName:
         return PeerName.from_bytes6(self.take(NAME_SIZE, "peer name"))
 
-    def header(self) -> tuple[str, int, int, int, bool]:
-        return (self.text("nickname"), self.uvarint("UID"), self.uvarint("Version"),
-                self.uvarint("ShortID"), self.flag("HasShortID"))
+    def fixed(self, layout: struct.Struct, what: str) -> tuple[int, ...]:
+        at = self._at
+        if layout.size > len(self._data) - at:
+            raise TopologyError(f"incremental topology: truncated {what}")
+        self._at = at + layout.size
+        return layout.unpack_from(self._data, at)
 
     def connections(self) -> tuple[ConnectionSummary, ...]:
         conns = []
-        for _ in range(self.count("connection count", NAME_SIZE + 2)):
-            remote = self.name()
-            addr = self.text("remote address")
-            flags = self.byte("connection flags")
+        for _ in range(self.count("connection count", _CONNECTION_HEAD.size + 1)):
+            high, low, flags = self.fixed(_CONNECTION_HEAD, "connection")
             if flags > 3:
                 raise TopologyError(f"incremental topology: connection flags {flags:#x}")
-            conns.append(ConnectionSummary(remote, addr, bool(flags & 1), bool(flags & 2)))
+            conns.append(ConnectionSummary(PeerName(high << 32 | low), self.text("remote address"),
+                                           bool(flags & 1), bool(flags & 2)))
         return tuple(conns)
 
     def summary(self) -> PeerSummary:
-        name = self.name()
-        return PeerSummary(name, *self.header(), self.connections())
+        high, low, uid, short_id, has_short_id = self.fixed(_SUMMARY_HEAD, "summary")
+        version = self.uvarint("Version")
+        return PeerSummary(PeerName(high << 32 | low), self.text("nickname"), uid, version,
+                           short_id, _flag(has_short_id, "HasShortID"), self.connections())
 
     def delta(self) -> PeerDelta:
-        name = self.name()
-        base_version = self.uvarint("base Version")
-        fingerprint = int.from_bytes(self.take(8, "base fingerprint"), "big")
-        header = self.header()
+        high, low, base_fingerprint, uid, short_id, has_short_id = self.fixed(_DELTA_HEAD,
+                                                                              "delta")
+        base_version, version = self.uvarint("base Version"), self.uvarint("Version")
+        nickname = self.text("nickname")
         added = self.connections()
         removed = tuple(self.name() for _ in range(self.count("removed count", NAME_SIZE)))
-        return PeerDelta(name, base_version, fingerprint, *header, added, removed)
+        return PeerDelta(PeerName(high << 32 | low), base_version, base_fingerprint, nickname,
+                         uid, version, short_id, _flag(has_short_id, "HasShortID"), added,
+                         removed)
 
     def digest_entries(self, count: int) -> tuple[DigestEntry, ...]:
         size = count * _DIGEST_ENTRY.size
@@ -260,9 +271,12 @@ class _Reader:
         entries = []
         for high, low, uid, version, has_short_id, fingerprint in _DIGEST_ENTRY.iter_unpack(
                 chunk):
-            if has_short_id > 1:
-                raise TopologyError("incremental topology: HasShortID must be 0 or 1, got "
-                                    f"{has_short_id}")
             entries.append(DigestEntry(PeerName(high << 32 | low), uid, version,
-                                       has_short_id == 1, fingerprint))
+                                       _flag(has_short_id, "HasShortID"), fingerprint))
         return tuple(entries)
+
+
+def _flag(value: int, what: str) -> bool:
+    if value > 1:
+        raise TopologyError(f"incremental topology: {what} must be 0 or 1, got {value}")
+    return value == 1

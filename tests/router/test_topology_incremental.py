@@ -242,9 +242,13 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x03\x01" + bytes(22) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
     (b"\x03\x02" + bytes(62), "names a peer twice"),
     (b"\x04\x01" + bytes(5), "exceeds the message"),
-    (b"\x01\x01\x01\x00" + bytes(6) + b"\x00" + b"\xff" * 11, "varint too long"),
-    (b"\x01\x01\x01\x00" + bytes(6) + b"\x01\xff", "not UTF-8"),
-    (b"\x01\x01\x01\x00" + bytes(6) + b"\x00\x01\x01\x80\x80\x04\x01\x00", "ShortID out of range"),
+    (b"\x01\x01\x01\x00" + bytes(17) + b"\xff" * 11, "varint too long"),
+    (b"\x01\x01\x01\x00" + bytes(18) + b"\x01\xff", "not UTF-8"),
+    (b"\x01\x01\x01\x00" + bytes(16) + b"\x02\x00\x00\x00", "HasShortID must be 0 or 1"),
+    (b"\x01\x01\x01\x00" + bytes(16), "truncated summary"),
+    (b"\x01\x01\x01\x01" + bytes(24), "truncated delta"),
+    (b"\x01\x01\x01\x00" + bytes(19) + b"\x01" + bytes(6) + b"\x04\x00",
+     "connection flags 0x4"),
 ])
 def test_malformed_messages_raise_topology_error(data: bytes, cause: str) -> None:
     with pytest.raises(TopologyError, match=cause):
