@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from common.service.logs import Logger
@@ -47,6 +47,7 @@ from router.mesh.topology_delta import (
 )
 from router.mesh.topology_delta import (
     FullSummaryRequest,
+    IncrementalUpdate,
     PullTracker,
     Purpose,
     SummaryHistory,
@@ -60,6 +61,9 @@ from router.mesh.topology_delta_codec import decode_message as decode_incrementa
 from router.mesh.topology_delta_codec import encode_message as encode_incremental
 
 ROUTE_DELAY = 0.1
+PASS_ON_WINDOW = 0.1
+"""How long a hub holds news it was asked to pass on, gathering others' (see
+``Mesh._send_own_topology``)."""
 """Go's recalcDeferTime: route recomputations within this window are one."""
 GOSSIP_INTERVAL = 30.0
 
@@ -202,6 +206,12 @@ class Mesh:
                                               held=self._establishing)
         self._encoded_updates = EncodedUpdates()
         self._route_timer: asyncio.TimerHandle | None = None
+        self._passing: set[PeerName] = set()
+        """Peers' news about themselves that they asked us to pass on, not sent yet."""
+        self._pass_timer: asyncio.TimerHandle | None = None
+        self._passing_awaited: set[PeerName] = set()
+        """News to pass on whose whole summary we asked for (its delta's base was
+        missing)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._gossip_task: asyncio.Task[None] | None = None
 
@@ -231,6 +241,8 @@ class Mesh:
         if self._gossip_task is not None:
             self._gossip_task.cancel()
         self.pending_updates.cancel()
+        if self._pass_timer is not None:
+            self._pass_timer.cancel()
         for conn in [*self.connections.values(), *self.handshaking]:
             conn.shutdown(ConnectionClosed("shutting down"))
         await asyncio.gather(*(t for t in self._tasks), return_exceptions=True)
@@ -412,6 +424,7 @@ class Mesh:
         if changes.removed:
             gone = [peer.name for peer in changes.removed]
             self.summary_history.forget_peers(gone)
+            self._passing_awaited.difference_update(gone)
             for conn in self.connections.values():
                 if conn.topology_encoder is not None:
                     conn.topology_encoder.forget(gone)
@@ -471,6 +484,7 @@ class Mesh:
         """Topology gossip from a neighbour, in Go's format or (from a peer of ours that
         speaks it) the incremental one: merged, and what was new relayed onwards."""
         encoder = conn.topology_encoder
+        passing: frozenset[PeerName] = frozenset()
         if channel == CHANNEL:
             summaries = decode_update(payload)
         else:
@@ -483,24 +497,24 @@ class Mesh:
                 loop = asyncio.get_running_loop()
                 wanted = self.pulls.choose(wanted_from(self.table, message), conn, loop.time())
                 if wanted:
-                    self._send_incremental(conn, SummaryRequest(wanted))
+                    self._send_incremental(conn, SummaryRequest(wanted, self._held(wanted)))
                 return
             if isinstance(message, SummaryRequest | FullSummaryRequest):
-                if isinstance(message, FullSummaryRequest):
-                    encoder.note_request(message)  # whole, or on the bases it holds
+                encoder.note_request(message)  # whole, or on the bases it holds
                 conn.sender(CHANNEL).send(self.topology.data(message.names, Purpose.ANSWER))
                 return
             summaries, missing = resolve_items(self.table, message.items,
                                                self.summary_history)
+            passing = message.pass_on & {source}  # only its own news
             if missing:
-                held = tuple((name, current.fingerprint) for name in sorted(missing)
-                             if (current := self.table.get(name)) is not None
-                             and not current.is_placeholder)
-                self._send_incremental(conn, FullSummaryRequest(missing, held))
+                self._send_incremental(conn, FullSummaryRequest(missing, self._held(missing)))
         if encoder is not None:
             encoder.note_received(summaries)
         new = self.topology.apply(summaries).new
         self.pulls.received(self.table, (s.name for s in summaries))
+        if passing or self._passing_awaited:
+            passing = self._passing_now(passing, summaries)
+            new -= passing  # on to every neighbour of ours, not by the rules below
         if not new:
             return
         if encoder is None:  # from a Go peer: relayed as Go does
@@ -553,15 +567,24 @@ class Mesh:
 
         Go sends them to a random neighbour subset, and every peer relays what is new
         to it to a random subset of its own: each peer gets each update about log N
-        times.  With incremental topology on, we send them to every neighbour, and a
-        peer of ours relays news only to its neighbours that are not the sender's:
-        in a full mesh each peer gets each update once.  Every peer still gets it in
-        any connected mesh of ours: along the path the news took, the first peer that
-        is a neighbour of a given peer sent it there, since that peer was not a
-        neighbour of the one before (the sender's connections are in its summary,
-        which travels with or before its news).  News from a Go peer, and all of a Go
-        peer's relaying, follow Go's rule; the periodic gossip repairs what a view
-        that was out of date missed.
+        times.  With incremental topology on, our news about ourselves goes to one
+        neighbour of ours, the *hub* (the lowest-named that speaks it), asking it to
+        pass the news on to every neighbour of its own; it waits there up to
+        :data:`PASS_ON_WINDOW` for the news of others, so that a change many peers make
+        at once (a peer joining or leaving a full mesh: each member's connection to
+        it) costs each peer a few messages carrying many members' news, not one
+        message from every member (N² messages).  Our neighbours that are not the
+        hub's get it from us directly, as do Go peers.
+
+        Every peer still gets it in any connected mesh of ours: a peer relays news
+        only to its neighbours that are not the sender's (the hub sent it to all of
+        its own), and along the path the news took, the first peer that is a neighbour
+        of a given peer sent it there, since that peer was not a neighbour of the one
+        before (the sender's connections are in its summary, which travels with or
+        before its news).  News from a Go peer, and all of a Go peer's relaying,
+        follow Go's rule; the periodic gossip repairs what a view that was out of date
+        missed (the hub's connections as our table had them, or a hub that went away
+        before passing the news on).
 
         Go's update also carries the summary of the peer a new connection goes to, so
         that everyone learns of it soon; a peer of ours sends its own, so ours are told
@@ -572,11 +595,54 @@ class Mesh:
             return
         theirs = frozenset(name for name in names if name == self.name or not (
             (conn := self.connections.get(name)) and conn.topology_encoder is not None))
-        for neighbour in self.connections.values():
+        ours = self.topology.data(theirs)
+        hub = min((name for name, conn in self.connections.items()
+                   if conn.topology_encoder is not None), default=None)
+        covered = self.table.links(hub) if hub is not None else {}
+        for name, neighbour in self.connections.items():
             if neighbour.topology_encoder is None:
                 neighbour.sender(CHANNEL).send(data)
-            else:
-                neighbour.sender(CHANNEL).send(self.topology.data(theirs))
+            elif name == hub:
+                neighbour.sender(CHANNEL).send(TopologyData(
+                    self.table, ours.purposes, frozenset({self.name})))
+            elif name not in covered:
+                neighbour.sender(CHANNEL).send(ours)
+
+    def _held(self, names: frozenset[PeerName]) -> tuple[tuple[PeerName, int], ...]:
+        """What we hold of these peers, by fingerprint: the bases a neighbour asked for
+        their summaries may send deltas on."""
+        return tuple((name, current.fingerprint) for name in sorted(names)
+                     if (current := self.table.get(name)) is not None
+                     and not current.is_placeholder)
+
+    def _passing_now(self, asked: frozenset[PeerName], summaries: Sequence[PeerSummary]
+                     ) -> frozenset[PeerName]:
+        """Which of the news we were asked to pass on (now, or before when its delta's
+        base was missing and we asked for the whole summary) we now hold: it goes."""
+        arrived = {summary.name for summary in summaries}
+        self._passing_awaited |= asked - arrived
+        ready = (asked | self._passing_awaited) & arrived
+        self._passing_awaited -= ready
+        for name in ready:
+            self._pass_on(name)
+        return frozenset(ready)
+
+    def _pass_on(self, source: PeerName) -> None:
+        """``source`` asked us (its hub) to pass its news about itself on."""
+        self._passing.add(source)
+        if self._pass_timer is None:
+            self._pass_timer = asyncio.get_running_loop().call_later(
+                PASS_ON_WINDOW, self._flush_passing)
+
+    def _flush_passing(self) -> None:
+        """Pass on the news held: to every neighbour (each connection's encoder leaves
+        out what its peer holds, such as its own news)."""
+        self._pass_timer = None
+        names, self._passing = frozenset(self._passing), set()
+        data = self.topology.data(names & self.table.names())
+        if data.purposes:
+            for neighbour in self.connections.values():
+                neighbour.sender(CHANNEL).send(data)
 
     def _send_incremental(self, conn: MeshConnection,
                           message: TopologyDigest | SummaryRequest | FullSummaryRequest
@@ -629,13 +695,19 @@ class Mesh:
                 self.table.encode_summaries(sorted(data.purposes)), data.purposes)
             if not update.items:
                 return []  # the neighbour holds all of it
-            message = self._encoded_updates.get(update.items)
-            if message is None:
-                message = encode_message(tag, messages.encode_gossip(messages.GossipBody(
+            if data.pass_on:  # to the hub alone: not worth keeping
+                update = IncrementalUpdate(update.items, data.pass_on & {
+                    item.name for item in update.items})
+                kept = None
+            else:
+                kept = self._encoded_updates.get(update.items)
+            if kept is None:
+                kept = encode_message(tag, messages.encode_gossip(messages.GossipBody(
                     INCREMENTAL, origin, encode_incremental(update))))
-                self._encoded_updates.put(update.items, message)
-            self.stats.count(self.stats.sent, INCREMENTAL, len(message))
-            return [message]
+                if not update.pass_on:
+                    self._encoded_updates.put(update.items, kept)
+            self.stats.count(self.stats.sent, INCREMENTAL, len(kept))
+            return [kept]
         encoded = [encode_message(tag, messages.encode_gossip(
             messages.GossipBody(channel, origin, payload))) for payload in data.encode()]
         for message in encoded:

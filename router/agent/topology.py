@@ -49,6 +49,8 @@ class TopologyData:
 
     table: PeerTable
     purposes: Mapping[PeerName, Purpose]
+    pass_on: frozenset[PeerName] = frozenset()
+    """Summaries the (incremental) neighbour is asked to pass on to all of its own."""
 
     @property
     def names(self) -> frozenset[PeerName]:
@@ -62,7 +64,7 @@ class TopologyData:
         merged = dict(self.purposes)
         for name, purpose in other.purposes.items():
             merged[name] = max(purpose, merged.get(name, purpose))
-        return TopologyData(self.table, merged)
+        return TopologyData(self.table, merged, self.pass_on | other.pass_on)
 
 
 class TopologyGossiper:

@@ -126,14 +126,21 @@ class PeerDelta:
 
 @dataclass(frozen=True, slots=True)
 class IncrementalUpdate:
-    """A topology update in the incremental format: at most one item per peer."""
+    """A topology update in the incremental format: at most one item per peer.
+
+    ``pass_on``: items the receiver is asked to pass on to every neighbour of its own
+    (a peer's news about itself, sent to one neighbour that relays it for all: see
+    ``Mesh._send_own_topology``)."""
 
     items: tuple[PeerSummary | PeerDelta, ...]
+    pass_on: frozenset[PeerName] = frozenset()
 
     def __post_init__(self) -> None:
         names = [item.name for item in self.items]
         if len(set(names)) != len(names):
             raise TopologyError("incremental update names a peer twice")
+        if not self.pass_on <= set(names):
+            raise TopologyError("incremental update asks to pass on a peer it does not name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +153,15 @@ class FullSummaryRequest:
     held: tuple[tuple[PeerName, int], ...] = ()
 
     def __post_init__(self) -> None:
-        for name, fingerprint in self.held:
-            if name not in self.names:
-                raise TopologyError(f"base held for {name}, which is not asked for")
-            if not 0 <= fingerprint < 1 << 64:
-                raise TopologyError(f"held fingerprint out of range: {fingerprint!r}")
+        _check_held(self.names, self.held)
+
+
+def _check_held(names: frozenset[PeerName], held: tuple[tuple[PeerName, int], ...]) -> None:
+    for name, fingerprint in held:
+        if name not in names:
+            raise TopologyError(f"base held for {name}, which is not asked for")
+        if not 0 <= fingerprint < 1 << 64:
+            raise TopologyError(f"held fingerprint out of range: {fingerprint!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +197,15 @@ class TopologyDigest:
 
 @dataclass(frozen=True, slots=True)
 class SummaryRequest:
-    """Receiver of a digest → its sender: send these peers' summaries (deltas against
-    what the digest said the receiver holds will do)."""
+    """Receiver of a digest → its sender: send these peers' summaries, as deltas on what
+    the receiver holds of them where the sender still has that (``held``: name →
+    fingerprint, as in :class:`FullSummaryRequest`), else whole."""
 
     names: frozenset[PeerName]
+    held: tuple[tuple[PeerName, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_held(self.names, self.held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +435,7 @@ class IncrementalEncoder:
         for name in names:
             self._known.pop(name, None)
 
-    def note_request(self, request: FullSummaryRequest) -> None:
+    def note_request(self, request: FullSummaryRequest | SummaryRequest) -> None:
         """The neighbour asked for these again: what it holds of them (by fingerprint,
         where it said) is the base next time, else they go whole."""
         self.forget(request.names)

@@ -6,16 +6,15 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
     message  = kind:u8 body               kind 1 = IncrementalUpdate, 2 = FullSummaryRequest,
                                           3 = TopologyDigest, 4 = SummaryRequest
     update   = FORMAT:u8 count:uv item*   FORMAT is 1
-    item     = 0:u8 summary | 1:u8 delta
+    item     = kind:u8 (summary | delta)   kind: bit 0 delta (else summary), bit 1 pass on
     summary  = name:6 uid:8 short_id:2 has_short_id:u8 version:uv nickname:str
                count:uv connection*
     delta    = name:6 base_fingerprint:8 uid:8 short_id:2 has_short_id:u8
                base_version:uv version:uv nickname:str count:uv connection*
                count:uv removed_name:6*
     connection = remote:6 flags:u8 addr:str   (bit 0 outbound, bit 1 established)
-    request  = count:uv name:6*            (kind 4)
-    again    = count:uv name:6* count:uv (name:6 fingerprint:8)*   (kind 2: the names,
-                                           then the bases held of some of them)
+    request  = count:uv name:6* count:uv (name:6 fingerprint:8)*   (kinds 2 and 4: the
+                                           names, then the bases held of some of them)
     digest   = count:uv entry*
     entry    = name:6 uid:8 version:8 has_short_id:u8 fingerprint:8   (fixed size: a
                                           digest names every peer, read in one pass)
@@ -59,8 +58,8 @@ _CONNECTION_HEAD = struct.Struct(">HIB")
 """Remote (high 16 bits, low 32), flags."""
 """A digest entry: the name's high 16 and low 32 bits, UID, Version, HasShortID,
 fingerprint."""
-_ITEM_SUMMARY = 0
 _ITEM_DELTA = 1
+_ITEM_PASS_ON = 2
 
 
 def encode_message(message: Message) -> bytes:
@@ -75,22 +74,22 @@ def encode_message(message: Message) -> bytes:
         out += bytes([_KIND_UPDATE, _FORMAT])
         _uvarint(out, len(message.items))
         for item in message.items:
+            flags = _ITEM_PASS_ON if item.name in message.pass_on else 0
             if isinstance(item, PeerSummary):
-                out.append(_ITEM_SUMMARY)
+                out.append(flags)
                 _summary(out, item)
             else:
-                out.append(_ITEM_DELTA)
+                out.append(flags | _ITEM_DELTA)
                 _delta(out, item)
     else:
         out.append(_KIND_REQUEST if isinstance(message, FullSummaryRequest) else _KIND_PULL)
         _uvarint(out, len(message.names))
         for name in sorted(message.names):
             out += name.to_bytes6()
-        if isinstance(message, FullSummaryRequest):
-            _uvarint(out, len(message.held))
-            for name, fingerprint in message.held:
-                out += name.to_bytes6()
-                out += fingerprint.to_bytes(8, "big")
+        _uvarint(out, len(message.held))
+        for name, fingerprint in message.held:
+            out += name.to_bytes6()
+            out += fingerprint.to_bytes(8, "big")
     return bytes(out)
 
 
@@ -102,19 +101,24 @@ def decode_message(data: bytes) -> Message:
         if reader.byte("format") != _FORMAT:
             raise TopologyError("incremental update: unknown format")
         count = reader.count("item count", 1 + NAME_SIZE)
-        items = [reader.summary() if reader.flag("item kind") == _ITEM_SUMMARY
-                 else reader.delta() for _ in range(count)]
-        message = IncrementalUpdate(tuple(items))
+        items: list[PeerSummary | PeerDelta] = []
+        pass_on: list[PeerName] = []
+        for _ in range(count):
+            kind = reader.byte("item kind")
+            if kind > _ITEM_DELTA | _ITEM_PASS_ON:
+                raise TopologyError(f"incremental topology: unknown item kind {kind}")
+            item = reader.delta() if kind & _ITEM_DELTA else reader.summary()
+            items.append(item)
+            if kind & _ITEM_PASS_ON:
+                pass_on.append(item.name)
+        message = IncrementalUpdate(tuple(items), frozenset(pass_on))
     elif kind in (_KIND_REQUEST, _KIND_PULL):
         count = reader.count("name count", NAME_SIZE)
         names = frozenset(reader.name() for _ in range(count))
-        if kind == _KIND_REQUEST:
-            held = tuple((reader.name(), int.from_bytes(reader.take(8, "held fingerprint"),
-                                                        "big"))
-                         for _ in range(reader.count("held count", NAME_SIZE + 8)))
-            message = FullSummaryRequest(names, held)
-        else:
-            message = SummaryRequest(names)
+        held = tuple((reader.name(), int.from_bytes(reader.take(8, "held fingerprint"), "big"))
+                     for _ in range(reader.count("held count", NAME_SIZE + 8)))
+        message = (FullSummaryRequest(names, held) if kind == _KIND_REQUEST
+                   else SummaryRequest(names, held))
     elif kind == _KIND_DIGEST:
         count = reader.count("digest entry count", _DIGEST_ENTRY.size)
         message = TopologyDigest(reader.digest_entries(count))
@@ -190,12 +194,6 @@ class _Reader:
             raise TopologyError(f"incremental topology: truncated {what}")
         self._at = at + 1
         return self._data[at]
-
-    def flag(self, what: str) -> bool:
-        value = self.byte(what)
-        if value > 1:
-            raise TopologyError(f"incremental topology: {what} must be 0 or 1, got {value}")
-        return value == 1
 
     def uvarint(self, what: str) -> int:
         at = self._at

@@ -378,6 +378,81 @@ def test_in_a_full_mesh_of_ours_each_update_reaches_each_peer_once(dialled: int)
     run(test)
 
 
+async def full_mesh(c: Cluster, size: int) -> list[Node]:
+    members = [await c.add(i, gossip_interval=600) for i in range(size)]
+    for i, a in enumerate(members):
+        for b in members[i + 1:]:
+            await c.connect(a, b)
+    await until(lambda: agree(members, size), 20)
+    return members
+
+
+def agree(nodes: list[Node], peers: int) -> bool:
+    """Every table the same, of ``peers`` peers, and every connection established."""
+    tables = [sorted((s.name, s.version, s.connections) for s in n.mesh.table.summaries())
+              for n in nodes]
+    return all(len(t) == peers and t == tables[0] for t in tables) and all(
+        sum(conn.established for conn in n.mesh.connections.values()) == peers - 1
+        for n in nodes)
+
+
+def topology_messages(counters: dict[str, GossipCounter]) -> int:
+    return sum(v.messages for k, v in counters.items() if k.startswith("topology"))
+
+
+def test_members_news_of_a_join_goes_through_the_hub_in_a_few_messages() -> None:
+    """A newcomer dials every member of a full mesh: each member's news (its connection
+    to the newcomer) goes to the hub (the lowest-named member) alone, which passes it on
+    with the others' in a few messages, not one from every member to every member.  The
+    hub's own news goes through the next-lowest-named."""
+    size = 12
+
+    async def test() -> None:
+        async with cluster() as c:
+            members = await full_mesh(c, size)
+            await asyncio.sleep(1.5)  # nothing left in the batches
+            hub, second = sorted(members, key=lambda n: n.name)[:2]
+            before = {n.name: (n.mesh.stats.copy()) for n in members}
+            newcomer = await c.add(size, gossip_interval=600)
+            await asyncio.gather(*(c.connect(newcomer, m) for m in members))
+            await until(lambda: agree([*members, newcomer], size + 1), 20)
+            await asyncio.sleep(1.5)
+            sent = {n.name: topology_messages(n.mesh.stats.sent)
+                    - topology_messages(before[n.name].sent) for n in members}
+            received = {n.name: topology_messages(n.mesh.stats.received)
+                        - topology_messages(before[n.name].received) for n in members}
+            others = [n.name for n in members if n not in (hub, second)]
+            # a digest, the summaries the newcomer asks for, and our news to the hub
+            assert max(sent[name] for name in others) <= 5, sent
+            assert min(sent[hub.name], sent[second.name]) >= size - 1, sent
+            # members' news arrives batched: fewer messages than members
+            assert max(received[name] for name in others) < size, received
+    run(test)
+
+
+def test_news_the_hub_cannot_read_yet_is_passed_on_once_asked_for_whole() -> None:
+    """The hub lacks the base of a member's delta: it asks for the whole summary and
+    passes that on when it comes."""
+    async def test() -> None:
+        async with cluster() as c:
+            members = await full_mesh(c, 5)
+            await asyncio.sleep(1.5)
+            hub = min(members, key=lambda n: n.name)
+            member = max(members, key=lambda n: n.name)
+            for conn in hub.mesh.connections.values():
+                assert conn.topology_encoder is not None
+            hub.mesh.summary_history.forget_peers([member.name])
+            newcomer = await c.add(9, gossip_interval=600)
+            await c.connect(newcomer, member)
+            await until(lambda: agree([*members, newcomer], 6)
+                        or all(n.mesh.table.get(member.name)
+                               == member.mesh.table.local_summary() for n in members), 20)
+            ours = member.mesh.table.local_summary()
+            assert all(n.mesh.table.get(member.name) == ours for n in members)
+            assert not hub.mesh._passing_awaited
+    run(test)
+
+
 def test_pending_topology_data_keeps_the_strongest_reason_per_peer() -> None:
     table = fresh_table()
     a, b, z = PeerName(1), PeerName(2), PeerName(3)

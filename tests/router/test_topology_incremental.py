@@ -233,7 +233,7 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x09", "unknown message kind"),
     (b"\x01\x02\x00", "unknown format"),
     (b"\x01\x01\x05\x00", "exceeds the message"),
-    (b"\x01\x01\x01\x02" + bytes(7), "item kind must be 0 or 1"),
+    (b"\x01\x01\x01\x04" + bytes(7), "unknown item kind 4"),
     (b"\x02\x01" + bytes(5), "exceeds the message"),
     (b"\x02\x00\x00\x00", "trailing bytes"),
     (b"\x02\x00\x01" + bytes(6), "held count 1 exceeds the message"),
@@ -256,11 +256,13 @@ def test_malformed_messages_raise_topology_error(data: bytes, cause: str) -> Non
 
 
 @PROPERTY
-@given(st.lists(summaries(), max_size=4, unique_by=lambda s: s.name), st.binary(max_size=8))
+@given(st.lists(summaries(), max_size=4, unique_by=lambda s: s.name), st.binary(max_size=8),
+       st.integers(0, 15))
 def test_codec_round_trips_and_never_crashes_on_garbage(items: list[PeerSummary],
-                                                        noise: bytes) -> None:
-    encoded = encode_message(IncrementalUpdate(tuple(items)))
-    assert decode_message(encoded) == IncrementalUpdate(tuple(items))
+                                                        noise: bytes, passed: int) -> None:
+    pass_on = frozenset(s.name for i, s in enumerate(items) if passed >> i & 1)
+    encoded = encode_message(IncrementalUpdate(tuple(items), pass_on))
+    assert decode_message(encoded) == IncrementalUpdate(tuple(items), pass_on)
     for corrupt in (encoded[:-1], encoded + noise[:1], noise, encoded[: len(noise)]):
         if corrupt == encoded:
             continue
@@ -508,3 +510,12 @@ def test_a_request_for_a_missing_base_names_the_one_held_and_gets_a_delta_on_it(
     assert isinstance(again.items[0], PeerSummary)
     with pytest.raises(TopologyError, match="not asked for"):
         FullSummaryRequest(frozenset(), ((v1.name, 1),))
+    # a pull after a digest says what it holds too: the answer is a delta on it (a
+    # neighbour whose news came through a hub is not known to hold any base here)
+    pull = wire(SummaryRequest(frozenset({v1.name}), ((v1.name, summary_fingerprint(v1)),)))
+    assert isinstance(pull, SummaryRequest)
+    encoder.note_request(pull)
+    delta = encoder.encode([v3], Purpose.ANSWER).items[0]
+    assert isinstance(delta, PeerDelta) and delta.base_fingerprint == summary_fingerprint(v1)
+    with pytest.raises(TopologyError, match="not asked for"):
+        SummaryRequest(frozenset(), ((v1.name, 1),))
