@@ -103,7 +103,7 @@ class PeerName(int):
         return int(self).to_bytes(NAME_SIZE, "big")
 
     def __str__(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.to_bytes6())
+        return int(self).to_bytes(NAME_SIZE, "big").hex(":")
 
     def __repr__(self) -> str:
         return f"PeerName('{self}')"
