@@ -511,7 +511,12 @@ class Mesh:
         if encoder is not None:
             encoder.note_received(summaries)
         new = self.topology.apply(summaries).new
-        self.pulls.received(self.table, (s.name for s in summaries))
+        again = self.pulls.received(self.table, (s.name for s in summaries),
+                                    asyncio.get_running_loop().time())
+        for key, names in again.items():
+            if (isinstance(key, MeshConnection) and key.remote is not None
+                    and self.connections.get(key.remote) is key):
+                self._send_incremental(key, SummaryRequest(names, self._held(names)))
         if passing or self._passing_awaited:
             passing = self._passing_now(passing, summaries)
             new -= passing  # on to every neighbour of ours, not by the rules below

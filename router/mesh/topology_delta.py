@@ -253,13 +253,16 @@ class PullTracker:
     the same summary is not asked of every neighbour at once.
 
     ``key`` is whatever names the connection asked (dropped with it).  A request is
-    repeated when a digest offers something newer than what was asked for, when the
-    connection asked goes, or after ``timeout`` seconds.
-    """
+    repeated when the connection asked goes, or after ``timeout`` seconds.  A digest
+    offering something newer than what was asked for while the answer is on its way
+    (a peer joining a full mesh: every member's summary changes as it connects, and
+    its digests come in meanwhile) is asked for once the answer came, if news has not
+    brought it by then, as a delta on the answer: not again whole at once."""
 
     def __init__(self, timeout: float = 5.0) -> None:
         self._timeout = timeout
         self._asked: dict[PeerName, tuple[DigestEntry, object, float]] = {}
+        self._offered: dict[PeerName, tuple[DigestEntry, object]] = {}
 
     def choose(self, wanted: Iterable[DigestEntry], key: object, now: float
                ) -> frozenset[PeerName]:
@@ -267,26 +270,40 @@ class PullTracker:
         chosen = set()
         for entry in wanted:
             asked = self._asked.get(entry.name)
-            if asked is not None and asked[2] > now and not supersedes(entry, asked[0]):
+            if asked is not None and asked[2] > now:
+                offered = self._offered.get(entry.name, (asked[0], None))[0]
+                if supersedes(entry, offered):
+                    self._offered[entry.name] = (entry, key)
                 continue
             self._asked[entry.name] = (entry, key, now + self._timeout)
+            self._offered.pop(entry.name, None)
             chosen.add(entry.name)
         return frozenset(chosen)
 
-    def received(self, table: PeerTable, names: Iterable[PeerName]) -> None:
-        """Summaries of ``names`` were merged: requests they answered are done."""
+    def received(self, table: PeerTable, names: Iterable[PeerName], now: float
+                 ) -> dict[object, frozenset[PeerName]]:
+        """Summaries of ``names`` were merged: requests they answered are done.  What a
+        digest offered meanwhile that is still newer than ours is returned, by the key
+        to ask it of (asked now)."""
+        again: dict[object, set[PeerName]] = {}
         for name in names:
             asked = self._asked.get(name)
-            if asked is None:
-                continue
             current = table.get(name)
-            if current is not None and not supersedes(asked[0], current):
-                del self._asked[name]
+            if asked is None or current is None or supersedes(asked[0], current):
+                continue
+            del self._asked[name]
+            offered = self._offered.pop(name, None)
+            if offered is not None and supersedes(offered[0], current):
+                self._asked[name] = (offered[0], offered[1], now + self._timeout)
+                again.setdefault(offered[1], set()).add(name)
+        return {key: frozenset(wanted) for key, wanted in again.items()}
 
     def dropped(self, key: object) -> None:
         """The connection ``key`` went: what was asked of it may be asked again."""
         for name in [n for n, (_, k, _) in self._asked.items() if k is key]:
             del self._asked[name]
+        for name in [n for n, (_, k) in self._offered.items() if k is key]:
+            del self._offered[name]
 
     def pending(self) -> frozenset[PeerName]:
         return frozenset(self._asked)

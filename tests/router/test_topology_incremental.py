@@ -411,16 +411,32 @@ def test_our_other_incarnation_in_a_digest_is_asked_for() -> None:
 
 def test_the_pull_tracker_asks_one_neighbour_at_a_time() -> None:
     table = fresh_table()
-    old, new = (DigestEntry(PeerName(0x10), 1, v, True, v) for v in (1, 2))
+    v1, v2, v3 = (DigestEntry(PeerName(0x10), 1, v, True, v) for v in (1, 2, 3))
     tracker = PullTracker(timeout=5.0)
-    assert tracker.choose([old], "a", 0.0) == {old.name}
-    assert tracker.choose([old], "b", 1.0) == frozenset()  # asked of a already
-    assert tracker.choose([new], "b", 1.0) == {new.name}  # b has something newer
-    tracker.dropped("b")
-    assert tracker.choose([old], "c", 2.0) == {old.name}  # b went: ask again
-    assert tracker.choose([old], "d", 7.1) == {old.name}  # c took too long
-    table.apply_update([PeerSummary(old.name, "x", 1, 1, 3, True)])
-    tracker.received(table, [old.name])
+    assert tracker.choose([v1], "a", 0.0) == {v1.name}
+    assert tracker.choose([v1], "b", 1.0) == frozenset()  # asked of a already
+    assert tracker.choose([v2], "b", 1.0) == frozenset()  # newer: once a answered
+    tracker.dropped("a")
+    assert tracker.choose([v1], "c", 2.0) == {v1.name}  # a went: ask again
+    assert tracker.choose([v1], "d", 7.1) == {v1.name}  # c took too long
+    assert tracker.choose([v3], "e", 7.2) == frozenset()
+    assert tracker.choose([v2], "f", 7.3) == frozenset()  # not newer than e's offer
+    table.apply_update([PeerSummary(v1.name, "x", 1, 1, 3, True)])
+    assert tracker.received(table, [v1.name], 8.0) == {"e": {v1.name}}  # d answered v1
+    assert tracker.pending() == {v1.name}
+    table.apply_update([PeerSummary(v1.name, "x", 1, 3, 3, True)])  # news brought v3
+    assert tracker.received(table, [v1.name], 8.5) == {}
+    assert tracker.pending() == frozenset()
+
+
+def test_news_that_overtakes_a_pull_ends_it_without_asking_again() -> None:
+    table = fresh_table()
+    v1, v2 = (DigestEntry(PeerName(0x10), 1, v, True, v) for v in (1, 2))
+    tracker = PullTracker(timeout=5.0)
+    assert tracker.choose([v1], "a", 0.0) == {v1.name}
+    assert tracker.choose([v2], "b", 0.5) == frozenset()
+    table.apply_update([PeerSummary(v1.name, "x", 1, 2, 3, True)])
+    assert tracker.received(table, [v1.name], 1.0) == {}
     assert tracker.pending() == frozenset()
 
 
