@@ -32,7 +32,14 @@ from common.service.logs import Logger
 from router.agent.connection import ConnectionClosed, MeshConnection
 from router.agent.gossip import GossipData, Gossiper, SurrogateGossiper
 from router.agent.overlay import Overlay
-from router.agent.topology import CHANNEL, PendingUpdates, TopologyData, TopologyGossiper
+from router.agent.topology import (
+    BATCH_DELAY,
+    CHANNEL,
+    ESTABLISH_WAIT,
+    PendingUpdates,
+    TopologyData,
+    TopologyGossiper,
+)
 from router.mesh import messages
 from router.mesh.gob import GobError
 from router.mesh.handshake import HandshakeResult
@@ -40,12 +47,13 @@ from router.mesh.names import PeerName
 from router.mesh.peers import PeerTable, TableChanges
 from router.mesh.protocol import ProtocolTag, encode_message
 from router.mesh.routes import Routes
-from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError
+from router.mesh.summary import ConnectionSummary, PeerSummary, TopologyError, supersedes
 from router.mesh.topology_codec import decode_update
 from router.mesh.topology_delta import (
     INCREMENTAL_TOPOLOGY_CHANNEL as INCREMENTAL,
 )
 from router.mesh.topology_delta import (
+    DigestEntry,
     FullSummaryRequest,
     IncrementalUpdate,
     PullTracker,
@@ -62,6 +70,10 @@ from router.mesh.topology_delta_codec import encode_message as encode_incrementa
 
 ROUTE_DELAY = 0.1
 PASS_ON_WINDOW = 0.1
+PULL_DEFER = ESTABLISH_WAIT + BATCH_DELAY
+"""How long a pull of a newer version of a peer we hold waits for news of it (see
+``Mesh._pull``): as long as a peer's news may wait for its connections being
+established, then for its batch."""
 """How long a hub holds news it was asked to pass on, gathering others' (see
 ``Mesh._send_own_topology``)."""
 """Go's recalcDeferTime: route recomputations within this window are one."""
@@ -494,10 +506,7 @@ class Mesh:
                                     "not negotiate it")
             if isinstance(message, TopologyDigest):
                 encoder.note_digest(message)
-                loop = asyncio.get_running_loop()
-                wanted = self.pulls.choose(wanted_from(self.table, message), conn, loop.time())
-                if wanted:
-                    self._send_incremental(conn, SummaryRequest(wanted, self._held(wanted)))
+                self._pull(conn, wanted_from(self.table, message), defer=True)
                 return
             if isinstance(message, SummaryRequest | FullSummaryRequest):
                 encoder.note_request(message)  # whole, or on the bases it holds
@@ -604,6 +613,8 @@ class Mesh:
         hub = min((name for name, conn in self.connections.items()
                    if conn.topology_encoder is not None), default=None)
         covered = self.table.links(hub) if hub is not None else {}
+        if not covered.keys() - {self.name}:
+            hub = None  # it would pass our news on to none we do not send it to
         for name, neighbour in self.connections.items():
             if neighbour.topology_encoder is None:
                 neighbour.sender(CHANNEL).send(data)
@@ -612,6 +623,34 @@ class Mesh:
                     self.table, ours.purposes, frozenset({self.name})))
             elif name not in covered:
                 neighbour.sender(CHANNEL).send(ours)
+
+    def _pull(self, conn: MeshConnection, wanted: Sequence[DigestEntry], *,
+              defer: bool) -> None:
+        """Ask ``conn`` for the summaries of a digest of its that are better than ours.
+        Newer versions of peers we hold (not other incarnations) are asked for only if
+        they still are after :data:`PULL_DEFER`: news of them is most likely on its way
+        (a digest comes with every new connection, and in a full mesh a newcomer's
+        digest is ahead of every member's table by the news of its own arrival)."""
+        if defer:
+            later = tuple(entry for entry in wanted
+                          if (current := self.table.get(entry.name)) is not None
+                          and not current.is_placeholder and current.uid == entry.uid)
+            if later:
+                asyncio.get_running_loop().call_later(PULL_DEFER, self._pull_later, conn,
+                                                      later)
+                wanted = [entry for entry in wanted if entry not in later]
+        names = self.pulls.choose(wanted, conn, asyncio.get_running_loop().time())
+        if names:
+            self._send_incremental(conn, SummaryRequest(names, self._held(names)))
+
+    def _pull_later(self, conn: MeshConnection, entries: tuple[DigestEntry, ...]) -> None:
+        if conn.remote is None or self.connections.get(conn.remote) is not conn:
+            return
+        still = [entry for entry in entries
+                 if (current := self.table.get(entry.name)) is None
+                 or supersedes(entry, current)]
+        if still:
+            self._pull(conn, still, defer=False)
 
     def _held(self, names: frozenset[PeerName]) -> tuple[tuple[PeerName, int], ...]:
         """What we hold of these peers, by fingerprint: the bases a neighbour asked for
