@@ -69,14 +69,14 @@ from router.mesh.topology_delta_codec import decode_message as decode_incrementa
 from router.mesh.topology_delta_codec import encode_message as encode_incremental
 
 ROUTE_DELAY = 0.1
+"""Go's recalcDeferTime: route recomputations within this window are one."""
 PASS_ON_WINDOW = 0.1
+"""How long a hub holds news it was asked to pass on, gathering others' (see
+``Mesh._send_own_topology``)."""
 PULL_DEFER = ESTABLISH_WAIT + BATCH_DELAY
 """How long a pull of a newer version of a peer we hold waits for news of it (see
 ``Mesh._pull``): as long as a peer's news may wait for its connections being
 established, then for its batch."""
-"""How long a hub holds news it was asked to pass on, gathering others' (see
-``Mesh._send_own_topology``)."""
-"""Go's recalcDeferTime: route recomputations within this window are one."""
 GOSSIP_INTERVAL = 30.0
 
 

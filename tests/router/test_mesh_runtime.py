@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from router.agent.connection import MeshConnection
 from router.agent.gossip import GossipData, Messages
 from router.agent.mesh import GossipCounter, Mesh, MeshConfig
 from router.agent.overlay import NullOverlay
@@ -19,7 +20,7 @@ from router.agent.topology import TopologyData
 from router.mesh.names import PeerName
 from router.mesh.peers import UpdateResult
 from router.mesh.summary import PeerSummary
-from router.mesh.topology_delta import Purpose
+from router.mesh.topology_delta import Purpose, SummaryRequest
 from tests.router.topology_strategies import fresh_table
 from tests.support.doubles import RecordingLog
 
@@ -427,6 +428,31 @@ def test_members_news_of_a_join_goes_through_the_hub_in_a_few_messages() -> None
             assert min(sent[hub.name], sent[second.name]) >= size - 1, sent
             # members' news arrives batched: fewer messages than members
             assert max(received[name] for name in others) < size, received
+    run(test)
+
+
+def test_members_wait_for_news_rather_than_pull_a_newcomers_view() -> None:
+    """A newcomer's digest is ahead of each member's table (by the news of its own
+    arrival, on its way): members do not ask the newcomer for those summaries, and
+    still agree on everything once the news came."""
+    async def test() -> None:
+        async with cluster() as c:
+            members = await full_mesh(c, 8)
+            await asyncio.sleep(1.5)
+            newcomer = await c.add(8, gossip_interval=600)
+            pulls: list[tuple[PeerName | None, frozenset[PeerName]]] = []
+            for member in members:
+                original = member.mesh._send_incremental
+
+                def recording(conn: MeshConnection, message: object, *,
+                              send: Callable[..., None] = original) -> None:
+                    if isinstance(message, SummaryRequest):
+                        pulls.append((conn.remote, message.names))
+                    send(conn, message)
+                member.mesh._send_incremental = recording  # type: ignore[method-assign]
+            await asyncio.gather(*(c.connect(newcomer, m) for m in members))
+            await until(lambda: agree([*members, newcomer], 9), 20)
+            assert not [names for remote, names in pulls if remote == newcomer.name], pulls
     run(test)
 
 
