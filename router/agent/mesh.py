@@ -136,17 +136,17 @@ class EncodedUpdates:
     def __init__(self) -> None:
         self._kept: dict[tuple[int, ...], tuple[tuple[object, ...], bytes]] = {}
 
-    def get(self, items: tuple[object, ...]) -> bytes | None:
-        found = self._kept.get(tuple(map(id, items)))
+    def get(self, items: tuple[object, ...], to_all: bool) -> bytes | None:
+        found = self._kept.get((to_all, *map(id, items)))
         if found is None or len(found[0]) != len(items) or any(
                 a is not b for a, b in zip(found[0], items, strict=True)):
             return None
         return found[1]
 
-    def put(self, items: tuple[object, ...], message: bytes) -> None:
+    def put(self, items: tuple[object, ...], to_all: bool, message: bytes) -> None:
         if len(self._kept) >= self.KEPT:
             self._kept.clear()
-        self._kept[tuple(map(id, items))] = (items, message)  # the items pin their ids
+        self._kept[(to_all, *map(id, items))] = (items, message)  # the items pin their ids
 
 
 class NameCollision(ConnectionClosed):
@@ -497,6 +497,7 @@ class Mesh:
         speaks it) the incremental one: merged, and what was new relayed onwards."""
         encoder = conn.topology_encoder
         passing: frozenset[PeerName] = frozenset()
+        to_all = False
         if channel == CHANNEL:
             summaries = decode_update(payload)
         else:
@@ -515,6 +516,7 @@ class Mesh:
             summaries, missing = resolve_items(self.table, message.items,
                                                self.summary_history)
             passing = message.pass_on & {source}  # only its own news
+            to_all = message.to_all
             if missing:
                 self._send_incremental(conn, FullSummaryRequest(missing, self._held(missing)))
         if encoder is not None:
@@ -536,29 +538,33 @@ class Mesh:
             return
         # From a peer of ours, which sent it to every neighbour of its own that it did
         # not get it from, or that its own sender had not reached: on to ours that
-        # are not among them (see _send_own_topology).  Its news about itself went to
-        # all its neighbours, so of those that could pass it on to one of ours, only
-        # the lowest-named does (see _relays_own_news).
+        # are not among them (see _send_own_topology).  What it sent to all its
+        # neighbours (its news about itself; what it passed on as a hub), of those
+        # that could pass it on to one of ours only the lowest-named does (see
+        # _relays_own_news).
         theirs = self.table.links(source)
         data = self.topology.data(new)
         others = self.topology.data(new - {source}) if source in new else data
+        if to_all:
+            others = TopologyData(self.table, {})
         for hop, neighbour in self.connections.items():
             if hop == source or hop in theirs:
                 continue
-            if others is data or self._relays_own_news(source, theirs, hop):
+            if (others is data and not to_all) or self._relays_own_news(source, theirs, hop):
                 neighbour.sender(CHANNEL).send(data)
             elif others.purposes:
                 neighbour.sender(CHANNEL).send(others)
 
     def _relays_own_news(self, source: PeerName, theirs: Mapping[PeerName, bool],
                          hop: PeerName) -> bool:
-        """Whether we pass ``source``'s news about itself on to ``hop``, a neighbour of
-        ours that is not one of its.  ``source`` sent that news to every neighbour of
-        its own (``theirs``), and each of those that is a neighbour of ``hop`` too could
-        pass it on: only the lowest-named does, so ``hop`` gets it once, not once from
-        each of them (a peer joining a full mesh is known to every member before it is
-        connected to them all: each member relayed each of its updates to every member
-        it was not yet connected to, N² messages an update).
+        """Whether we pass news from ``source`` that it sent to every neighbour of its
+        own (``theirs``: its news about itself; what it passed on as a hub) on to
+        ``hop``, a neighbour of ours that is not one of its.  Each of its neighbours
+        that is a neighbour of ``hop`` too could pass it on: only the lowest-named does,
+        so ``hop`` gets it once, not once from each of them (a peer joining a full mesh
+        is known to every member before it is connected to them all: each member
+        relayed each update to every member it was not yet connected to, N² messages
+        an update, and a hub's news to a newcomer came from every member).
 
         Only peers of ours that are our own neighbours are counted on (we know they
         speak this rule, and a Go peer relays to a random few), with an established
@@ -683,7 +689,8 @@ class Mesh:
         out what its peer holds, such as its own news)."""
         self._pass_timer = None
         names, self._passing = frozenset(self._passing), set()
-        data = self.topology.data(names & self.table.names())
+        news = self.topology.data(names & self.table.names())
+        data = TopologyData(self.table, news.purposes, to_all=True)
         if data.purposes:
             for neighbour in self.connections.values():
                 neighbour.sender(CHANNEL).send(data)
@@ -744,12 +751,13 @@ class Mesh:
                     item.name for item in update.items})
                 kept = None
             else:
-                kept = self._encoded_updates.get(update.items)
+                update = IncrementalUpdate(update.items, to_all=data.to_all)
+                kept = self._encoded_updates.get(update.items, update.to_all)
             if kept is None:
                 kept = encode_message(tag, messages.encode_gossip(messages.GossipBody(
                     INCREMENTAL, origin, encode_incremental(update))))
                 if not update.pass_on:
-                    self._encoded_updates.put(update.items, kept)
+                    self._encoded_updates.put(update.items, update.to_all, kept)
             self.stats.count(self.stats.sent, INCREMENTAL, len(kept))
             return [kept]
         encoded = [encode_message(tag, messages.encode_gossip(

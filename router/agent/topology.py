@@ -51,6 +51,8 @@ class TopologyData:
     purposes: Mapping[PeerName, Purpose]
     pass_on: frozenset[PeerName] = frozenset()
     """Summaries the (incremental) neighbour is asked to pass on to all of its own."""
+    to_all: bool = False
+    """Sent to every neighbour of ours (what a hub passes on): said to the neighbour."""
 
     @property
     def names(self) -> frozenset[PeerName]:
@@ -64,7 +66,8 @@ class TopologyData:
         merged = dict(self.purposes)
         for name, purpose in other.purposes.items():
             merged[name] = max(purpose, merged.get(name, purpose))
-        return TopologyData(self.table, merged, self.pass_on | other.pass_on)
+        return TopologyData(self.table, merged, self.pass_on | other.pass_on,
+                            self.to_all and other.to_all)
 
 
 class TopologyGossiper:

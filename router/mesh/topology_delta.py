@@ -130,10 +130,12 @@ class IncrementalUpdate:
 
     ``pass_on``: items the receiver is asked to pass on to every neighbour of its own
     (a peer's news about itself, sent to one neighbour that relays it for all: see
-    ``Mesh._send_own_topology``)."""
+    ``Mesh._send_own_topology``).  ``to_all``: the sender sent these to every neighbour
+    of its own (so of its neighbours, only one passes them on to a peer that is not)."""
 
     items: tuple[PeerSummary | PeerDelta, ...]
     pass_on: frozenset[PeerName] = frozenset()
+    to_all: bool = False
 
     def __post_init__(self) -> None:
         names = [item.name for item in self.items]

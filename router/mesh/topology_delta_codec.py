@@ -5,7 +5,8 @@ Go peers never receive it, so it is free of gob; it is compact and strict::
 
     message  = kind:u8 body               kind 1 = IncrementalUpdate, 2 = FullSummaryRequest,
                                           3 = TopologyDigest, 4 = SummaryRequest
-    update   = FORMAT:u8 count:uv item*   FORMAT is 1
+    update   = FORMAT:u8 flags:u8 count:uv item*   FORMAT is 1; flags bit 0: sent to every
+                                          neighbour of the sender
     item     = kind:u8 (summary | delta)   kind: bit 0 delta (else summary), bit 1 pass on
     summary  = name:6 uid:8 short_id:2 has_short_id:u8 version:uv nickname:str
                count:uv connection*
@@ -71,7 +72,7 @@ def encode_message(message: Message) -> bytes:
             out += _DIGEST_ENTRY.pack(entry.name >> 32, entry.name & 0xFFFFFFFF, entry.uid,
                                       entry.version, entry.has_short_id, entry.fingerprint)
     elif isinstance(message, IncrementalUpdate):
-        out += bytes([_KIND_UPDATE, _FORMAT])
+        out += bytes([_KIND_UPDATE, _FORMAT, message.to_all])
         _uvarint(out, len(message.items))
         for item in message.items:
             flags = _ITEM_PASS_ON if item.name in message.pass_on else 0
@@ -100,6 +101,9 @@ def decode_message(data: bytes) -> Message:
     if kind == _KIND_UPDATE:
         if reader.byte("format") != _FORMAT:
             raise TopologyError("incremental update: unknown format")
+        flags = reader.byte("update flags")
+        if flags > 1:
+            raise TopologyError(f"incremental update: unknown flags {flags:#x}")
         count = reader.count("item count", 1 + NAME_SIZE)
         items: list[PeerSummary | PeerDelta] = []
         pass_on: list[PeerName] = []
@@ -111,7 +115,7 @@ def decode_message(data: bytes) -> Message:
             items.append(item)
             if kind & _ITEM_PASS_ON:
                 pass_on.append(item.name)
-        message = IncrementalUpdate(tuple(items), frozenset(pass_on))
+        message = IncrementalUpdate(tuple(items), frozenset(pass_on), flags == 1)
     elif kind in (_KIND_REQUEST, _KIND_PULL):
         count = reader.count("name count", NAME_SIZE)
         names = frozenset(reader.name() for _ in range(count))

@@ -232,8 +232,9 @@ def test_an_update_names_each_peer_once() -> None:
     (b"", "truncated message kind"),
     (b"\x09", "unknown message kind"),
     (b"\x01\x02\x00", "unknown format"),
-    (b"\x01\x01\x05\x00", "exceeds the message"),
-    (b"\x01\x01\x01\x04" + bytes(7), "unknown item kind 4"),
+    (b"\x01\x01\x02\x00", "unknown flags 0x2"),
+    (b"\x01\x01\x00\x05\x00", "exceeds the message"),
+    (b"\x01\x01\x00\x01\x04" + bytes(7), "unknown item kind 4"),
     (b"\x02\x01" + bytes(5), "exceeds the message"),
     (b"\x02\x00\x00\x00", "trailing bytes"),
     (b"\x02\x00\x01" + bytes(6), "held count 1 exceeds the message"),
@@ -242,12 +243,12 @@ def test_an_update_names_each_peer_once() -> None:
     (b"\x03\x01" + bytes(22) + b"\x02" + bytes(8), "HasShortID must be 0 or 1"),
     (b"\x03\x02" + bytes(62), "names a peer twice"),
     (b"\x04\x01" + bytes(5), "exceeds the message"),
-    (b"\x01\x01\x01\x00" + bytes(17) + b"\xff" * 11, "varint too long"),
-    (b"\x01\x01\x01\x00" + bytes(18) + b"\x01\xff", "not UTF-8"),
-    (b"\x01\x01\x01\x00" + bytes(16) + b"\x02\x00\x00\x00", "HasShortID must be 0 or 1"),
-    (b"\x01\x01\x01\x00" + bytes(16), "truncated summary"),
-    (b"\x01\x01\x01\x01" + bytes(24), "truncated delta"),
-    (b"\x01\x01\x01\x00" + bytes(19) + b"\x01" + bytes(6) + b"\x04\x00",
+    (b"\x01\x01\x00\x01\x00" + bytes(17) + b"\xff" * 11, "varint too long"),
+    (b"\x01\x01\x00\x01\x00" + bytes(18) + b"\x01\xff", "not UTF-8"),
+    (b"\x01\x01\x00\x01\x00" + bytes(16) + b"\x02\x00\x00\x00", "HasShortID must be 0 or 1"),
+    (b"\x01\x01\x00\x01\x00" + bytes(16), "truncated summary"),
+    (b"\x01\x01\x00\x01\x01" + bytes(24), "truncated delta"),
+    (b"\x01\x01\x00\x01\x00" + bytes(19) + b"\x01" + bytes(6) + b"\x04\x00",
      "connection flags 0x4"),
 ])
 def test_malformed_messages_raise_topology_error(data: bytes, cause: str) -> None:
@@ -257,12 +258,13 @@ def test_malformed_messages_raise_topology_error(data: bytes, cause: str) -> Non
 
 @PROPERTY
 @given(st.lists(summaries(), max_size=4, unique_by=lambda s: s.name), st.binary(max_size=8),
-       st.integers(0, 15))
+       st.integers(0, 31))
 def test_codec_round_trips_and_never_crashes_on_garbage(items: list[PeerSummary],
                                                         noise: bytes, passed: int) -> None:
     pass_on = frozenset(s.name for i, s in enumerate(items) if passed >> i & 1)
-    encoded = encode_message(IncrementalUpdate(tuple(items), pass_on))
-    assert decode_message(encoded) == IncrementalUpdate(tuple(items), pass_on)
+    update = IncrementalUpdate(tuple(items), pass_on, to_all=passed >= 16)
+    encoded = encode_message(update)
+    assert decode_message(encoded) == update
     for corrupt in (encoded[:-1], encoded + noise[:1], noise, encoded[: len(noise)]):
         if corrupt == encoded:
             continue
