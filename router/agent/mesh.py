@@ -638,9 +638,9 @@ class Mesh:
         (a digest comes with every new connection, and in a full mesh a newcomer's
         digest is ahead of every member's table by the news of its own arrival)."""
         if defer:
-            later = tuple(entry for entry in wanted
-                          if (current := self.table.get(entry.name)) is not None
-                          and not current.is_placeholder and current.uid == entry.uid)
+            later = {entry: current.version for entry in wanted
+                     if (current := self.table.get(entry.name)) is not None
+                     and not current.is_placeholder and current.uid == entry.uid}
             if later:
                 asyncio.get_running_loop().call_later(PULL_DEFER, self._pull_later, conn,
                                                       later)
@@ -649,14 +649,26 @@ class Mesh:
         if names:
             self._send_incremental(conn, SummaryRequest(names, self._held(names)))
 
-    def _pull_later(self, conn: MeshConnection, entries: tuple[DigestEntry, ...]) -> None:
+    def _pull_later(self, conn: MeshConnection, entries: dict[DigestEntry, int]) -> None:
+        """The deferred part of a pull: what is still better than ours.  Peers whose news
+        came meanwhile (their Version moved: news of them is flowing, the rest is
+        likely on its way) wait again; the others are asked for."""
         if conn.remote is None or self.connections.get(conn.remote) is not conn:
             return
-        still = [entry for entry in entries
-                 if (current := self.table.get(entry.name)) is None
-                 or supersedes(entry, current)]
-        if still:
-            self._pull(conn, still, defer=False)
+        now: list[DigestEntry] = []
+        again: dict[DigestEntry, int] = {}
+        for entry, version in entries.items():
+            current = self.table.get(entry.name)
+            if current is not None and not supersedes(entry, current):
+                continue
+            if current is not None and current.version != version:
+                again[entry] = current.version
+            else:
+                now.append(entry)
+        if again:
+            asyncio.get_running_loop().call_later(PULL_DEFER, self._pull_later, conn, again)
+        if now:
+            self._pull(conn, now, defer=False)
 
     def _held(self, names: frozenset[PeerName]) -> tuple[tuple[PeerName, int], ...]:
         """What we hold of these peers, by fingerprint: the bases a neighbour asked for
