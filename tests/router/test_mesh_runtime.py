@@ -289,27 +289,35 @@ def test_incremental_topology_between_ours_and_the_original_format_with_others()
     run(test)
 
 
+async def full_mesh(c: Cluster, size: int, *, incremental: bool = True,
+                    gossip_interval: float = 600) -> list[Node]:
+    members = [await c.add(i, incremental=incremental, gossip_interval=gossip_interval)
+               for i in range(size)]
+    for i, a in enumerate(members):
+        for b in members[i + 1:]:
+            await c.connect(a, b)
+    await until(lambda: agree(members, size), 20)
+    return members
+
+
+def agree(nodes: list[Node], peers: int) -> bool:
+    """Every table the same, of ``peers`` peers, and every connection established."""
+    tables = [sorted((s.name, s.version, s.connections) for s in n.mesh.table.summaries())
+              for n in nodes]
+    return all(len(t) == peers and t == tables[0] for t in tables) and all(
+        sum(conn.established for conn in n.mesh.connections.values()) == peers - 1
+        for n in nodes)
+
+
 async def join_cost(incremental: bool, size: int = 6) -> tuple[int, int]:
     """A newcomer dials every member of a full mesh at once: the topology bytes it
     received until every table agrees, and the same in total over the members."""
     async with cluster() as c:
-        members = [await c.add(i, incremental=incremental) for i in range(size)]
-        for i, a in enumerate(members):
-            for b in members[i + 1:]:
-                await c.connect(a, b)
-
-        def whole(nodes: list[Node], peers: int) -> bool:
-            tables = [sorted((s.name, s.version, s.connections) for s in n.mesh.table.summaries())
-                      for n in nodes]
-            return all(len(t) == peers and t == tables[0] for t in tables) and all(
-                sum(conn.established for conn in n.mesh.connections.values()) == peers - 1
-                for n in nodes)
-
-        await until(lambda: whole(members, size), 20)
+        members = await full_mesh(c, size, incremental=incremental, gossip_interval=1.0)
         before = [n.mesh.stats.copy() for n in members]
         newcomer = await c.add(size, incremental=incremental)
         await asyncio.gather(*(c.connect(newcomer, m) for m in members))
-        await until(lambda: whole([*members, newcomer], size + 1), 20)
+        await until(lambda: agree([*members, newcomer], size + 1), 20)
 
         def topology_bytes(counters: dict[str, GossipCounter]) -> int:
             return sum(v.bytes for k, v in counters.items() if k.startswith("topology"))
@@ -377,24 +385,6 @@ def test_in_a_full_mesh_of_ours_each_update_reaches_each_peer_once(dialled: int)
                 assert {name for name, _ in got} >= {members[0].name, newcomer.name}
                 assert len(got) == len(set(got)), f"{member.name} got an update twice: {got}"
     run(test)
-
-
-async def full_mesh(c: Cluster, size: int) -> list[Node]:
-    members = [await c.add(i, gossip_interval=600) for i in range(size)]
-    for i, a in enumerate(members):
-        for b in members[i + 1:]:
-            await c.connect(a, b)
-    await until(lambda: agree(members, size), 20)
-    return members
-
-
-def agree(nodes: list[Node], peers: int) -> bool:
-    """Every table the same, of ``peers`` peers, and every connection established."""
-    tables = [sorted((s.name, s.version, s.connections) for s in n.mesh.table.summaries())
-              for n in nodes]
-    return all(len(t) == peers and t == tables[0] for t in tables) and all(
-        sum(conn.established for conn in n.mesh.connections.values()) == peers - 1
-        for n in nodes)
 
 
 def topology_messages(counters: dict[str, GossipCounter]) -> int:
