@@ -50,7 +50,7 @@ from common.lab.netns import (
     run,
 )
 from common.lab.process import LabProcess, signal_pid
-from common.lab.signals import sigint_deferred
+from common.lab.signals import signals_deferred
 from common.lab.topology import FABRIC_SYSCTLS
 
 MESH_PORT = 6783
@@ -240,7 +240,7 @@ class FabricLab:
 
     def close(self) -> None:
         """Stop processes, kill leftovers, delete namespaces and the work dir. Idempotent."""
-        with sigint_deferred():
+        with signals_deferred():
             # All told at once, then waited for: a hundred agents stopped one by one
             # each saw the others leave, one at a time (minutes of topology churn).
             for proc in self.processes.values():

@@ -32,7 +32,7 @@ from common.lab.netns import (
 )
 from common.lab.probe import Prober, ProbeResult, ProbeSpec, Protocol, normalize_protocol
 from common.lab.servers import DEFAULT_PORTS, PodServers
-from common.lab.signals import sigint_deferred
+from common.lab.signals import signals_deferred
 from common.lab.topology import FABRIC_SYSCTLS, NODE_SYSCTLS, LabPod, Topology
 
 Pair = tuple[str, str]
@@ -138,7 +138,7 @@ class Lab:
 
         Idempotent; safe after a partial :meth:`start`.
         """
-        with sigint_deferred():
+        with signals_deferred():
             if self._prober is not None:
                 self._prober.close()
                 self._prober = None
