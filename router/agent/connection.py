@@ -165,9 +165,9 @@ class MeshConnection:
         self._last_read = asyncio.get_running_loop().time()
         tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._write_loop()),
                  asyncio.create_task(self._heartbeat_loop()),
-                 asyncio.create_task(self._read_deadline()),
-                 asyncio.create_task(self._await_established())]
+                 asyncio.create_task(self._read_deadline())]
         watched: list[asyncio.Future[Any]] = [*tasks, self._closing, self.overlay.failed]
+        unwatch = self.overlay.established.watch(self._on_established)
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
@@ -180,16 +180,17 @@ class MeshConnection:
                     return exc if isinstance(exc, Exception) else ConnectionClosed(repr(exc))
             return ConnectionClosed("closed")
         finally:
+            unwatch()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _await_established(self) -> None:
-        assert self.overlay is not None
-        await self.overlay.established.wait()
+    def _on_established(self) -> None:
+        """The overlay's data path works (called as it says so)."""
+        if self._closing.done():
+            return
         self.established = True
         self.mesh.connection_established(self)
-        await asyncio.Future()  # stay until cancelled: only errors end the wait
 
     def shutdown(self, reason: Exception) -> None:
         """End the connection (from anywhere in the loop); the first reason wins."""

@@ -17,6 +17,13 @@ there, so a port in use is reported at startup), then, per connection,
 ``prepare_connection`` → ``confirm`` → events → ``stop``; ``overlay.stop()`` at exit.
 A forwarder reports failure by resolving ``failed`` with an :class:`OverlayError` naming
 the cause (a result, not an exception, so nobody has to await it).
+
+Establishment is a :class:`Latch`, not an :class:`asyncio.Event`: whoever watches it (the
+overlay switch, then the mesh connection) runs when it is set, in the same step.  Through
+events, each hop waited for the next turn of the event loop, four turns from the
+forwarder's ``ConnectionEstablished`` to the mesh; on an agent that had just dialled a
+hundred peers each turn ran every connection's pending work first, and a join waited
+about a second for its connections to count as established.
 """
 
 from __future__ import annotations
@@ -26,9 +33,70 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+Watcher = Callable[[], None]
+
 
 class OverlayError(Exception):
     """An overlay refused a connection, or a forwarder's data path failed."""
+
+
+class Latch:
+    """A flag that is set once, whose watchers run as it is set (in the caller's step).
+
+    A watcher that raises is reported to the event loop's exception handler, and the
+    others still run: the setter (a datagram handler, say) is not the watcher's caller
+    in any sense that could handle the error.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._watchers: list[Watcher] = []
+        self._event: asyncio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            _run_watcher(watcher)
+        if self._event is not None:
+            self._event.set()
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        """Run ``watcher`` when the latch is set (now, if it is); returns what stops the
+        watch."""
+        if self._set:
+            _run_watcher(watcher)
+            return _nothing
+        self._watchers.append(watcher)
+
+        def unwatch() -> None:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+        return unwatch
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+
+def _run_watcher(watcher: Watcher) -> None:
+    try:
+        watcher()
+    except Exception as exc:  # reported; the other watchers still run
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "an overlay establishment watcher failed", "exception": exc})
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -50,7 +118,7 @@ class OverlayConnectionParams:
 
 
 class OverlayConnection(Protocol):
-    established: asyncio.Event
+    established: Latch
     """Set once the data path to the peer works."""
     failed: asyncio.Future[Exception]
     """Resolved with the reason (an OverlayError) when the data path gives up; the
@@ -91,7 +159,7 @@ class NullConnection:
     """Carries nothing; established at once."""
 
     def __init__(self) -> None:
-        self.established = asyncio.Event()
+        self.established = Latch()
         self.established.set()
         self.failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 

@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from router.agent.overlay import OverlayConnectionParams, OverlayError
+from router.agent.overlay import Latch, OverlayConnectionParams, OverlayError
 from router.datapath.sleeve_crypto import (
     DatagramOpener,
     DatagramSealer,
@@ -224,7 +224,7 @@ class SleeveConnection:
         self.remote_name = params.remote_name
         self._log: Logger = PeerLogger(log, peer_label(params))
         self._loop = asyncio.get_running_loop()
-        self.established = asyncio.Event()
+        self.established = Latch()
         self.failed: asyncio.Future[Exception] = self._loop.create_future()
         self._sealer, self._sealer_df, self._opener = _crypto(overlay.local_name, params)
         self._state = SleeveForwarderState(

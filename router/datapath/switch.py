@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from router.agent.overlay import (
+    Latch,
     Overlay,
     OverlayConnection,
     OverlayConnectionParams,
@@ -121,13 +123,18 @@ class SwitchConnection:
         self._peer = peer
         self._subs = subs
         self._log = log
-        self.established = asyncio.Event()
+        self.established = Latch()
         self.failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
         self.best = -1
         """Index of the sub-forwarder that carries frames (-1: none)."""
-        self._watchers = [asyncio.create_task(self._watch(index))
-                          for index, sub in enumerate(subs) if sub.conn is not None]
+        self._unwatch: list[Callable[[], None]] = []
+        self._watchers: list[asyncio.Task[None]] = []
         self._choose_best()
+        for index, sub in enumerate(subs):
+            if sub.conn is not None:
+                self._unwatch.append(sub.conn.established.watch(
+                    functools.partial(self._sub_established, index)))
+                self._watchers.append(asyncio.create_task(self._watch(index)))
 
     def confirm(self) -> None:
         for sub in self._subs:
@@ -154,6 +161,8 @@ class SwitchConnection:
         return {}
 
     async def stop(self) -> None:
+        for unwatch in self._unwatch:
+            unwatch()
         for watcher in self._watchers:
             watcher.cancel()
         for sub in self._subs:
@@ -161,20 +170,20 @@ class SwitchConnection:
                 conn, sub.conn = sub.conn, None
                 await conn.stop()
 
+    def _sub_established(self, index: int) -> None:
+        conn = self._subs[index].conn
+        if conn is None or conn.failed.done():
+            return
+        self._subs[index].established = True
+        self.established.set()
+        self._choose_best()
+
     async def _watch(self, index: int) -> None:
+        """Until the sub-forwarder fails; then drop it."""
         conn = self._subs[index].conn
         assert conn is not None
-        established = asyncio.ensure_future(conn.established.wait())
-        try:
-            await asyncio.wait((established, conn.failed), return_when=asyncio.FIRST_COMPLETED)
-            if established.done() and not conn.failed.done():
-                self._subs[index].established = True
-                if not self.established.is_set():
-                    self.established.set()
-                self._choose_best()
-            reason = await conn.failed
-        finally:
-            established.cancel()
+        reason = await conn.failed
+        self._subs[index].established = False
         self._log.info("overlay_switch: forwarder failed", peer=self._peer,
                        overlay=self._subs[index].name, error=str(reason))
         self._subs[index].conn = None
