@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from router.ipam import messages as ipam
 from router.mesh import messages as mesh
 from router.mesh.gob import Decoder, Encoder, GobError, GobType, TypeIds, decode, encode
+from router.mesh.gob.schema import MapOf, base_of
 from tests.router.gob_samples import INNER, KITCHEN, values
 
 SCHEMAS: dict[str, GobType[Any]] = {
@@ -39,6 +40,25 @@ def test_round_trip(name: str) -> None:
         assert encode(schema, decode(schema, data)) == data
 
     check()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_a_fresh_stream_is_what_a_fresh_encoder_writes(name: str) -> None:
+    """``encode`` works out a schema's id and definitions once and reuses them; every
+    stream must still be the one a new :class:`Encoder` writes, and a value that does
+    not fit must still be refused."""
+    schema = SCHEMAS[name]
+
+    @EXAMPLES
+    @given(values(schema))
+    def check(value: Any) -> None:
+        assert encode(schema, value) == Encoder().encode(schema, value)
+        assert encode(schema, value) == Encoder().encode(schema, value)  # from the cache
+
+    check()
+    if not isinstance(base_of(schema), MapOf):  # a nil map is a value; nil others are not
+        with pytest.raises(GobError, match="cannot encode a nil"):
+            encode(schema, None)
 
 
 @pytest.mark.parametrize("name", ["gossip_state", "kitchen", "connection_summaries"])

@@ -226,14 +226,8 @@ class Encoder:
         unchanged.
         """
         base = base_of(t)
-        if value is None and isinstance(base, Struct | Scalar | SliceOf | ArrayOf):
-            raise GobError(f"cannot encode a nil {t.go_string}")
-        type_id = self._type_ids.id_of(base)
-        body = bytearray()
-        put_int(body, type_id)
-        if not isinstance(base, Struct):
-            body.append(0)  # the singleton's field delta
-        writer_for(base)(body, value)
+        _check_not_nil(t, value)
+        body = _value_message(base, self._type_ids.id_of(base), value)
         out = bytearray()
         newly_sent: list[str] = []
         self._define(out, base, newly_sent)
@@ -260,6 +254,44 @@ class Encoder:
             self._define(out, t.elem, newly_sent)
 
 
+_fresh_heads: dict[GobType[Any], tuple[int, bytes]] = {}
+
+
 def encode(t: GobType[T], value: T, *, type_ids: TypeIds | None = None) -> bytes:
-    """A whole stream holding just ``value``, as a fresh ``gob.NewEncoder`` writes it."""
-    return Encoder(type_ids).encode(t, value)
+    """A whole stream holding just ``value``, as a fresh ``gob.NewEncoder`` writes it.
+
+    Without ``type_ids`` (a process that encodes nothing else), the type's id and its
+    definitions are the same for every stream, so they are worked out once per schema:
+    IPAM sends each gossip message as a stream of its own.
+    """
+    if type_ids is not None:
+        return Encoder(type_ids).encode(t, value)
+    base = base_of(t)
+    head = _fresh_heads.get(base)
+    if head is None:
+        ids = TypeIds()
+        type_id = ids.id_of(base)
+        written = bytearray()
+        Encoder(ids)._define(written, base, [])
+        head = _fresh_heads[base] = (type_id, bytes(written))
+    _check_not_nil(t, value)
+    out = bytearray(head[1])
+    type_id = head[0]
+    frame(out, _value_message(base, type_id, value))
+    return bytes(out)
+
+
+def _check_not_nil(t: GobType[Any], value: object) -> None:
+    if value is None and isinstance(base_of(t), Struct | Scalar | SliceOf | ArrayOf):
+        raise GobError(f"cannot encode a nil {t.go_string}")
+
+
+def _value_message(base: GobType[Any], type_id: int, value: object) -> bytearray:
+    """A value message's body: the type id, then the value (a singleton's after a zero
+    field delta)."""
+    body = bytearray()
+    put_int(body, type_id)
+    if not isinstance(base, Struct):
+        body.append(0)  # the singleton's field delta
+    writer_for(base)(body, value)
+    return body
