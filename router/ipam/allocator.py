@@ -137,6 +137,7 @@ class Allocator:
         self.pending_claims: list[Operation] = []
         self.pending_primes: list[Operation] = []
         self.shutting_down = False
+        self._encoded: tuple[messages.GossipState | None, bytes] = (None, b"")
         self.counters = Counters()
         self._conflicts_seen: set[str] = set()
         self._refusals_seen: set[tuple[int, str]] = set()
@@ -478,13 +479,19 @@ class Allocator:
 
     # ---- gossip ---------------------------------------------------------------------------
     def encode(self) -> bytes:
-        """Our gossip state: the ring, or while there is none our paxos state."""
+        """Our gossip state: the ring, or while there is none our paxos state.
+
+        The bytes of an unchanged state are kept: a peer that just dialled a hundred
+        others sends it down each new connection, and every periodic gossip sends it to
+        several neighbours, mostly within the same second."""
         state = messages.GossipState(
             now=int(self.wall()), nicknames=dict(self.nicknames),
             paxos=(self.paxos.gossip_state() if self.ring.empty and self.paxos is not None
                    else None),
             ring=None if self.ring.empty else self.ring.to_message())
-        return encode(messages.GOSSIP_STATE, state)
+        if state != self._encoded[0]:
+            self._encoded = (state, encode(messages.GOSSIP_STATE, state))
+        return self._encoded[1]
 
     def on_gossip(self, payload: bytes) -> None:
         self._update(None, payload)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from router.ipam import messages
 from router.ipam.allocator import TAKEOVER_SETTLE
 from router.ipam.errors import Cancelled, Refused, TimedOut
-from router.mesh.gob import encode
+from router.mesh.gob import decode, encode
 from tests.router.ipam.simulation import UNIVERSE, Network, SimPeer, held
 
 
@@ -383,3 +383,24 @@ def test_waiting_allocations_share_one_space_request() -> None:
     owned = sum(size for _, size, peer in peers[2].entries() if peer == str(peers[2].name))
     assert owned <= UNIVERSE.num_addresses // 4, owned
     held(peers)
+
+
+def test_the_gossip_state_is_encoded_again_only_when_it_changed() -> None:
+    network, (peer, other) = with_ring(2)
+    alloc = peer.allocator
+
+    def state() -> messages.GossipState:
+        return decode(messages.GOSSIP_STATE, alloc.encode())
+
+    first = alloc.encode()
+    assert alloc.encode() is first  # unchanged: the same bytes, not encoded again
+    before = state()
+    peer.allocate("pod-x")
+    after = state()
+    assert after.ring != before.ring and after.now == before.now  # free counts reported
+    alloc.nicknames[int(other.allocator.config.name)] = "renamed"
+    assert state().nicknames == {**(after.nicknames or {}),
+                                 int(other.allocator.config.name): "renamed"}
+    unchanged = alloc.encode()
+    network.now += 1.0  # the state says when it was sent, to the second
+    assert state().now == after.now + 1 and alloc.encode() is not unchanged
