@@ -66,6 +66,14 @@ IP_PMTUDISC_DO: Final = 2
 IP_MTU: Final = 14
 READS_PER_WAKEUP: Final = 64
 """Datagrams read per readiness callback before yielding to other work."""
+EARLY_HOLD: Final = 2.0
+"""How long the last datagram from a peer without a forwarder is kept for the forwarder
+about to be registered: the dialling end heartbeats as soon as its side of the handshake
+is done, and the first heartbeat often arrives before the accepting end has registered
+the connection.  Dropped, it cost the retry (0.1 s, doubling); on an agent busy with a
+hundred new connections at once, a second or more for the last of them."""
+EARLY_KEPT: Final = 256
+"""Peers whose early datagram is kept at most (the sender's name is not authenticated)."""
 _DROPPED_SEND_ERRORS: Final = frozenset({errno.EAGAIN, errno.ENOBUFS})
 """A full send buffer loses the datagram, as a congested network would."""
 
@@ -91,6 +99,8 @@ class SleeveOverlay:
         self.counters = SleeveCounters()
         self._sock: socket.socket | None = None
         self._forwarders: dict[int, SleeveConnection] = {}
+        self._early: dict[int, tuple[float, Address, bytes]] = {}
+        """Peer name -> (when, sender, body) of its last datagram before a forwarder."""
 
     @property
     def address(self) -> Address:
@@ -135,8 +145,14 @@ class SleeveOverlay:
             await forwarder.stop()
 
     # ---- used by the connections ---------------------------------------------------
-    def register(self, forwarder: SleeveConnection) -> None:
+    def register(self, forwarder: SleeveConnection) -> tuple[Address, bytes] | None:
+        """Route the peer's datagrams to ``forwarder``; the one that came just before,
+        if any, for the forwarder to take once started."""
         self._forwarders[forwarder.remote_name] = forwarder
+        early = self._early.pop(forwarder.remote_name, None)
+        if early is None or asyncio.get_running_loop().time() - early[0] > EARLY_HOLD:
+            return None
+        return early[1], early[2]
 
     def unregister(self, forwarder: SleeveConnection) -> None:
         if self._forwarders.get(forwarder.remote_name) is forwarder:
@@ -202,8 +218,18 @@ class SleeveOverlay:
         forwarder = self._forwarders.get(name)
         if forwarder is None:
             self.counters.datagrams_unknown_sender += 1
+            self._keep_early(name, sender, body)
             return
         forwarder.datagram_received(sender, body)
+
+    def _keep_early(self, name: int, sender: Address, body: bytes) -> None:
+        now = asyncio.get_running_loop().time()
+        if len(self._early) >= EARLY_KEPT and name not in self._early:
+            self._early = {n: kept for n, kept in self._early.items()
+                           if now - kept[0] <= EARLY_HOLD}
+            if len(self._early) >= EARLY_KEPT:
+                return
+        self._early[name] = (now, sender, body)
 
 
 def path_mtu(address: Address) -> int:
@@ -240,9 +266,11 @@ class SleeveConnection:
     def confirm(self) -> None:
         if self._stopped:
             return
-        self._overlay.register(self)
+        early = self._overlay.register(self)
         self._state.confirm(self._loop.time())
         self._settle()
+        if early is not None:
+            self.datagram_received(*early)
 
     def control_message(self, tag: int, body: bytes) -> None:
         if self._stopped:

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from router.datapath import sleeve as sleeve_module
 from router.datapath.control import OVERLAY_CONTROL_TAG
 from router.datapath.sleeve import SleeveConnection
+from router.datapath.sleeve_forwarder import HeartbeatSchedule
 from router.datapath.sleeve_frames import SleeveFrame, encode_frames
 from tests.router.datapath.overlay_nodes import Agent, OverlayPair
 
@@ -143,3 +145,28 @@ def test_datagrams_from_unknown_peers_and_short_ones_are_ignored(pair: OverlayPa
     pair.wait_for(lambda: a.sleeve.counters.datagrams_unknown_sender == 1
                   and a.sleeve.counters.datagrams_malformed == 1, 2.0, "both counted")
     assert pair.failure(pair.a) is None
+
+
+ONE_HEARTBEAT = HeartbeatSchedule(fast=30.0, first_retry=30.0, slow=40.0, timeout=60.0)
+"""Only the first heartbeat goes out within a test: nothing retries a lost one."""
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["fresh", "expired"])
+def test_a_heartbeat_that_comes_before_the_connection_is_taken_when_it_starts(
+        kept: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dialler heartbeats as soon as its side is ready; the acceptor, not yet
+    confirmed, keeps that datagram and takes it when it starts, instead of waiting for
+    the dialler's retry (which, here, never comes).  One kept too long is dropped."""
+    if not kept:
+        monkeypatch.setattr(sleeve_module, "EARLY_HOLD", 0.0)
+    with OverlayPair(HOSTS, schedule=ONE_HEARTBEAT) as pair:
+        pair.connect(confirm=(True, False))
+        pair.wait_for(lambda: pair.b.sleeve.counters.datagrams_unknown_sender >= 1, 5.0,
+                      "a's heartbeat at b")
+        time.sleep(0.01)  # so that "expired" is past its (zero) hold
+        pair.on(pair.b, lambda conn: conn.confirm())
+        if kept:
+            pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+        else:
+            time.sleep(0.5)
+            assert not pair.established(pair.a) and not pair.established(pair.b)
