@@ -349,11 +349,13 @@ class SleeveConnection:
                 self.failed.set_result(OverlayError(state.failure))
             self._stopped = True
             self._overlay.unregister(self)
+        deadline = None if self._stopped else state.next_deadline()
         if self._timer is not None:
+            if self._timer.when() == deadline:
+                return  # as it was (a heartbeat received moves only the silence deadline)
             self._timer.cancel()
             self._timer = None
-        deadline = state.next_deadline()
-        if deadline is not None and not self._stopped:
+        if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
