@@ -130,8 +130,14 @@ class MeshConnection:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError("handshake timed out")
-            async with asyncio.timeout(left):
-                data = await self.reader.read(READ_SIZE)
+            try:
+                async with asyncio.timeout(left):
+                    data = await self.reader.read(READ_SIZE)
+            except ConnectionResetError:
+                # Go resets a connection it refuses (it closes with our bytes unread),
+                # often before its own pending write went out: as telling as a close,
+                # whose message names the step the peer never finished.
+                data = b""
             if not data:
                 handshake.eof()
             progress = handshake.receive(data)

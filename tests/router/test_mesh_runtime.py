@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -244,6 +246,36 @@ def test_passwords(passwords: tuple[bytes | None, bytes | None]) -> None:
                 reasons = [line[1] for line in node.log.lines if "shutting down" in line[1]]
                 assert reasons and all("password" in r for r in reasons), reasons
             assert not a.mesh.connections and not b.mesh.connections
+    run(test)
+
+
+def test_a_peer_that_resets_the_connection_in_the_handshake_is_said_so_by_step() -> None:
+    """Go refuses a connection by closing it with our bytes unread, a reset that often
+    beats its own pending write: the log names the step the peer never finished, with
+    the likely cause, not "Connection reset by peer"."""
+    async def test() -> None:
+        async with cluster() as c:
+            a = await c.add(0, password=b"s3cret")
+
+            async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                             ) -> None:
+                await reader.readexactly(4)  # some of our header, the rest left unread
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+
+            server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+            try:
+                port = server.sockets[0].getsockname()[1]
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                a.mesh.serve(reader, writer, outbound=True, address=f"127.0.0.1:{port}")
+                await until(lambda: any("shutting down" in msg for _, msg, _ in a.log.lines))
+            finally:
+                server.close()
+            reasons = [msg for _, msg, _ in a.log.lines if "shutting down" in msg]
+            assert len(reasons) == 1, reasons
+            assert "the peer closed the connection during the protocol header" in reasons[0]
+            assert "reset" not in reasons[0].lower()
     run(test)
 
 
