@@ -74,6 +74,9 @@ the connection.  Dropped, it cost the retry (0.1 s, doubling); on an agent busy 
 hundred new connections at once, a second or more for the last of them."""
 EARLY_KEPT: Final = 256
 """Peers whose early datagram is kept at most (the sender's name is not authenticated)."""
+EARLY_MAX_SIZE: Final = 512
+"""The largest early datagram kept: a heartbeat, sealed, is about a hundred bytes; the
+rest (data, a fragmentation test) waits for nothing and would only cost memory."""
 _DROPPED_SEND_ERRORS: Final = frozenset({errno.EAGAIN, errno.ENOBUFS})
 """A full send buffer loses the datagram, as a congested network would."""
 
@@ -223,6 +226,8 @@ class SleeveOverlay:
         forwarder.datagram_received(sender, body)
 
     def _keep_early(self, name: int, sender: Address, body: bytes) -> None:
+        if len(body) > EARLY_MAX_SIZE:
+            return
         now = asyncio.get_running_loop().time()
         if len(self._early) >= EARLY_KEPT and name not in self._early:
             self._early = {n: kept for n, kept in self._early.items()

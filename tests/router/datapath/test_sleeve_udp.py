@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -9,10 +10,11 @@ import pytest
 
 from router.datapath import sleeve as sleeve_module
 from router.datapath.control import OVERLAY_CONTROL_TAG
-from router.datapath.sleeve import SleeveConnection
+from router.datapath.sleeve import SleeveConnection, SleeveOverlay
 from router.datapath.sleeve_forwarder import HeartbeatSchedule
 from router.datapath.sleeve_frames import SleeveFrame, encode_frames
 from tests.router.datapath.overlay_nodes import Agent, OverlayPair
+from tests.support.doubles import RecordingLog
 
 HOSTS = ("127.0.0.1", "127.0.0.2")
 KEY = bytes(range(32))
@@ -170,3 +172,19 @@ def test_a_heartbeat_that_comes_before_the_connection_is_taken_when_it_starts(
         else:
             time.sleep(0.5)
             assert not pair.established(pair.a) and not pair.established(pair.b)
+
+
+def test_what_is_kept_of_peers_without_a_forwarder_is_small_and_bounded() -> None:
+    """Only a heartbeat-sized datagram is kept, the last one per peer, for at most
+    EARLY_KEPT peers (the sender's name is not authenticated)."""
+    async def scenario() -> tuple[int, int, int]:
+        overlay = SleeveOverlay(0xCE0000000001, RecordingLog(), host="127.0.0.1", port=0)
+        sender = ("127.0.0.2", 6783)
+        overlay._dispatch(bytes.fromhex("ce0000000002") + bytes(60001), sender)  # frag test
+        big = len(overlay._early)
+        for peer in range(2 * sleeve_module.EARLY_KEPT):
+            overlay._dispatch(peer.to_bytes(6, "big") + bytes(80), sender)
+            overlay._dispatch(peer.to_bytes(6, "big") + bytes(90), sender)  # replaces it
+        return big, len(overlay._early), len(overlay._early[0][2])
+
+    assert asyncio.run(scenario()) == (0, sleeve_module.EARLY_KEPT, 90)
