@@ -15,6 +15,8 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from common.kernel.sockets import set_buffer
+
 NETLINK_NETFILTER = 12
 """The netfilter netlink family (``linux/netlink.h``); spelled here rather than imported
 from pyroute2, whose package import loads all of it (tens of ms and several MB in every
@@ -27,7 +29,6 @@ NFGEN = struct.Struct("!BBH")
 _ATTR = struct.Struct("=HH")  # nlattr: length, type
 _ERROR = struct.Struct("=i")
 _SOL_NETLINK, _NETLINK_CAP_ACK = 270, 10
-_SO_RCVBUFFORCE = 33
 NLA_TYPE_MASK = 0x3FFF
 """An attribute's type without the NLA_F_NESTED / NLA_F_NET_BYTEORDER flag bits."""
 
@@ -100,10 +101,7 @@ def open_socket(timeout: float | None = None, rcvbuf: int | None = None) -> sock
     try:
         sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
         if rcvbuf is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, rcvbuf)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            set_buffer(sock, socket.SO_RCVBUF, rcvbuf)
         sock.bind((0, 0))  # port id 0: the kernel assigns one
         sock.settimeout(timeout)
     except BaseException:

@@ -36,6 +36,7 @@ from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 
 from common.kernel.errors import KernelError
 from common.kernel.nfnetlink import attr, message, open_socket, read_acks, text
+from common.kernel.sockets import set_buffer
 from npc.dataplane.nft_expr import COMMENT_BYTES, verdict_data
 
 # Message types and attribute numbers of <linux/netfilter/nfnetlink.h> and nf_tables.h.
@@ -61,7 +62,6 @@ _FAMILIES = {"inet": 1, "ip": 2, "bridge": 7}  # NFPROTO_*
 MAX_ELEMENTS = 200_000
 """Larger batches go through libnftables.  One datagram holds the whole transaction (the
 socket's send buffer is raised to fit, as libnftables does): ~45 bytes a map element."""
-_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33
 _ACK_ROOM = 2048
 """What one queued acknowledgement costs the receive buffer (its buffer, not its bytes)."""
 _LIST_BYTES = 60_000
@@ -425,12 +425,6 @@ class NftNetlink:
         self._seq += count + 2
         return first
 
-    def _grow(self, option: int, forced: int, size: int) -> None:
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, forced, size)
-        except PermissionError:
-            self._sock.setsockopt(socket.SOL_SOCKET, option, size)
-
     def _commit(self, batch: bytes, first: int, described: Sequence[str]) -> None:
         """Send one transaction (BATCH_BEGIN numbered ``first``, then the messages
         ``described``) and wait for every acknowledgement."""
@@ -440,11 +434,11 @@ class NftNetlink:
         # the read says so).
         if len(batch) > self._room:
             self._room = 2 * len(batch)
-            self._grow(socket.SO_SNDBUF, _SO_SNDBUFFORCE, self._room)
+            set_buffer(self._sock, socket.SO_SNDBUF, self._room)
         acks = _ACK_ROOM * (len(described) + 1)
         if acks > self._ack_room:
             self._ack_room = 2 * acks
-            self._grow(socket.SO_RCVBUF, _SO_RCVBUFFORCE, self._ack_room)
+            set_buffer(self._sock, socket.SO_RCVBUF, self._ack_room)
         try:
             self._sock.send(batch)
             refused = read_acks(self._sock, range(first + 1, first + 1 + len(described)),

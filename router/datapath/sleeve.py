@@ -28,6 +28,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from common.kernel.sockets import set_buffer
 from router.agent.overlay import Latch, OverlayConnectionParams, OverlayError
 from router.datapath.sleeve_crypto import (
     DatagramOpener,
@@ -77,6 +78,13 @@ EARLY_KEPT: Final = 256
 EARLY_MAX_SIZE: Final = 512
 """The largest early datagram kept: a heartbeat, sealed, is about a hundred bytes; the
 rest (data, a fragmentation test) waits for nothing and would only cost memory."""
+RECEIVE_BUFFER: Final = 8 << 20
+"""The UDP socket's receive buffer (the kernel grants twice this).  Its default, about
+200 KB, holds two fragmentation tests: every peer sends one (60001 bytes) as its
+connection is established, so an agent joining a mesh of a hundred had most of its
+peers' datagrams dropped while it was busy, heartbeats among them, and each lost
+heartbeat held that connection up for a retry.  The pods' traffic through sleeve wants
+the room too.  It is kernel memory, used only while datagrams wait."""
 _DROPPED_SEND_ERRORS: Final = frozenset({errno.EAGAIN, errno.ENOBUFS})
 """A full send buffer loses the datagram, as a congested network would."""
 
@@ -119,6 +127,7 @@ class SleeveOverlay:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+            set_buffer(sock, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind((self._host, self._port))
             sock.setblocking(False)
         except OSError:

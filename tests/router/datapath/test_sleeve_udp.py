@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -172,6 +174,33 @@ def test_a_heartbeat_that_comes_before_the_connection_is_taken_when_it_starts(
         else:
             time.sleep(0.5)
             assert not pair.established(pair.a) and not pair.established(pair.b)
+
+
+def test_a_heartbeat_behind_a_burst_of_large_datagrams_is_still_read() -> None:
+    """Every peer sends a 60001-byte fragmentation test as its connection is
+    established: an agent joining a mesh gets them all at once, while it is busy.  A
+    heartbeat behind them must still be in the socket when the agent reads (the
+    kernel's default buffer held two; this is the only heartbeat, nothing retries it)."""
+    with OverlayPair(HOSTS, schedule=ONE_HEARTBEAT) as pair:
+        pair.connect(confirm=(False, True))
+        busy, release = threading.Event(), threading.Event()
+
+        def stall() -> None:
+            busy.set()
+            release.wait(10)
+
+        pair.b.node.loop.call_soon_threadsafe(stall)
+        try:
+            assert busy.wait(5)
+            stranger = (0xCE0000000009).to_bytes(6, "big")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as burst:
+                for size in [60000] * 64 + [1000] * 300:  # the small ones fill any gap
+                    burst.sendto(stranger + bytes(size), pair.b.sleeve.address)
+            pair.on(pair.a, lambda conn: conn.confirm())  # its one heartbeat, to b
+        finally:
+            release.set()
+        pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+        assert pair.b.sleeve.counters.datagrams_unknown_sender == 364
 
 
 def test_what_is_kept_of_peers_without_a_forwarder_is_small_and_bounded() -> None:
