@@ -270,13 +270,13 @@ def encode(t: GobType[T], value: T, *, type_ids: TypeIds | None = None) -> bytes
     head = _fresh_heads.get(base)
     if head is None:
         ids = TypeIds()
-        type_id = ids.id_of(base)
+        type_id = ids.id_of(base)  # first, as the Encoder numbers it
         written = bytearray()
         Encoder(ids)._define(written, base, [])
         head = _fresh_heads[base] = (type_id, bytes(written))
     _check_not_nil(t, value)
-    out = bytearray(head[1])
-    type_id = head[0]
+    type_id, definitions = head
+    out = bytearray(definitions)
     frame(out, _value_message(base, type_id, value))
     return bytes(out)
 
