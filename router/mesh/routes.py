@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from router.mesh.names import UNKNOWN_PEER_NAME, PeerName
 
@@ -64,21 +64,25 @@ def connected_peers(topology: Topology, peer: PeerName, established_and_symmetri
 
 
 def widen(topology: Topology, start: PeerName, established_and_symmetric: bool,
-          stop_at: PeerName | None = None, names: int | None = None
+          stop_at: PeerName | None = None, universe: Collection[PeerName] | None = None
           ) -> tuple[bool, dict[PeerName, PeerName]]:
     """Breadth-first next hops from ``start`` (Go's ``Peer.routes``).
 
     Returns whether ``stop_at`` came up (widening stops there) and the routes found
     so far: destination → next hop from ``start``, ``start`` → UNKNOWN_PEER_NAME.
 
-    ``names``, when given, is how many distinct names the topology holds (its peers
-    and every remote they name): once that many are reached, no later level can add
-    one, and a widening without ``stop_at`` ends there with the same answer (in a
-    full mesh, after the first level, instead of looking through every peer's
-    connections for none).
+    ``universe``, when given, is every name the topology holds (its peers and every
+    remote they name).  A widening without ``stop_at`` then keeps the names not reached
+    yet: it ends once there are none (in a full mesh, after the first level), and a
+    peer is searched for the few still missing rather than all its remotes (in a mesh
+    that one peer is joining, the others' connections to it are established a while
+    before ours, and every peer would be looked through for that one name).
     """
     routes: dict[PeerName, PeerName] = {start: UNKNOWN_PEER_NAME}
-    complete = names if stop_at is None else None
+    unreached: set[PeerName] | None = None
+    if universe is not None and stop_at is None:
+        unreached = set(universe)
+        unreached.discard(start)
     next_level = [start]
     while next_level:
         level = sorted(next_level)
@@ -88,17 +92,23 @@ def widen(topology: Topology, start: PeerName, established_and_symmetric: bool,
                 return True, routes
             remotes = topology.get(current, _NO_CONNECTIONS)
             hop = routes[current]
-            # Only remotes not reached yet (a set difference: in a full mesh, after the
-            # first level, none): which of them goes first does not matter, since a
-            # level is sorted before it is expanded.
-            for remote in remotes.keys() - routes.keys():
+            # Only remotes not reached yet; which of them goes first does not matter,
+            # since a level is sorted before it is expanded.
+            fresh: Iterable[PeerName]
+            if unreached is not None and len(unreached) < len(remotes):
+                fresh = [name for name in unreached if name in remotes]
+            else:
+                fresh = remotes.keys() - routes.keys()
+            for remote in fresh:
                 if established_and_symmetric and not (
                         remotes[remote]
                         and topology.get(remote, _NO_CONNECTIONS).get(current, False)):
                     continue
                 next_level.append(remote)
                 routes[remote] = remote if current == start else hop
-            if len(routes) == complete:
+                if unreached is not None:
+                    unreached.discard(remote)
+            if unreached is not None and not unreached:
                 return False, routes
     return False, routes
 
@@ -152,14 +162,14 @@ class Routes:
 
     def __init__(self, topology: Topology, ourself: PeerName, closed: bool = False) -> None:
         """``closed``: every remote the topology names is one of its peers too (as
-        :meth:`~router.mesh.peers.PeerTable.topology` guarantees), so it holds
-        ``len(topology)`` names; otherwise they are counted here."""
+        :meth:`~router.mesh.peers.PeerTable.topology` guarantees), so its peers are
+        all the names it holds; otherwise they are collected here."""
         self._topology = topology
         self._ourself = ourself
-        names = len(topology) if closed else len(topology.keys() | set().union(
-            *(remotes.keys() for remotes in topology.values())))
-        self._unicast = widen(topology, ourself, True, names=names)[1]
-        self._unicast_all = widen(topology, ourself, False, names=names)[1]
+        names: Collection[PeerName] = topology.keys() if closed else (
+            topology.keys() | set().union(*(remotes.keys() for remotes in topology.values())))
+        self._unicast = widen(topology, ourself, True, universe=names)[1]
+        self._unicast_all = widen(topology, ourself, False, universe=names)[1]
         self._broadcast: dict[PeerName, tuple[PeerName, ...]] = {}
         self._broadcast_all: dict[PeerName, tuple[PeerName, ...]] = {}
         self.broadcast(ourself)  # computed at once, as Go does; the others on first use

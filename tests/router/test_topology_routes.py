@@ -118,15 +118,16 @@ def test_unicast_routes_match_the_reference(topo: Topology) -> None:
 @given(topologies(), st.booleans())
 def test_widening_stops_once_every_name_is_reached_with_the_same_answer(
         topo: Topology, dangling: bool) -> None:
-    """``names`` lets a widening end early; the routes do not change.  Also with a
-    remote no peer entry describes (not closed: ``Routes`` counts the names)."""
+    """``universe`` lets a widening end early and look for the names still missing
+    only; the routes do not change.  Also with a remote no peer entry describes (not
+    closed: ``Routes`` collects the names)."""
     if dangling:
         first = min(topo)
         topo = {**topo, first: {**topo[first], PeerName(0xFEDCBA): True}}
-    names = len(topo.keys() | set().union(*(r.keys() for r in topo.values())))
+    names = topo.keys() | set().union(*(r.keys() for r in topo.values()))
     for ourself in topo:
         for symmetric in (True, False):
-            assert (widen(topo, ourself, symmetric, names=names)
+            assert (widen(topo, ourself, symmetric, universe=names)
                     == widen(topo, ourself, symmetric))
         routes = Routes(topo, ourself, closed=not dangling)
         assert routes.unicast_all_table == reference_routes(topo, ourself, False)
