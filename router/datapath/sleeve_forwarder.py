@@ -35,9 +35,11 @@ Design: sans-IO.  The state takes the time (``now``, seconds, monotonic) with ev
 event and sends through an injected :class:`SleeveLink` (which seals, transmits and
 reports EMSGSIZE synchronously, as Go's DF sender does).  The driver asks
 :meth:`next_deadline` and calls :meth:`on_timer` then; it reads ``established`` and
-``failure`` after each call.  The one deliberate difference from Go: a PMTUVerified
-that arrives when no search is running is ignored (Go would take an MTU of 0 from one
-that says 0).
+``failure`` after each call.  Deliberate differences from Go: a PMTUVerified that
+arrives when no search is running is ignored (Go would take an MTU of 0 from one that
+says 0); and a peer that was slow to acknowledge our first heartbeat is not sent the
+MTU test retries that would go out before it could answer (on Go's deadlines, see
+:meth:`SleeveForwarderState.first_mtu_wait`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class HeartbeatSchedule:
     mtu_verify_timeout: float = 0.010
     """Wait for the first answer to an MTU test; doubled at each retry."""
     mtu_verify_attempts: int = 8
+    mtu_tests_kept: int = 3
+    """The fewest MTU tests sent per candidate: a peer slow to acknowledge our first
+    heartbeat is not sent the retries that would go before it could answer (see
+    :meth:`SleeveForwarderState.first_mtu_wait`)."""
 
 
 class SleeveSendError(Exception):
@@ -141,6 +147,10 @@ class SleeveForwarderState:
         self._frag_test_due: float | None = None
         self._mtu_test_due: float | None = None
         self._mtu_tests_sent = 0
+        self._first_heartbeat_at: float | None = None
+        self.round_trip = 0.0
+        """From our first heartbeat to the peer's acknowledgement: how long the peer took
+        to answer, and so how soon an MTU test can be answered."""
         self._mtu_highest_good = 0
         self._mtu_lowest_bad = 0
         self._mtu_candidate = 0
@@ -211,6 +221,8 @@ class SleeveForwarderState:
 
     # ---- heartbeats --------------------------------------------------------------
     def _send_heartbeat(self, now: float) -> None:
+        if self._first_heartbeat_at is None:
+            self._first_heartbeat_at = now
         wait = self._interval
         if wait == self._schedule.fast and self._retry < wait:
             wait, self._retry = self._retry, self._retry * 2
@@ -237,6 +249,8 @@ class SleeveForwarderState:
 
     def _heartbeat_acked(self, now: float) -> None:
         if self._interval != self._schedule.slow:
+            if self._first_heartbeat_at is not None:
+                self.round_trip = now - self._first_heartbeat_at
             self._interval = self._schedule.slow
             if self._heartbeat_due is not None:
                 self._heartbeat_due = now + self._interval
@@ -279,8 +293,32 @@ class SleeveForwarderState:
         self._send(now, mtu_test_frame(self._mtu_candidate), df=True)
         if self.failure is not None:
             return
-        self._mtu_test_due = now + self._schedule.mtu_verify_timeout * (1 << self._mtu_tests_sent)
-        self._mtu_tests_sent += 1
+        if self._mtu_tests_sent == 0:
+            skipped, wait = self.first_mtu_wait()
+            self._mtu_tests_sent = skipped + 1
+        else:
+            wait = self._schedule.mtu_verify_timeout * (1 << self._mtu_tests_sent)
+            self._mtu_tests_sent += 1
+        self._mtu_test_due = now + wait
+
+    def first_mtu_wait(self) -> tuple[int, float]:
+        """The retries of a candidate's first MTU test that are not sent, and how long
+        the first test waits for its answer.
+
+        Go retries after 10 ms, doubling.  A peer that took a second to acknowledge our
+        first heartbeat (one that is joining a mesh of a hundred, and answering all of
+        them) cannot answer that fast: the retries that would go out within
+        :attr:`round_trip` are skipped, and the first test waits as long as they all
+        would have.  The later retries go out when Go's do, and a candidate that is
+        never verified is given up at the same time as Go's (2.55 s); at least
+        ``mtu_tests_kept`` tests are sent.  A peer that answers at once is tested as
+        Go tests."""
+        timeout = self._schedule.mtu_verify_timeout
+        limit = max(0, self._schedule.mtu_verify_attempts - self._schedule.mtu_tests_kept)
+        skipped = 0
+        while skipped < limit and timeout * ((2 << skipped) - 1) < self.round_trip:
+            skipped += 1
+        return skipped, timeout * ((2 << skipped) - 1)
 
     def _mtu_verified(self, now: float, body: bytes) -> None:
         try:

@@ -205,6 +205,42 @@ def test_unanswered_mtu_tests_are_retried_then_the_search_goes_down_to_552() -> 
     assert state.mtu == MIN_MTU and state.failure is None
 
 
+def mtu_tests(link: FakeLink) -> list[int]:
+    return [len(payload) - ETHERNET_OVERHEAD for payload, _, _ in link.sent
+            if special_kind(payload) is SpecialKind.MTU_TEST]
+
+
+@pytest.mark.parametrize(("acked_at", "sent_at"), [
+    (1.0, [1.0, 1.63, 2.27]),  # a second: the retries of the first 0.63 s are skipped
+    (0.05, [0.05, 0.12, 0.20, 0.36, 0.68, 1.32]),  # 50 ms: those of the first 70 ms
+    (0.004, [0.004 + t for t in (0, 0.01, 0.03, 0.07, 0.15, 0.31, 0.63, 1.27)]),  # Go's
+], ids=["slow", "busy", "prompt"])
+def test_a_peer_slow_to_acknowledge_is_sent_fewer_mtu_tests_on_go_s_deadlines(
+        acked_at: float, sent_at: list[float]) -> None:
+    """A peer joining a mesh of a hundred acknowledged our first heartbeat a second
+    later, and answers MTU tests as late: Go's retries within that time only add to
+    its load.  The last tries, and the moment the candidate is given up (2.55 s after
+    the first test), stay Go's."""
+    link = FakeLink(path_mtu=1500)
+    state, _ = forwarder(link)
+    state.confirm(0.0)
+    state.special_frame(0.0, PEER, heartbeat_frame(UID))
+    state.control_message(acked_at, SleeveControlTag.CONNECTION_ESTABLISHED, b"")
+    assert state.round_trip == acked_at
+    times: list[float] = []
+    while (deadline := state.next_deadline()) is not None and deadline < acked_at + 2.5:
+        before = len(mtu_tests(link))
+        state.on_timer(deadline)
+        if len(mtu_tests(link)) > before:
+            times.append(deadline)
+    assert [round(t, 3) for t in [acked_at, *times]] == pytest.approx(sent_at, abs=1e-3)
+    assert mtu_tests(link) == [1438] * len(sent_at)
+    run_until(state, acked_at + 2.549)
+    assert mtu_tests(link) == [1438] * len(sent_at)
+    run_until(state, acked_at + 2.551)
+    assert link.sent[-1][0] == mtu_test_frame((MIN_MTU + 1438) // 2)
+
+
 def test_a_verification_for_another_candidate_or_none_is_ignored() -> None:
     link = FakeLink(path_mtu=1500)
     state, log = forwarder(link)
