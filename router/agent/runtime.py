@@ -197,7 +197,8 @@ class Agent:
         if self._next_accept_ns > now:
             await asyncio.sleep((self._next_accept_ns - now) / 1e9)
         self._next_accept_ns = max(now, self._next_accept_ns) + 50_000_000
-        self.mesh.serve(reader, writer, outbound=False, address=address)
+        conn = self.mesh.serve(reader, writer, outbound=False, address=address)
+        self._apply(self.maker.inbound_accepted(OurConnection(id(conn), address, False)))
 
     def _connection_changed(self, conn: MeshConnection, added: bool,
                             error: Exception | None = None) -> None:

@@ -210,7 +210,8 @@ class ConnectionMaker:
     came of it (resolving, the limit, the dial); otherwise, whatever happens to the
     handshake, :meth:`connection_terminated` when the TCP connection ends, preceded by
     :meth:`connection_created` if it was added to the local peer. Inbound connections
-    are reported with the last two. :meth:`topology_changed` takes the peer table's
+    are reported with the last two, and with :meth:`inbound_accepted` as soon as the
+    TCP connection is accepted. :meth:`topology_changed` takes the peer table's
     current connections whenever that table changes. ``Plan.next_check_at`` replaces
     any timer set before.
     """
@@ -225,6 +226,8 @@ class ConnectionMaker:
         self._direct: dict[str, DirectPeer] = {}
         self._targets: dict[str, _Target] = {}
         self._connections: dict[int, OurConnection] = {}
+        self._accepted: dict[int, str] = {}
+        """Inbound connections in their handshake: id -> the remote's IP."""
         self._reported: tuple[ReportedConnection, ...] = ()
         self._termination_count = 0
         self._next_check_at: int | None = None
@@ -302,10 +305,24 @@ class ConnectionMaker:
 
     # ------------------------------------------------------------------ events
 
+    def inbound_accepted(self, conn: OurConnection) -> Plan:
+        """An inbound TCP connection was accepted; its handshake follows.
+
+        A direct peer given without a port is not dialled while a connection from its
+        IP is registered (Go's rule); here also while one is in its handshake.  Peers
+        that dial each other at once (a restarted peer and its neighbours, all
+        retrying) otherwise both handshake, and the tie-break by connection UID then
+        shuts one down, often the one already established: Go logs "Multiple
+        connections" and sets the connection up twice."""
+        if (host := _host_of(conn.address)) is not None and not conn.outbound:
+            self._accepted[conn.conn_id] = host
+        return Plan(next_check_at=self._next_check_at)
+
     def connection_created(self, conn: OurConnection) -> Plan:
         """A connection was added to the local peer. Go does not re-check here."""
         if conn.remote is None:
             raise ValueError("connection_created needs the remote peer")
+        self._accepted.pop(conn.conn_id, None)
         self._connections[conn.conn_id] = conn
         target = self._targets.get(conn.address) if conn.outbound else None
         if target is not None:
@@ -326,6 +343,7 @@ class ConnectionMaker:
         if cause is not TerminationCause.CONNECT_TO_SELF:
             self._termination_count += 1
         self._connections.pop(conn.conn_id, None)
+        self._accepted.pop(conn.conn_id, None)
         target = self._targets.get(conn.address) if conn.outbound else None
         if target is not None:
             target.failed(error)
@@ -354,7 +372,7 @@ class ConnectionMaker:
         connected_peers = {c.remote for c in self._connections.values()}
         connected_addresses = {c.address for c in self._connections.values()}
         inbound_ips = {_host_of(c.address) for c in self._connections.values()
-                       if not c.outbound} - {None}
+                       if not c.outbound} - {None} | set(self._accepted.values())
 
         def want(address: str) -> None:
             if address in connected_addresses:

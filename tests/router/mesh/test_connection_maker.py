@@ -112,6 +112,33 @@ def test_a_hidden_portless_peer_is_dialled_when_the_inbound_connection_ends() ->
     assert [(e.address, e.state, e.info) for e in entries] == [("10.0.0.1:6783", "connecting", "")]
 
 
+def test_a_portless_peer_is_not_dialled_while_a_connection_from_its_ip_handshakes() -> None:
+    """Both ends retrying at once would handshake twice, and the tie-break would shut
+    one connection down (often the established one)."""
+    cm = maker()
+    plan = cm.initiate_connections(direct("10.0.0.1", "10.0.0.2"), False, NOW)
+    assert sorted(d.address for d in plan.dial) == ["10.0.0.1:6783", "10.0.0.2:6783"]
+    for address in ("10.0.0.1:6783", "10.0.0.2:6783"):
+        cm.connection_aborted(address, "connection refused", NOW)
+    retry = cm.target("10.0.0.1:6783")
+    assert retry is not None and retry.try_after is not None
+    accepted = OurConnection(7, "10.0.0.1:40000", False)
+    cm.inbound_accepted(accepted)
+    plan = cm.tick(retry.try_after + SECOND)
+    assert [d.address for d in plan.dial] == ["10.0.0.2:6783"]  # not 10.0.0.1
+    hidden = cm.target("10.0.0.1:6783")
+    assert hidden is not None and hidden.state is TargetState.SUSPENDED
+    # the handshake failed: the peer is dialled again
+    plan = cm.connection_terminated(accepted, "EOF", retry.try_after + 2 * SECOND)
+    assert [d.address for d in plan.dial] == ["10.0.0.1:6783"]
+    # one that succeeds hides it as any registered inbound connection does
+    cm.connection_aborted("10.0.0.1:6783", "refused", NOW + 10 * SECOND)
+    other = OurConnection(8, "10.0.0.1:40002", False)
+    cm.inbound_accepted(other)
+    cm.connection_created(OurConnection(8, "10.0.0.1:40002", False, B))
+    assert cm.tick(NOW + 3600 * SECOND).dial == ()
+
+
 def test_status_texts() -> None:
     cm = maker()
     cm.initiate_connections(direct("10.0.0.1", "10.0.0.2", "10.0.0.3"), False, NOW)
