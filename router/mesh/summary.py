@@ -87,6 +87,10 @@ class PeerSummary:
     connections: tuple[ConnectionSummary, ...] = field(default=())
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
     _canonical: bool | None = field(default=None, init=False, repr=False, compare=False)
+    _by_remote: dict[PeerName, ConnectionSummary] | None = field(
+        default=None, init=False, repr=False, compare=False)
+    """The connections by remote when they were built that way (a delta's result, see
+    :func:`changed`): never changed, only copied out."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, PeerName):
@@ -98,7 +102,10 @@ class PeerSummary:
             raise TopologyError("connections must be a tuple")
 
     def connections_by_remote(self) -> dict[PeerName, ConnectionSummary]:
-        """The connection list as a receiver stores it: by remote, the last entry wins."""
+        """The connection list as a receiver stores it: by remote, the last entry wins.
+        A fresh dict, the caller's to change."""
+        if self._by_remote is not None:
+            return dict(self._by_remote)  # a copy: a fifth of the cost of building it
         return dict(zip(map(_REMOTE, self.connections), self.connections, strict=True))
 
     @property
@@ -156,6 +163,7 @@ def changed(base: PeerSummary, header: PeerSummary, removed: Iterable[PeerName],
     result = with_connections(header, conns)
     object.__setattr__(result, "_fingerprint",
                        (total + _header_hash(result, len(conns))) & UINT64_MAX)
+    object.__setattr__(result, "_by_remote", conns)  # for the table, and the next delta
     return result
 
 

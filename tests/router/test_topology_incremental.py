@@ -162,6 +162,19 @@ def test_delta_round_trip_and_base_check() -> None:
         diff(base, full_mesh(4, 1)[1])
 
 
+def test_a_delta_s_result_hands_out_copies_of_its_connections_by_remote() -> None:
+    """The map a delta's result was built from is kept for the table and the next
+    delta, and only copies go out: what one holder changes, no other sees."""
+    base, target = full_mesh(4, 1)[0], full_mesh(5, 2)[0]
+    result = apply_delta(base, diff(base, target))
+    assert result == target
+    first = result.connections_by_remote()
+    first.clear()
+    assert result.connections_by_remote() == target.connections_by_remote()
+    assert result.connections_by_remote() is not result.connections_by_remote()
+    assert list(result.connections_by_remote().values()) == list(result.connections)
+
+
 def test_a_delta_the_receiver_cannot_place_is_skipped_or_requested() -> None:
     old, mid, new = (full_mesh(5, v)[0] for v in (1, 2, 3))
     delta = diff(old, new)
