@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -85,6 +86,14 @@ connection is established, so an agent joining a mesh of a hundred had most of i
 peers' datagrams dropped while it was busy, heartbeats among them, and each lost
 heartbeat held that connection up for a retry.  The pods' traffic through sleeve wants
 the room too.  It is kernel memory, used only while datagrams wait."""
+TIMER_GRAIN: Final = 0.5
+"""A forwarder's deadline further off than :data:`COARSE_AFTER` (the slow heartbeat, the
+silence timeout, the periodic fragmentation test) is put off to the next multiple of
+this on the loop's clock, so that the forwarders of an agent with a hundred connections
+wake it together, twice a second, rather than each on its own, ten times a second.  A
+heartbeat goes at most this much later than Go's 10 s (a peer times out after 60 s)."""
+COARSE_AFTER: Final = 2.0
+"""Deadlines nearer than this (heartbeat retries, MTU tests) are kept to the moment."""
 _DROPPED_SEND_ERRORS: Final = frozenset({errno.EAGAIN, errno.ENOBUFS})
 """A full send buffer loses the datagram, as a congested network would."""
 
@@ -364,6 +373,8 @@ class SleeveConnection:
             self._stopped = True
             self._overlay.unregister(self)
         deadline = None if self._stopped else state.next_deadline()
+        if deadline is not None and deadline - self._loop.time() > COARSE_AFTER:
+            deadline = math.ceil(deadline / TIMER_GRAIN) * TIMER_GRAIN
         if self._timer is not None:
             if self._timer.when() == deadline:
                 return  # as it was (a heartbeat received moves only the silence deadline)

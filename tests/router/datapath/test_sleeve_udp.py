@@ -203,6 +203,26 @@ def test_a_heartbeat_behind_a_burst_of_large_datagrams_is_still_read() -> None:
         assert pair.b.sleeve.counters.datagrams_unknown_sender == 364
 
 
+def test_far_deadlines_are_put_on_a_grid_so_that_forwarders_wake_together() -> None:
+    """With Go's timings, once established a forwarder's next wake-up (its heartbeat,
+    10 s off) is on the half-second grid of the loop's clock, and not before the state
+    machine's own deadline: every forwarder of an agent then shares a few wake-ups."""
+    with OverlayPair(HOSTS, schedule=HeartbeatSchedule(), switch=False) as pair:
+        pair.connect()
+        pair.wait_for(lambda: both_established(pair), 5.0, "both ends established")
+        for agent in (pair.a, pair.b):
+            def timers(conn: object) -> tuple[float, float, float]:
+                assert isinstance(conn, SleeveConnection) and conn._timer is not None
+                deadline = conn._state.next_deadline()
+                assert deadline is not None
+                return conn._timer.when(), deadline, conn._loop.time()
+
+            when, deadline, now = pair.on(agent, timers)
+            assert when / sleeve_module.TIMER_GRAIN == round(when / sleeve_module.TIMER_GRAIN)
+            assert deadline <= when < deadline + sleeve_module.TIMER_GRAIN
+            assert when - now > 9.0  # the slow heartbeat, not a nearer deadline
+
+
 def test_what_is_kept_of_peers_without_a_forwarder_is_small_and_bounded() -> None:
     """Only a heartbeat-sized datagram is kept, the last one per peer, for at most
     EARLY_KEPT peers (the sender's name is not authenticated)."""
