@@ -44,6 +44,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +67,10 @@ ninety at once on two shared cores overloaded the machine until handshakes timed
 the next wave waits for this one to be in the mesh."""
 IDLE_SECONDS = 10.0
 """How long the quiet mesh's traffic is measured (2 s with --smoke)."""
+SLOW_LOGS = Path(os.environ.get("MESH_BENCH_LOGS", "/tmp/mesh-bench-logs"))
+"""Where the agents' logs of a start that took far longer than usual are kept."""
+
+
 GO_WEAVER = Path(os.environ.get("GO_WEAVER", "/work/go-weave/bin/weaver"))
 ROUTES = re.compile(r"^DEBU: (\S+ \S+) routes recomputed: peers=(\d+) connections=(\d+) "
                     r"established=(\d+)")
@@ -229,6 +234,23 @@ def rss_mb(lab: FabricLab, nodes: Sequence[int]) -> list[float]:
     return out
 
 
+def slow_start(peers: int) -> float:
+    """A start longer than this is kept for a look (usually: 2 s for 10 agents, 7 s for
+    30, about 2 minutes for 100; twice, at 10 agents, one took 40-50 s)."""
+    return max(20.0, 2.5 * peers)
+
+
+def keep_logs(lab: FabricLab, nodes: Sequence[int], kind: str, seconds: float) -> None:
+    """Copy the agents' logs of a slow start, and say where (on stderr)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
+    where = SLOW_LOGS / f"{slug}-{len(nodes)}-{datetime.now():%Y%m%d-%H%M%S}"
+    where.mkdir(parents=True, exist_ok=True)
+    for i in nodes:
+        shutil.copy(lab.process(i).log_path, where / f"node{i}.log")
+    print(f"{kind}, {len(nodes)} agents: the start took {seconds:.1f} s; their logs are "
+          f"in {where}", file=sys.stderr, flush=True)
+
+
 def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]], None],
              logged: bool, idle_seconds: float = IDLE_SECONDS, wave: int | None = None
              ) -> Result:
@@ -250,6 +272,8 @@ def run_size(kind: str, peers: int, spawn: Callable[[FabricLab, int, list[int]],
                 continue  # one agent alone: no topology change to log
             started = waiter(lab, nodes[:first + len(members)], first + len(members),
                              began, 600)
+        if started > slow_start(peers):
+            keep_logs(lab, nodes, kind, started)
         sizes = rss_mb(lab, nodes)
         time.sleep(2)
         count_bytes(lab, range(peers + 1), reset=True)
